@@ -1,0 +1,105 @@
+// Package config owns ptrelay's configuration: the TOML schema of DESIGN.md, the embedded defaults, the lookup
+// order of the config file, strict decoding and validation. It imports no other package of ptrelay; the packages
+// that need settings receive plain values or this struct.
+package config
+
+// Config is the whole configuration file. Field order follows DESIGN.md so that `ptrelay config check` prints
+// the sections in the order the documentation describes them.
+type Config struct {
+	Hostname  string    `toml:"hostname"`
+	DataDir   string    `toml:"data_dir"`
+	SMTP      SMTP      `toml:"smtp"`
+	Smarthost Smarthost `toml:"smarthost"`
+	Routing   Routing   `toml:"routing"`
+	Delivery  Delivery  `toml:"delivery"`
+	Queue     Queue     `toml:"queue"`
+	DNS       DNS       `toml:"dns"`
+	Egress    Egress    `toml:"egress"`
+	Admin     Admin     `toml:"admin"`
+}
+
+// SMTP is the inbound side: who may connect, relay and authenticate, and the limits they meet.
+type SMTP struct {
+	Listen          []string `toml:"listen"`
+	AllowedNetworks []string `toml:"allowed_networks"`
+	MaxMessageSize  Size     `toml:"max_message_size"`
+	MaxRecipients   int      `toml:"max_recipients"`
+	MaxConnections  int      `toml:"max_connections"`
+	TLSCert         string   `toml:"tls_cert"` // "auto": self-signed pair kept in data_dir
+	TLSKey          string   `toml:"tls_key"`
+	TLSLegacy       bool     `toml:"tls_legacy"`
+	BareNewlines    string   `toml:"bare_newlines"` // reject | normalize
+	AuthRequiresTLS bool     `toml:"auth_requires_tls"`
+	Users           []User   `toml:"users"`
+}
+
+// User is one AUTH PLAIN/LOGIN account; the password is only ever stored as a bcrypt hash.
+type User struct {
+	Name         string `toml:"name"`
+	PasswordHash string `toml:"password_hash"`
+}
+
+// Smarthost is the upstream relay. An empty Address means no smart host is configured.
+type Smarthost struct {
+	Address      string `toml:"address"`
+	TLS          string `toml:"tls"` // starttls | implicit | none
+	TLSVerify    bool   `toml:"tls_verify"`
+	Username     string `toml:"username"`
+	PasswordFile string `toml:"password_file"`
+}
+
+// Configured reports whether a smart host is set up.
+func (s Smarthost) Configured() bool { return s.Address != "" }
+
+// Routing decides, per recipient and per attempt, between direct MX delivery and the smart host.
+type Routing struct {
+	Mode    string `toml:"mode"` // auto | direct | smarthost; "" means auto with a smart host, else direct
+	Reroute bool   `toml:"reroute"`
+	Rules   []Rule `toml:"rules"`
+}
+
+// Rule routes recipients in Domains, or mail from Senders (an address or a domain), via "smarthost" or "direct".
+type Rule struct {
+	Domains []string `toml:"domains"`
+	Senders []string `toml:"senders"`
+	Via     string   `toml:"via"`
+}
+
+// Delivery holds the outbound SMTP client settings.
+type Delivery struct {
+	Port           int    `toml:"port"`
+	Bind           string `toml:"bind"`
+	TLS            string `toml:"tls"` // opportunistic | verify | none
+	Concurrency    int    `toml:"concurrency"`
+	PerDestination int    `toml:"per_destination"`
+}
+
+// Queue holds the retry schedule.
+type Queue struct {
+	RetryMin     Duration `toml:"retry_min"`
+	RetryMax     Duration `toml:"retry_max"`
+	Lifetime     Duration `toml:"lifetime"`
+	DelayWarning Duration `toml:"delay_warning"` // 0 disables
+}
+
+// DNS selects the resolvers used for MX lookups and the egress checks.
+type DNS struct {
+	Resolvers []string `toml:"resolvers"` // "host:port"; empty: /etc/resolv.conf
+	Timeout   Duration `toml:"timeout"`
+}
+
+// Egress configures how ptrelay finds and judges its own public address.
+type Egress struct {
+	IP            string   `toml:"ip"`
+	Discovery     []string `toml:"discovery"` // dns | local
+	Whoami        []string `toml:"whoami"`
+	DNSBL         []string `toml:"dnsbl"`
+	Port25Probe   string   `toml:"port25_probe"`
+	CheckInterval Duration `toml:"check_interval"`
+}
+
+// Admin configures the admin socket and the metrics listener.
+type Admin struct {
+	Socket        string `toml:"socket"`
+	MetricsListen string `toml:"metrics_listen"`
+}
