@@ -4,4 +4,7 @@ go 1.26.0
 
 require github.com/emersion/go-smtp v0.25.1
 
-require github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6 // indirect
+require (
+	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6 // indirect
+	github.com/pelletier/go-toml/v2 v2.4.3 // indirect
+)
