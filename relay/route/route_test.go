@@ -1,0 +1,83 @@
+package route
+
+import (
+	"testing"
+
+	"ptrelay/config"
+)
+
+type fixedVerdict struct{ ok, known bool }
+
+func (v fixedVerdict) DirectOK() (bool, bool) { return v.ok, v.known }
+
+func TestDecide(t *testing.T) {
+	withSH := func(mode string, rules ...config.Rule) *config.Config {
+		c := &config.Config{}
+		c.Smarthost.Address = "smtp.isp.example:587"
+		c.Routing.Mode = mode
+		c.Routing.Rules = rules
+		return c
+	}
+	noSH := func(mode string, rules ...config.Rule) *config.Config {
+		c := withSH(mode, rules...)
+		c.Smarthost.Address = ""
+		return c
+	}
+	good := fixedVerdict{ok: true, known: true}
+	bad := fixedVerdict{ok: false, known: true}
+	unknown := fixedVerdict{}
+	aol := config.Rule{Domains: []string{"AOL.com", "hotmail.com."}, Via: "smarthost"}
+	ceo := config.Rule{Senders: []string{"ceo@corp.example"}, Via: "direct"}
+	corp := config.Rule{Senders: []string{"@corp.example"}, Via: "smarthost"}
+	plain := config.Rule{Senders: []string{"other.example"}, Via: "direct"}
+	cases := []struct {
+		name     string
+		cfg      *config.Config
+		from, to string
+		verdict  VerdictSource
+		want     Route
+	}{
+		{"default without smarthost is direct", noSH(""), "a@x.example", "b@y.example", nil, Direct},
+		{"default with smarthost and no verdict is smarthost", withSH(""), "a@x.example", "b@y.example", nil, Smarthost},
+		{"auto with good verdict is direct", withSH("auto"), "a@x.example", "b@y.example", good, Direct},
+		{"auto with bad verdict is smarthost", withSH("auto"), "a@x.example", "b@y.example", bad, Smarthost},
+		{"auto with unknown verdict is smarthost", withSH("auto"), "a@x.example", "b@y.example", unknown, Smarthost},
+		{"auto without smarthost ignores a bad verdict", noSH("auto"), "a@x.example", "b@y.example", bad, Direct},
+		{"mode direct", withSH("direct"), "a@x.example", "b@y.example", bad, Direct},
+		{"mode smarthost", withSH("smarthost"), "a@x.example", "b@y.example", good, Smarthost},
+		{"mode smarthost without smarthost falls back to direct", noSH("smarthost"), "a@x.example", "b@y.example", nil, Direct},
+		{"rule by recipient domain, case-insensitive", withSH("direct", aol), "a@x.example", "b@aol.COM", nil, Smarthost},
+		{"rule domain with trailing dot", withSH("direct", aol), "a@x.example", "b@hotmail.com", nil, Smarthost},
+		{"rule does not match subdomain", withSH("direct", aol), "a@x.example", "b@mx.aol.com", nil, Direct},
+		{"rule by sender address", withSH("smarthost", ceo), "CEO@corp.example", "b@y.example", nil, Direct},
+		{"sender address rule does not match others of the domain", withSH("smarthost", ceo), "cfo@corp.example", "b@y.example", nil, Smarthost},
+		{"rule by sender domain with @", withSH("direct", corp), "cfo@corp.example", "b@y.example", nil, Smarthost},
+		{"rule by sender domain without @", withSH("smarthost", plain), "x@other.example", "b@y.example", nil, Direct},
+		{"first match wins", withSH("auto", ceo, corp), "ceo@corp.example", "b@y.example", nil, Direct},
+		{"first match wins, other order", withSH("auto", corp, ceo), "ceo@corp.example", "b@y.example", nil, Smarthost},
+		{"null sender matches no sender rule", withSH("direct", corp), "", "b@y.example", nil, Direct},
+		{"smarthost rule ignored without smarthost", noSH("direct", aol), "a@x.example", "b@aol.com", nil, Direct},
+		{"unknown via ignored", withSH("direct", config.Rule{Domains: []string{"y.example"}, Via: "carrier-pigeon"}), "a@x.example", "b@y.example", nil, Direct},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := Decide(c.cfg, c.from, c.to, c.verdict); got != c.want {
+				t.Errorf("Decide(%q -> %q) = %s, want %s", c.from, c.to, got, c.want)
+			}
+		})
+	}
+}
+
+func TestDomain(t *testing.T) {
+	for in, want := range map[string]string{
+		"a@Example.COM":     "example.com",
+		"a@b@example.com.":  "example.com",
+		"":                  "",
+		"postmaster":        "",
+		"\"x@y\"@host.test": "host.test",
+	} {
+		if got := Domain(in); got != want {
+			t.Errorf("Domain(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
