@@ -1,0 +1,123 @@
+package relaytest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os/exec"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// process is a peer started by a test: its output is captured, its process group is killed at cleanup.
+type process struct {
+	cmd    *exec.Cmd
+	out    *syncBuffer // stdout and stderr interleaved, for failure messages
+	done   chan struct{}
+	err    error // set before done is closed
+}
+
+// syncBuffer is a bytes.Buffer safe for the writer goroutines of exec and for readers in the test.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	// onLine, when set, sees every complete line (split at \n or \r) as it arrives.
+	onLine  func(line string)
+	partial []byte
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.Write(p)
+	if b.onLine != nil {
+		b.partial = append(b.partial, p...)
+		for {
+			i := bytes.IndexAny(b.partial, "\r\n")
+			if i < 0 {
+				break
+			}
+			if i > 0 {
+				b.onLine(string(b.partial[:i]))
+			}
+			b.partial = b.partial[i+1:]
+		}
+	}
+	return len(p), nil
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// startProcess runs path with args in its own process group. Its output is kept in p.out; stdout, when not nil,
+// receives stdout instead, and onLine, when not nil, sees every line of p.out.
+func startProcess(t testing.TB, stdout io.Writer, onLine func(string), path string, args ...string) (*process, error) {
+	t.Helper()
+	p := &process{out: &syncBuffer{onLine: onLine}, done: make(chan struct{})}
+	p.cmd = exec.Command(path, args...)
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	p.cmd.Stderr = p.out
+	p.cmd.Stdout = p.out
+	if stdout != nil {
+		p.cmd.Stdout = stdout
+	}
+	if err := p.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(p.kill)
+	return p, nil
+}
+
+// kill ends the process group and waits for the process (bounded).
+func (p *process) kill() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+	}
+}
+
+// exited reports whether the process has ended.
+func (p *process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// run runs a short-lived program with a deadline and returns its combined output.
+func run(t testing.TB, timeout time.Duration, stdin []byte, path string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, path, args...)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	cmd.WaitDelay = 5 * time.Second
+	err := cmd.Run()
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		err = errors.Join(err, errors.New("timed out after "+timeout.String()))
+	}
+	return out.String(), err
+}

@@ -1,0 +1,115 @@
+package relaytest
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSink_SwaksEnvelopeAndBody(t *testing.T) {
+	Require(t, "smtp-sink", "swaks")
+	s := StartSink(t, SinkOptions{Addr: "127.0.0.3:0"})
+	if s.Sessions() != 0 {
+		t.Fatalf("sessions before any client: %d", s.Sessions())
+	}
+	out, err := Swaks(t, "--server", s.Addr(), "--helo", "client.test", "--from", "alice@example.test",
+		"--to", "bob@example.org,carol@example.org", "--header", "Subject: sink self-test",
+		"--body", "first line\n.dotted line\nlast line")
+	if err != nil {
+		t.Fatalf("swaks: %v\n%s", err, out)
+	}
+	msgs := s.WaitMessages(t, 1, 10*time.Second)
+	if len(msgs) != 1 {
+		t.Fatalf("got %d messages, want 1", len(msgs))
+	}
+	m := msgs[0]
+	if m.From != "alice@example.test" || strings.Join(m.To, ",") != "bob@example.org,carol@example.org" {
+		t.Errorf("envelope: from %q to %q", m.From, m.To)
+	}
+	if m.Helo != "client.test" || m.ClientAddr != "127.0.0.1" {
+		t.Errorf("helo %q client %q", m.Helo, m.ClientAddr)
+	}
+	if got := m.Header().Get("Subject"); got != "sink self-test" {
+		t.Errorf("Subject %q", got)
+	}
+	if body := string(m.Body()); !strings.Contains(body, "first line\n.dotted line\nlast line\n") {
+		t.Errorf("body not kept (dot-unstuffed, LF lines): %q", body)
+	}
+	if s.Sessions() != 1 {
+		t.Errorf("sessions = %d, want 1", s.Sessions())
+	}
+}
+
+func TestSink_RejectRcpt(t *testing.T) {
+	Require(t, "smtp-sink", "swaks")
+	s := StartSink(t, SinkOptions{Reject: map[string]string{"RCPT": "550 5.1.1 No such user here"}})
+	out, err := Swaks(t, "--server", s.Addr(), "--from", "a@example.test", "--to", "b@example.org")
+	if err == nil {
+		t.Fatalf("swaks succeeded against a sink that rejects RCPT:\n%s", out)
+	}
+	if !strings.Contains(out, "550 5.1.1 No such user here") {
+		t.Errorf("reply not seen:\n%s", out)
+	}
+	if n := s.MessageCount(); n != 0 {
+		t.Errorf("sink completed %d messages", n)
+	}
+}
+
+func TestSink_SoftRejectData(t *testing.T) {
+	Require(t, "smtp-sink", "swaks")
+	s := StartSink(t, SinkOptions{Reject: map[string]string{"DATA": "451 4.3.0 try later"}})
+	out, err := Swaks(t, "--server", s.Addr(), "--from", "a@example.test", "--to", "b@example.org")
+	if err == nil || !strings.Contains(out, "451 4.3.0 try later") {
+		t.Fatalf("want 451 to DATA, err %v:\n%s", err, out)
+	}
+}
+
+func TestSink_MsmtpAndSessionCount(t *testing.T) {
+	Require(t, "smtp-sink", "msmtp")
+	s := StartSink(t, SinkOptions{Addr: "127.0.0.1:0"})
+	for i := range 3 {
+		msg := []byte("From: a@example.test\r\nTo: b@example.org\r\nSubject: n" + string(rune('0'+i)) + "\r\n\r\nhello\r\n")
+		out, err := Msmtp(t, MsmtpConfig{Host: s.Host(), Port: s.Port(), From: "a@example.test"},
+			[]string{"b@example.org"}, msg)
+		if err != nil {
+			t.Fatalf("msmtp: %v\n%s", err, out)
+		}
+	}
+	msgs := s.WaitMessages(t, 3, 10*time.Second)
+	if len(msgs) != 3 || s.Sessions() != 3 {
+		t.Fatalf("messages %d sessions %d, want 3 and 3", len(msgs), s.Sessions())
+	}
+	for i, m := range msgs {
+		if want := "n" + string(rune('0'+i)); m.Header().Get("Subject") != want {
+			t.Errorf("message %d: Subject %q, want %q (order by arrival)", i, m.Header().Get("Subject"), want)
+		}
+	}
+}
+
+func TestSink_SmtpSourceLoad(t *testing.T) {
+	Require(t, "smtp-sink", "smtp-source")
+	s := StartSink(t, SinkOptions{NoDump: true})
+	out, err := SmtpSource(t, "-s", "4", "-m", "40", "-l", "2048", "-f", "a@example.test", "-t", "b@example.org", s.Addr())
+	if err != nil {
+		t.Fatalf("smtp-source: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.MessageCount() < 40 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s.MessageCount() != 40 || s.Sessions() != 40 {
+		t.Fatalf("count %d sessions %d, want 40 and 40\n%s", s.MessageCount(), s.Sessions(), tail(s.Log(), 2000))
+	}
+	if len(s.Messages()) != 0 {
+		t.Errorf("NoDump sink captured messages")
+	}
+}
+
+func TestMakeCert_Verifies(t *testing.T) {
+	certFile, keyFile, pool := MakeCert(t, t.TempDir(), "smarthost.test", "127.0.0.1")
+	if certFile == "" || keyFile == "" || pool == nil {
+		t.Fatal("empty result")
+	}
+	verifyCert(t, certFile, keyFile, pool, "smarthost.test")
+	verifyCert(t, certFile, keyFile, pool, "127.0.0.1")
+}
