@@ -58,8 +58,12 @@ type Recipient struct {
 	// DelayWarned is set once a "delayed" DSN was queued for this recipient.
 	DelayWarned bool `json:"delay_warned,omitempty"`
 	// BounceNow is set by the admin's "queue bounce": the delivery side fails the recipient with a DSN at once.
-	BounceNow bool      `json:"bounce_now,omitempty"`
-	History   []Attempt `json:"history,omitempty"` // oldest first, the most recent MaxHistory kept
+	BounceNow bool `json:"bounce_now,omitempty"`
+	// HoldPending is set when the admin holds a recipient whose attempt is in flight (StateActive cannot go to
+	// hold directly: the attempt owns it). When the attempt ends deferred or queued, the recipient goes to hold
+	// instead; when it ends final, the flag is dropped. Maintained by the queue, not by the delivery side.
+	HoldPending bool      `json:"hold_pending,omitempty"`
+	History     []Attempt `json:"history,omitempty"` // oldest first, the most recent MaxHistory kept
 }
 
 // LastAttempt returns the most recent attempt, if any.

@@ -1,0 +1,128 @@
+package queue
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+)
+
+func openTest(t *testing.T, dir string, mod ...func(*Options)) *Store {
+	t.Helper()
+	opts := Options{Dir: dir}
+	for _, m := range mod {
+		m(&opts)
+	}
+	s, err := Open(opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func rcpts(addrs ...string) []Recipient {
+	var rs []Recipient
+	for _, a := range addrs {
+		rs = append(rs, Recipient{Addr: a, State: StateQueued})
+	}
+	return rs
+}
+
+// body makes a deterministic body of n bytes, different per seed, so a test can check every byte.
+func body(seed string, n int) []byte {
+	b := make([]byte, 0, n+64)
+	for i := 0; len(b) < n; i++ {
+		b = fmt.Appendf(b, "%s line %d\r\n", seed, i)
+	}
+	return b[:n]
+}
+
+func put(t *testing.T, s *Store, b []byte, to ...string) string {
+	t.Helper()
+	w, err := s.NewWriter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	id, err := w.Commit(Envelope{From: "sender@example.test"}, rcpts(to...))
+	if err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	return id
+}
+
+func readBody(t *testing.T, s *Store, id string) []byte {
+	t.Helper()
+	rc, err := s.Body(id)
+	if err != nil {
+		t.Fatalf("Body(%s): %v", id, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func checkBody(t *testing.T, s *Store, id string, want []byte) {
+	t.Helper()
+	if got := readBody(t, s, id); !bytes.Equal(got, want) {
+		t.Fatalf("body of %s: %d bytes, want %d (equal=%v)", id, len(got), len(want), bytes.Equal(got, want))
+	}
+}
+
+// spoolFiles lists the spool directory.
+func spoolFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	es, err := os.ReadDir(filepath.Join(dir, spoolName))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range es {
+		names = append(names, e.Name())
+	}
+	sort.Strings(names)
+	return names
+}
+
+// waitNotify waits (bounded) for a Notify signal.
+func waitNotify(t *testing.T, s *Store) {
+	t.Helper()
+	select {
+	case <-s.Notify():
+	case <-time.After(5 * time.Second):
+		t.Fatal("no Notify signal")
+	}
+}
+
+// drainNotify empties the Notify channel.
+func drainNotify(s *Store) {
+	select {
+	case <-s.Notify():
+	default:
+	}
+}
+
+func noNotify(t *testing.T, s *Store) {
+	t.Helper()
+	select {
+	case <-s.Notify():
+		t.Fatal("unexpected Notify signal")
+	default:
+	}
+}
+
+// fakeClock is an injectable Options.Now.
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time { return c.t }

@@ -1,0 +1,116 @@
+package queue
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// record is what the msgs bucket stores under a message's ID: the Message plus where its body lives.
+type record struct {
+	Message
+	Spooled bool `json:"spooled,omitempty"` // body in spool/<ID>, else in the bodies bucket
+}
+
+func encodeRecord(r *record) ([]byte, error) {
+	return json.Marshal(r)
+}
+
+// decodeRecord decodes and sanity-checks a stored record; its error text is the quarantine reason.
+func decodeRecord(key, raw []byte) (*record, error) {
+	if !ValidID(string(key)) {
+		return nil, fmt.Errorf("key %q is not a queue ID", key)
+	}
+	var r record
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return nil, fmt.Errorf("does not decode: %v", err)
+	}
+	if r.ID != string(key) {
+		return nil, fmt.Errorf("record ID %q stored under key %q", r.ID, key)
+	}
+	if len(r.Recipients) == 0 {
+		return nil, errors.New("no recipients")
+	}
+	for i, rc := range r.Recipients {
+		if !rc.State.valid() {
+			return nil, fmt.Errorf("recipient %d (%s): unknown state %q", i, rc.Addr, rc.State)
+		}
+	}
+	return &r, nil
+}
+
+// load reads and decodes message id. A record that does not decode is reported as a storage failure: the next
+// read-write Open quarantines it.
+func load(b buckets, id string) (*record, error) {
+	raw := b.msgs.Get([]byte(id))
+	if raw == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	r, err := decodeRecord([]byte(id), raw)
+	if err != nil {
+		return nil, storageErr("read "+id, err)
+	}
+	return r, nil
+}
+
+func allFinal(m *Message) bool {
+	for _, r := range m.Recipients {
+		if !r.State.Final() {
+			return false
+		}
+	}
+	return true
+}
+
+// write stores the new version of a message and keeps the due index in step. It is the only code that writes
+// the msgs and due buckets for live messages (Commit, Enqueue, Update, the admin verbs and recovery all come
+// here), so the index cannot drift. old is nil for a new message; nw is nil to delete. A message whose
+// recipients are all final is deleted with its inline body; removed reports that, and the caller deletes a
+// spool file after the commit succeeds (never before: a failed commit must keep the body).
+func write(b buckets, old, nw *record) (removed bool, err error) {
+	var oldKey, newKey []byte
+	if old != nil {
+		oldKey = dueKey(&old.Message)
+	}
+	if nw != nil && allFinal(&nw.Message) {
+		nw = nil
+	}
+	if nw != nil {
+		newKey = dueKey(&nw.Message)
+		trimHistory(&nw.Message)
+		v, err := encodeRecord(nw)
+		if err != nil {
+			return false, fmt.Errorf("queue: encode %s: %w", nw.ID, err)
+		}
+		if err := b.msgs.Put([]byte(nw.ID), v); err != nil {
+			return false, storageErr("put "+nw.ID, err)
+		}
+	} else if old != nil {
+		if err := b.msgs.Delete([]byte(old.ID)); err != nil {
+			return false, storageErr("delete "+old.ID, err)
+		}
+		if err := b.bodies.Delete([]byte(old.ID)); err != nil {
+			return false, storageErr("delete body "+old.ID, err)
+		}
+		removed = true
+	}
+	if oldKey != nil && string(oldKey) != string(newKey) {
+		if err := b.due.Delete(oldKey); err != nil {
+			return false, storageErr("unindex "+old.ID, err)
+		}
+	}
+	if newKey != nil && string(oldKey) != string(newKey) {
+		if err := b.due.Put(newKey, []byte{}); err != nil {
+			return false, storageErr("index "+nw.ID, err)
+		}
+	}
+	return removed, nil
+}
+
+func trimHistory(m *Message) {
+	for i := range m.Recipients {
+		if h := m.Recipients[i].History; len(h) > MaxHistory {
+			m.Recipients[i].History = append([]Attempt(nil), h[len(h)-MaxHistory:]...)
+		}
+	}
+}
