@@ -32,7 +32,7 @@ type Trace struct {
 //   - end of message: a last header line without CRLF gets one, then the added fields; an empty message
 //     becomes the three fields alone.
 //
-// When MaxHeaderBytes pass without an end of the header section, what was seen is treated as a header-less
+// When the first MaxHeaderBytes bytes hold no end of the header section, what was seen is treated as a header-less
 // body: the Received field is still prepended, nothing else is added (we cannot tell whether Message-ID and
 // Date are in there), and the rest streams through.
 //
@@ -71,6 +71,9 @@ func (h *HeaderCompleter) Write(p []byte) (int, error) {
 			h.searched = len(h.buf)
 			break
 		}
+		if h.searched+i+1 > MaxHeaderBytes {
+			break // this line ends past the limit: the header section does not end in time
+		}
 		line := h.buf[h.scanned : h.searched+i+1]
 		switch h.classify(line, h.scanned == 0) {
 		case lineHeader:
@@ -83,6 +86,7 @@ func (h *HeaderCompleter) Write(p []byte) (int, error) {
 			return h.finish(h.scanned, true, len(p))
 		}
 	}
+	// The decision depends only on the first MaxHeaderBytes bytes, never on how the input was cut into writes.
 	if len(h.buf) > MaxHeaderBytes {
 		h.stream = true
 		out := append([]byte(foldField("Received", h.t.Received)), h.buf...)
