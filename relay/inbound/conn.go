@@ -1,0 +1,215 @@
+package inbound
+
+import (
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base32"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// conn wraps every accepted TCP connection, below TLS. It owns three things go-smtp does not do:
+//   - an idle deadline per Read: go-smtp's ReadTimeout is set once per command line, so it caps a whole DATA
+//     transfer and, once it fires mid-body, go-smtp reads the rest of the body as commands. Setting the deadline
+//     on every Read bounds idleness instead of duration. A timeout is sticky: every later Read fails at once, so
+//     a client that went quiet mid-DATA is dropped without another wait and nothing is queued.
+//   - closing after too many failed AUTHs: Read returns EOF and go-smtp hangs up after its current reply.
+//   - the per-connection facts sessions need (id, client address, AUTH failures, TLS handshake diagnosis),
+//     since go-smtp recreates the Session after STARTTLS.
+type conn struct {
+	net.Conn
+	srv    *Server
+	id     string
+	remote netip.Addr
+	log    *slog.Logger
+	idle   time.Duration
+
+	mu      sync.Mutex
+	readErr error // sticky idle timeout
+	hangup  bool
+
+	authFailures atomic.Int32
+
+	// TLS handshake diagnosis: hello is set when a ClientHello arrived, tlsDone when a handshake completed.
+	hello     atomic.Pointer[tls.ClientHelloInfo]
+	helloHint atomic.Pointer[string]
+	tlsDone   atomic.Bool
+	tlsLogged atomic.Bool
+
+	closeOnce sync.Once
+}
+
+var sessionIDEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
+
+// newSessionID returns 8 characters: short enough to read out on the phone, random enough not to repeat in a
+// day's logs.
+func newSessionID() string {
+	var b [5]byte
+	_, _ = rand.Read(b[:])
+	return sessionIDEncoding.EncodeToString(b[:])
+}
+
+func (c *conn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	err, hangup := c.readErr, c.hangup
+	c.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	if hangup {
+		return 0, io.EOF
+	}
+	if c.idle > 0 {
+		_ = c.Conn.SetReadDeadline(time.Now().Add(c.idle))
+	}
+	n, err := c.Conn.Read(p)
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			c.mu.Lock()
+			c.readErr = err
+			c.mu.Unlock()
+			c.log.Info("client idle too long; dropping the connection", "idle_timeout", c.idle.String())
+			c.srv.refused(RefusedIdle)
+		}
+	}
+	return n, err
+}
+
+// Write watches for the TLS alert the server sends when a handshake fails, since go-smtp swallows the
+// handshake error (it answers "550 Handshake error" and goes on in clear text).
+func (c *conn) Write(p []byte) (int, error) {
+	if c.hello.Load() != nil && !c.tlsDone.Load() && len(p) >= 7 && p[0] == 21 && p[1] == 3 {
+		c.logHandshakeFailure("we sent alert " + alertName(p[6]))
+	}
+	return c.Conn.Write(p)
+}
+
+// closeAfterReply makes the next Read report EOF: go-smtp finishes writing the current reply, then hangs up.
+func (c *conn) closeAfterReply() {
+	c.mu.Lock()
+	c.hangup = true
+	c.mu.Unlock()
+}
+
+func (c *conn) Close() error {
+	err := c.Conn.Close()
+	c.closeOnce.Do(func() {
+		if c.hello.Load() != nil && !c.tlsDone.Load() {
+			c.logHandshakeFailure("client closed the connection during the handshake (it may have rejected our certificate)")
+		}
+		c.srv.connClosed(c)
+	})
+	return err
+}
+
+func (c *conn) logHandshakeFailure(reason string) {
+	if !c.tlsLogged.CompareAndSwap(false, true) {
+		return
+	}
+	attrs := []any{"client", c.RemoteAddr().String(), "reason", reason}
+	if h := c.hello.Load(); h != nil {
+		var vs []string
+		for _, v := range h.SupportedVersions {
+			vs = append(vs, tlsVersionName(v))
+		}
+		attrs = append(attrs, "client_versions", strings.Join(vs, ","))
+	}
+	if hint := c.helloHint.Load(); hint != nil && *hint != "" {
+		attrs = append(attrs, "hint", *hint)
+	}
+	c.log.Warn("STARTTLS handshake failed", attrs...)
+	c.srv.refused(RefusedTLS)
+}
+
+// alertName names the TLS alerts a failed server handshake sends (RFC 8446 6).
+func alertName(d byte) string {
+	switch d {
+	case 40:
+		return "handshake_failure (no cipher suite in common)"
+	case 70:
+		return "protocol_version (TLS version refused)"
+	case 71:
+		return "insufficient_security"
+	case 42, 43, 44, 45, 46:
+		return "certificate problem"
+	case 47:
+		return "illegal_parameter"
+	case 50:
+		return "decode_error"
+	case 80:
+		return "internal_error"
+	case 10:
+		return "unexpected_message"
+	}
+	return "code " + itoa(int(d))
+}
+
+func itoa(n int) string {
+	if n == 0 {
+		return "0"
+	}
+	var b [20]byte
+	i := len(b)
+	for n > 0 {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return string(b[i:])
+}
+
+// connOf finds our wrapper under go-smtp's connection, which is a *tls.Conn after STARTTLS.
+func connOf(nc net.Conn) *conn {
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	c, _ := nc.(*conn)
+	return c
+}
+
+// handoff is a net.Listener fed by our accept loop: it lets one generation's go-smtp server take the connections
+// accepted while it is current, and stop taking them at a reload without touching the real sockets.
+type handoff struct {
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+	addr net.Addr
+}
+
+func newHandoff() *handoff {
+	return &handoff{ch: make(chan net.Conn), done: make(chan struct{}), addr: &net.TCPAddr{}}
+}
+
+func (h *handoff) Accept() (net.Conn, error) {
+	select {
+	case c := <-h.ch:
+		return c, nil
+	case <-h.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// push hands c to the server; it fails when the handoff was closed (the generation was retired).
+func (h *handoff) push(c net.Conn) bool {
+	select {
+	case h.ch <- c:
+		return true
+	case <-h.done:
+		return false
+	}
+}
+
+func (h *handoff) Close() error {
+	h.once.Do(func() { close(h.done) })
+	return nil
+}
+
+func (h *handoff) Addr() net.Addr { return h.addr }

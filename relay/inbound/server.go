@@ -1,0 +1,325 @@
+// Package inbound is ptrelay's SMTP server for the internal senders (Exchange, NAS, scanners, applications):
+// access control (allowed networks or AUTH PLAIN/LOGIN), limits, STARTTLS (with an opt-in legacy profile for old
+// Windows), and the data path that streams a message through the bare CR/LF filter and the header completer into
+// the queue, answering 250 only after the queue committed it. It is built on go-smtp's server and works around
+// the go-smtp traps recorded in research/libraries.md (per-read idle deadlines, AUTH error codes, Data's type
+// assertion). It knows nothing of delivery, routing or DNS: what it accepts ends in queue.Store.
+package inbound
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"ptrelay/config"
+	"ptrelay/queue"
+	"ptrelay/relay/smtpstatus"
+)
+
+// DefaultIdleTimeout bounds how long a client may stay silent, in a command or in the middle of a message
+// (Postfix's smtpd_timeout is 300s).
+const DefaultIdleTimeout = 5 * time.Minute
+
+// Reasons passed to Hooks.OnRefused, stable for metrics labels.
+const (
+	RefusedRelay       = "relay_denied"
+	RefusedSize        = "too_big"
+	RefusedRecipients  = "too_many_recipients"
+	RefusedBareNewline = "bare_newline"
+	RefusedAuth        = "auth_failed"
+	RefusedConnections = "too_many_connections"
+	RefusedStorage     = "storage"
+	RefusedSyntax      = "bad_address"
+	RefusedTLS         = "tls_handshake"
+	RefusedIdle        = "idle_timeout"
+)
+
+// Hooks let the daemon observe the server (metrics) without the server knowing about metrics. Every field
+// may be nil. They are called synchronously from session goroutines: keep them quick.
+type Hooks struct {
+	OnSession  func(delta int)             // +1 when a connection is accepted, -1 when it ends
+	OnAccepted func(id string, size int64) // a message was committed to the queue
+	OnRefused  func(reason string)         // one of the Refused* reasons
+}
+
+// Server is the inbound SMTP server. It serves any number of listeners (Serve once per listener).
+type Server struct {
+	log   *slog.Logger
+	store store
+	hooks Hooks
+	idle  time.Duration
+
+	mu        sync.Mutex
+	cur       *generation
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	closing   bool
+	drained   chan struct{} // closed when closing and no connection is left
+	data      sync.WaitGroup
+}
+
+// generation is one configuration's go-smtp server. A reload starts a new generation for new connections and
+// stops the old one from accepting; the old one's sessions run to their end with the settings they began with.
+type generation struct {
+	set  *settings
+	smtp *smtp.Server
+	in   *handoff
+}
+
+// New builds a server from cfg; nothing is served until Serve. Errors name the setting to fix.
+func New(cfg *config.Config, st *queue.Store, log *slog.Logger, hooks Hooks) (*Server, error) {
+	return newServer(cfg, queueStore{st}, log, hooks)
+}
+
+func newServer(cfg *config.Config, st store, log *slog.Logger, hooks Hooks) (*Server, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{
+		log:       log.With("component", "inbound"),
+		store:     st,
+		hooks:     hooks,
+		idle:      DefaultIdleTimeout,
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[*conn]struct{}),
+	}
+	set, err := newSettings(cfg, s.log)
+	if err != nil {
+		return nil, err
+	}
+	s.cur = s.startGeneration(set)
+	return s, nil
+}
+
+// Reload applies cfg to connections accepted from now on: allowed networks, users, limits, bare_newlines and
+// the TLS certificate. Sessions in flight keep their settings. On error nothing changes.
+func (s *Server) Reload(cfg *config.Config) error {
+	set, err := newSettings(cfg, s.log)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return errors.New("inbound: server is shutting down")
+	}
+	old := s.cur
+	s.cur = s.startGeneration(set)
+	_ = old.in.Close()
+	s.log.Info("inbound configuration reloaded; new sessions use it")
+	return nil
+}
+
+func (s *Server) startGeneration(set *settings) *generation {
+	g := &generation{set: set, in: newHandoff()}
+	srv := smtp.NewServer(&backend{srv: s, set: set})
+	srv.Domain = set.hostname
+	srv.MaxMessageBytes = set.maxSize
+	// Recipients are counted by the session, so the 452 names the session and reaches the hooks.
+	srv.MaxRecipients = 0
+	srv.EnableSMTPUTF8 = true
+	srv.EnableDSN = true
+	// go-smtp offers AUTH only on TLS unless this is set; the session decides per connection instead
+	// (AuthMechanisms returns nothing where AUTH is not allowed), because loopback clients may AUTH in clear.
+	srv.AllowInsecureAuth = true
+	srv.WriteTimeout = time.Minute
+	srv.ErrorLog = slogPrinter{s.log}
+	if set.tls != nil {
+		srv.TLSConfig = s.perConnTLS(set.tls)
+		if set.tlsLegacy {
+			s.log.Warn("smtp.tls_legacy = true: STARTTLS accepts TLS 1.0/1.1 and RSA-key-exchange CBC and 3DES suites; use it only for old Exchange/Windows senders on a trusted LAN")
+		}
+	}
+	g.smtp = srv
+	go func() { _ = srv.Serve(g.in) }()
+	return g
+}
+
+// perConnTLS wraps base so that each handshake is tied to its connection: the ClientHello is kept for the
+// failure log and success is recorded (go-smtp discards the handshake error).
+func (s *Server) perConnTLS(base *tls.Config) *tls.Config {
+	return &tls.Config{
+		Certificates: base.Certificates, // go-smtp only checks TLSConfig != nil; the real config comes below
+		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			c := connOf(hello.Conn)
+			if c == nil {
+				return base, nil
+			}
+			c.hello.Store(hello)
+			hint := handshakeHint(hello, base)
+			c.helloHint.Store(&hint)
+			tc := base.Clone()
+			tc.VerifyConnection = func(tls.ConnectionState) error {
+				c.tlsDone.Store(true)
+				return nil
+			}
+			return tc, nil
+		},
+	}
+}
+
+// Serve accepts connections on l until Shutdown (then it returns nil) or until l fails.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return nil
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	var delay time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; retrying", "err", err, "retry_in", delay.String())
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		s.accept(nc)
+	}
+}
+
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+// accept admits nc into the current generation, or refuses it with 421 when max_connections are in use.
+func (s *Server) accept(nc net.Conn) {
+	remote := netip.Addr{}
+	if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
+		remote = ap.Addr().Unmap()
+	}
+	id := newSessionID()
+	s.mu.Lock()
+	g := s.cur
+	if s.closing {
+		s.mu.Unlock()
+		go refuse(nc, smtpstatus.ShuttingDown, id)
+		return
+	}
+	if max := g.set.maxConns; max > 0 && len(s.conns) >= max {
+		s.mu.Unlock()
+		s.log.Warn("connection refused: smtp.max_connections reached", "session", id, "client", nc.RemoteAddr().String(), "max_connections", max)
+		s.refused(RefusedConnections)
+		go refuse(nc, smtpstatus.TooManyConnections, id)
+		return
+	}
+	c := &conn{Conn: nc, srv: s, id: id, remote: remote, idle: s.idle,
+		log: s.log.With("session", id)}
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	if s.hooks.OnSession != nil {
+		s.hooks.OnSession(1)
+	}
+	c.log.Info("connect", "client", nc.RemoteAddr().String(), "local", nc.LocalAddr().String())
+	go func() {
+		for !g.in.push(c) {
+			// The generation was retired by a reload between our read of s.cur and the handoff.
+			s.mu.Lock()
+			g = s.cur
+			closing := s.closing
+			s.mu.Unlock()
+			if closing {
+				refuse(c, smtpstatus.ShuttingDown, id)
+				return
+			}
+		}
+	}()
+}
+
+// refuse answers a connection we will not serve and closes it, without waiting on a slow client for long.
+func refuse(nc net.Conn, st smtpstatus.Status, id string) {
+	_ = nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, _ = io.WriteString(nc, withSession(st, id).String()+"\r\n")
+	_ = nc.Close()
+}
+
+func (s *Server) connClosed(c *conn) {
+	s.mu.Lock()
+	_, ok := s.conns[c]
+	delete(s.conns, c)
+	if s.closing && len(s.conns) == 0 && s.drained != nil {
+		select {
+		case <-s.drained:
+		default:
+			close(s.drained)
+		}
+	}
+	s.mu.Unlock()
+	if ok {
+		c.log.Info("disconnect", "client", c.RemoteAddr().String())
+		if s.hooks.OnSession != nil {
+			s.hooks.OnSession(-1)
+		}
+	}
+}
+
+// Shutdown stops accepting, lets sessions in flight finish until ctx is done, then closes what is left (those
+// clients keep their mail and retry: nothing unacknowledged is lost). It returns ctx.Err() when it had to
+// close sessions.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return errors.New("inbound: already shut down")
+	}
+	s.closing = true
+	s.drained = make(chan struct{})
+	if len(s.conns) == 0 {
+		close(s.drained)
+	}
+	for l := range s.listeners {
+		_ = l.Close()
+	}
+	_ = s.cur.in.Close()
+	s.mu.Unlock()
+
+	var err error
+	select {
+	case <-s.drained:
+	case <-ctx.Done():
+		err = ctx.Err()
+		s.mu.Lock()
+		for c := range s.conns {
+			_ = c.Conn.Close()
+		}
+		s.mu.Unlock()
+	}
+	// A message being committed when its connection closed still gets its commit's answer before the queue closes.
+	s.data.Wait()
+	return err
+}
+
+func (s *Server) refused(reason string) {
+	if s.hooks.OnRefused != nil {
+		s.hooks.OnRefused(reason)
+	}
+}
+
+// slogPrinter receives go-smtp's internal error log.
+type slogPrinter struct{ log *slog.Logger }
+
+func (p slogPrinter) Printf(format string, v ...any) { p.log.Warn("smtp: " + fmt.Sprintf(format, v...)) }
+func (p slogPrinter) Println(v ...any)               { p.log.Warn("smtp: " + fmt.Sprintln(v...)) }
