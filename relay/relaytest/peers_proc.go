@@ -14,10 +14,10 @@ import (
 
 // process is a peer started by a test: its output is captured, its process group is killed at cleanup.
 type process struct {
-	cmd    *exec.Cmd
-	out    *syncBuffer // stdout and stderr interleaved, for failure messages
-	done   chan struct{}
-	err    error // set before done is closed
+	cmd  *exec.Cmd
+	out  *syncBuffer // stdout and stderr interleaved, for failure messages
+	done chan struct{}
+	err  error // set before done is closed
 }
 
 // syncBuffer is a bytes.Buffer safe for the writer goroutines of exec and for readers in the test.

@@ -4,7 +4,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"net"
 	"os"
+	"strconv"
 	"testing"
 )
 
@@ -50,4 +52,17 @@ func TestPath_FindsSbinPrograms(t *testing.T) {
 	if p := Path(t, "smtp-sink"); p == "" || p[0] != '/' {
 		t.Fatalf("Path = %q", p)
 	}
+}
+
+func splitHostPort(t *testing.T, addr string) (string, int) {
+	t.Helper()
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, n
 }

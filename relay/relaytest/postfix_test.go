@@ -1,0 +1,82 @@
+package relaytest
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPostfix_RelaysAuthenticatedMail(t *testing.T) {
+	Require(t, "smtp-sink", "swaks", "postfix", "saslpasswd2")
+	RequireRoot(t)
+	sink := StartSink(t, SinkOptions{Addr: "127.0.0.3:0"})
+	pf := StartPostfix(t, PostfixOptions{
+		Addr:            "127.0.0.4:0",
+		ImplicitTLSAddr: "127.0.0.4:0",
+		Users:           map[string]string{"relayuser": "s3cret pass"},
+		RelayTo:         sink.Addr(),
+	})
+	out, err := Swaks(t, "--server", pf.Addr(), "--tls", "--auth", "LOGIN", "--auth-user", "relayuser",
+		"--auth-password", "s3cret pass", "--from", "app@example.test", "--to", "dest@example.org",
+		"--header", "Subject: via postfix")
+	if err != nil {
+		t.Fatalf("swaks: %v\n%s\nmaillog:\n%s", err, out, pf.Log())
+	}
+	msgs := sink.WaitMessages(t, 1, 30*time.Second)
+	m := msgs[0]
+	if m.From != "app@example.test" || len(m.To) != 1 || m.To[0] != "dest@example.org" {
+		t.Errorf("envelope at the sink: from %q to %q", m.From, m.To)
+	}
+	if m.Header().Get("Subject") != "via postfix" || !strings.Contains(string(m.Data), "by smarthost.test (Postfix)") {
+		t.Errorf("message not relayed by Postfix:\n%s", m.Data)
+	}
+
+	// Implicit TLS and AUTH PLAIN on the second listener, through msmtp.
+	msg := []byte("From: app@example.test\r\nTo: dest@example.org\r\nSubject: implicit\r\n\r\nhi\r\n")
+	host, port := splitHostPort(t, pf.ImplicitTLSAddr())
+	out, err = Msmtp(t, MsmtpConfig{Host: host, Port: port, From: "app@example.test", TLS: true,
+		TrustFile: pf.CertFile(), Auth: "plain", User: "relayuser", Password: "s3cret pass"},
+		[]string{"dest@example.org"}, msg)
+	if err != nil {
+		t.Fatalf("msmtp implicit TLS: %v\n%s\nmaillog:\n%s", err, out, pf.Log())
+	}
+	msgs = sink.WaitMessages(t, 2, 30*time.Second)
+	if msgs[1].Header().Get("Subject") != "implicit" {
+		t.Errorf("second message: %q", msgs[1].Header().Get("Subject"))
+	}
+}
+
+func TestPostfix_RefusesWrongPasswordAndUnauthenticated(t *testing.T) {
+	Require(t, "smtp-sink", "swaks", "postfix", "saslpasswd2")
+	RequireRoot(t)
+	sink := StartSink(t, SinkOptions{})
+	pf := StartPostfix(t, PostfixOptions{Users: map[string]string{"relayuser": "right"}, RelayTo: sink.Addr()})
+	out, err := Swaks(t, "--server", pf.Addr(), "--tls", "--auth", "PLAIN", "--auth-user", "relayuser",
+		"--auth-password", "wrong", "--from", "app@example.test", "--to", "dest@example.org")
+	if err == nil || !strings.Contains(out, "535 5.7.8") {
+		t.Errorf("wrong password: want 535 5.7.8, err %v\n%s", err, out)
+	}
+	out, err = Swaks(t, "--server", pf.Addr(), "--tls", "--from", "app@example.test", "--to", "dest@example.org")
+	if err == nil || !strings.Contains(out, "554 5.7.1") {
+		t.Errorf("no AUTH: want 554 5.7.1 relay denied, err %v\n%s", err, out)
+	}
+	if n := sink.MessageCount(); n != 0 || pf.QueueCount() != 0 {
+		t.Errorf("refused mail went somewhere: sink %d, queue %d", n, pf.QueueCount())
+	}
+}
+
+func TestPostfix_TwoInstancesAtOnce(t *testing.T) {
+	Require(t, "smtp-sink", "swaks", "postfix", "saslpasswd2")
+	RequireRoot(t)
+	sink := StartSink(t, SinkOptions{})
+	a := StartPostfix(t, PostfixOptions{Users: map[string]string{"u": "p"}, RelayTo: sink.Addr(), AuthWithoutTLS: true})
+	b := StartPostfix(t, PostfixOptions{Users: map[string]string{"u": "p"}, RelayTo: sink.Addr(), AuthWithoutTLS: true})
+	for _, pf := range []*Postfix{a, b} {
+		out, err := Swaks(t, "--server", pf.Addr(), "--auth", "PLAIN", "--auth-user", "u", "--auth-password", "p",
+			"--from", "x@example.test", "--to", "y@example.org")
+		if err != nil {
+			t.Fatalf("swaks to %s: %v\n%s\n%s", pf.Addr(), err, out, pf.Log())
+		}
+	}
+	sink.WaitMessages(t, 2, 30*time.Second)
+}
