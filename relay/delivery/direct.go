@@ -1,0 +1,191 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"strconv"
+
+	"ptrelay/config"
+	"ptrelay/dnscheck"
+	"ptrelay/relay/route"
+)
+
+// maxCandidates bounds the addresses one direct attempt tries (Postfix's smtp_mx_address_limit is 5; a few more
+// cover dual-stack MX hosts), so a domain with dozens of MX records cannot hold a session slot for long.
+const maxCandidates = 10
+
+// candidate is one address to try for a next hop.
+type candidate struct {
+	host string // MX host name, or the smart host's name
+	addr string // "ip:port" or "host:port"
+	tls  tlsMode
+}
+
+// hopDialer opens sessions for one next hop, walking its candidates in order: MX hosts by preference (random
+// among equals, as dnscheck returns them), each host's addresses, IPv4 and IPv6. It remembers where it is, so a
+// transaction refused with a 4xx at MAIL moves on to the next host instead of starting over.
+type hopDialer struct {
+	s     *Scheduler
+	cfg   *config.Config
+	key   hopKey
+	cands []candidate
+	ready bool
+	i     int
+	last  *decision
+}
+
+// next opens the next session, or returns the decision that applies to the hop's mail when every candidate
+// failed (a DNS verdict such as a null MX, or the last connection failure).
+func (h *hopDialer) next(ctx context.Context) (*session, *decision) {
+	if !h.ready {
+		h.ready = true
+		if d := h.resolve(ctx); d != nil {
+			return nil, d
+		}
+	}
+	for h.i < len(h.cands) {
+		if ctx.Err() != nil {
+			d := classify(stAbort, h.key.Route, false, false, ctx.Err())
+			return nil, &d
+		}
+		c := &h.cands[h.i]
+		ss, err := open(ctx, h.spec(*c))
+		if err == nil {
+			h.i++
+			if h.key.Route == route.Smarthost {
+				if d := h.s.authenticate(ss, h.cfg); d != nil {
+					ss.close(true)
+					return nil, d
+				}
+			}
+			return ss, nil
+		}
+		var se *stepError
+		st := stConnect
+		if errors.As(err, &se) {
+			st = se.Stage
+		}
+		d := classify(st, h.key.Route, c.tls == tlsOpportunistic, false, err)
+		h.s.log.Debug("delivery: session setup failed", "hop", h.key.Dest, "route", h.key.Route, "addr", c.addr, "err", err)
+		h.last = &d
+		if d.Plaintext && c.tls != tlsOff {
+			c.tls = tlsOff // same address again, without TLS (opportunistic: a broken TLS stack must not block mail)
+			continue
+		}
+		h.i++
+		if !d.NextHost {
+			break
+		}
+	}
+	if h.last == nil {
+		d := decision{Outcome: Deferred, Status: ours(stNoAnswer, "no address to try for "+h.key.Dest)}
+		h.last = &d
+	}
+	return nil, h.last
+}
+
+func (h *hopDialer) spec(c candidate) dialSpec {
+	sp := dialSpec{host: c.host, addr: c.addr, helo: h.cfg.Hostname, tls: c.tls, roots: h.s.hooks.RootCAs, timeout: h.s.hooks.IOTimeout}
+	if h.key.Route == route.Smarthost {
+		sp.verify = h.cfg.Smarthost.TLSVerify
+	} else {
+		sp.bind = h.cfg.Delivery.Bind
+		sp.verify = c.tls == tlsRequired
+	}
+	if sp.helo == "" {
+		sp.helo = "localhost" // config fills hostname from the OS; this only guards a hand-built Config
+	}
+	return sp
+}
+
+func (h *hopDialer) resolve(ctx context.Context) *decision {
+	if h.key.Route == route.Smarthost {
+		host, _, err := net.SplitHostPort(h.cfg.Smarthost.Address)
+		if err != nil {
+			host = h.cfg.Smarthost.Address
+		}
+		h.cands = []candidate{{host: host, addr: h.cfg.Smarthost.Address, tls: smarthostTLS(h.cfg.Smarthost.TLS)}}
+		return nil
+	}
+	return h.resolveMX(ctx)
+}
+
+func (h *hopDialer) resolveMX(ctx context.Context) *decision {
+	if h.s.res == nil {
+		d := decision{Outcome: Deferred, Status: ours(stDNSTemporary, "no DNS resolver configured for direct delivery")}
+		return &d
+	}
+	mxs, err := h.s.res.LookupMX(ctx, h.key.Dest)
+	if err != nil {
+		d := classify(stDNS, route.Direct, false, false, err)
+		return &d
+	}
+	mode := directTLS(h.cfg.Delivery.TLS)
+	port := strconv.Itoa(h.cfg.Delivery.Port)
+	if h.cfg.Delivery.Port == 0 {
+		port = "25"
+	}
+	var bind netip.Addr
+	if h.cfg.Delivery.Bind != "" {
+		bind, _ = netip.ParseAddr(h.cfg.Delivery.Bind)
+	}
+	var tempErr, permErr error
+	for _, mx := range mxs {
+		if len(h.cands) >= maxCandidates {
+			break
+		}
+		addrs, err := h.s.res.LookupAddrs(ctx, mx.Host)
+		if err != nil {
+			if errors.Is(err, dnscheck.ErrTemporary) {
+				tempErr = err
+			} else {
+				permErr = err
+			}
+			continue
+		}
+		for _, a := range addrs {
+			if bind.IsValid() && bind.Unmap().Is4() != a.Unmap().Is4() {
+				continue // a source address of one family cannot reach the other
+			}
+			if len(h.cands) < maxCandidates {
+				h.cands = append(h.cands, candidate{host: mx.Host, addr: net.JoinHostPort(a.Unmap().String(), port), tls: mode})
+			}
+		}
+	}
+	if len(h.cands) > 0 {
+		return nil
+	}
+	switch {
+	case tempErr != nil:
+		d := classify(stDNS, route.Direct, false, false, tempErr)
+		return &d
+	case permErr != nil:
+		// Every exchanger lacks an address (or the domain itself, with an implicit MX): nothing to wait for.
+		d := decision{Outcome: Bounced, Status: ours(stNoAddress, "Host or domain name not found: "+errText(permErr))}
+		return &d
+	}
+	d := decision{Outcome: Deferred, Status: ours(stNoAnswer, "no usable address for the mail exchangers of "+h.key.Dest+" (delivery.bind family?)")}
+	return &d
+}
+
+func directTLS(s string) tlsMode {
+	switch s {
+	case "none":
+		return tlsOff
+	case "verify":
+		return tlsRequired
+	}
+	return tlsOpportunistic
+}
+
+func smarthostTLS(s string) tlsMode {
+	switch s {
+	case "none":
+		return tlsOff
+	case "implicit":
+		return tlsImplicit
+	}
+	return tlsRequired
+}

@@ -1,0 +1,82 @@
+package delivery
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"ptrelay/relay/smtpstatus"
+)
+
+// logAttempt writes the one line per recipient attempt (DESIGN.md: Postfix-like fields, so admins can grep) and
+// feeds Hooks.OnAttempt. It is the only place either happens.
+//
+//	id=… to=<…> relay=host[ip]:port route=direct delay=1.2 dsn=2.0.0 status=sent reply="250 2.0.0 Ok"
+//
+// The reply is its own field rather than Postfix's "status=sent (250 …)" so that status=sent stays greppable
+// with slog's quoting and stays a clean value in JSON logs.
+func (s *Scheduler) logAttempt(r Result) {
+	level := slog.LevelInfo
+	if r.Outcome != Sent {
+		level = slog.LevelWarn
+	}
+	relay := r.Relay
+	if relay == "" {
+		relay = "none"
+	}
+	rt := string(r.Route)
+	if rt == "" {
+		rt = "none"
+	}
+	s.log.LogAttrs(context.Background(), level, "delivery",
+		slog.String("id", r.ID),
+		slog.String("to", "<"+r.Rcpt+">"),
+		slog.String("relay", relay),
+		slog.String("route", rt),
+		slog.String("delay", seconds(r.Delay)),
+		slog.String("dsn", dsnField(r)),
+		slog.String("status", string(r.Outcome)),
+		slog.String("reply", replyText(r.Status)),
+		slog.Int("attempt", r.Attempt),
+	)
+	if s.hooks.OnAttempt != nil {
+		s.hooks.OnAttempt(r)
+	}
+}
+
+func dsnField(r Result) string {
+	if e := r.Status.Enhanced.String(); e != "" {
+		return e
+	}
+	switch r.Outcome {
+	case Sent:
+		return "2.0.0"
+	case Deferred:
+		return "4.0.0"
+	}
+	return "5.0.0"
+}
+
+// seconds renders a delay like Postfix: one decimal below 10 s, whole seconds above.
+func seconds(d time.Duration) string {
+	if d < 0 {
+		d = 0
+	}
+	if d < 10*time.Second {
+		return strconv.FormatFloat(d.Seconds(), 'f', 1, 64)
+	}
+	return strconv.FormatInt(int64(d/time.Second), 10)
+}
+
+// replyText renders a status for the log and the history: the wire form for a remote reply, "4.4.1 text" for
+// one of ours (Code 0: the peer said nothing).
+func replyText(st smtpstatus.Status) string {
+	if st.Code != 0 {
+		return st.String()
+	}
+	if e := st.Enhanced.String(); e != "" {
+		return e + " " + st.Text
+	}
+	return st.Text
+}

@@ -1,0 +1,161 @@
+package delivery
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"net"
+	"os"
+	"strings"
+
+	"github.com/emersion/go-smtp"
+
+	"ptrelay/dnscheck"
+	"ptrelay/relay/route"
+	"ptrelay/relay/smtpstatus"
+)
+
+// decision is what one failure means for the recipients it touched (STYLE.md §4, outbound table).
+type decision struct {
+	Outcome Outcome
+	Status  smtpstatus.Status
+	// NextHost: a direct attempt moves on to the next MX host or address with the same transaction.
+	NextHost bool
+	// Plaintext: opportunistic STARTTLS failed; retry the same address without TLS.
+	Plaintext bool
+}
+
+// ours builds a status for a failure the peer gave no reply for (Code 0, as queue.Attempt documents).
+func ours(enhanced smtpstatus.Enhanced, text string) smtpstatus.Status {
+	return smtpstatus.Status{Enhanced: enhanced, Text: text}
+}
+
+// Statuses we record ourselves. RFC 3463 subjects: 4.4.x network and routing, 4.7.5 cryptographic failure,
+// 5.1.x addressing.
+var (
+	stNoAnswer     = smtpstatus.Enhanced{4, 4, 1}  // connect failed
+	stBadConn      = smtpstatus.Enhanced{4, 4, 2}  // lost connection, timed out
+	stDNSTemporary = smtpstatus.Enhanced{4, 4, 3}  // DNS SERVFAIL / timeout
+	stNXDomain     = smtpstatus.Enhanced{5, 1, 2}  // recipient domain does not exist
+	stNoAddress    = smtpstatus.Enhanced{5, 4, 4}  // no MX and no A/AAAA: unable to route
+	stNullMX       = smtpstatus.Enhanced{5, 1, 10} // RFC 7505 3.2
+	stTLSFailure   = smtpstatus.Enhanced{4, 7, 5}  // cryptographic failure
+	stLocalError   = smtpstatus.Enhanced{4, 3, 0}  // our own storage
+	stShutdown     = smtpstatus.Enhanced{4, 3, 2}  // system not accepting: we stopped
+	stExpired      = smtpstatus.Enhanced{4, 4, 7}  // delivery time expired (RFC 3463 X.4.7)
+	stAdminBounce  = smtpstatus.Enhanced{5, 0, 0}
+	stNoUTF8       = smtpstatus.Enhanced{5, 6, 7} // RFC 6531 3.6: SMTPUTF8 needed, not offered
+)
+
+// classify maps a failure at a stage of the dialogue to an outcome. firstTx is true when the failure happened
+// in the first transaction of a freshly opened direct session (a 4xx to MAIL there means "try the next MX").
+func classify(st stage, r route.Route, tlsOpportunistic bool, firstTx bool, err error) decision {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return classifyReply(st, r, firstTx, fromSMTP(se))
+	}
+	direct := r == route.Direct
+	switch st {
+	case stDNS:
+		switch {
+		case errors.Is(err, dnscheck.ErrNullMX):
+			return decision{Outcome: Bounced, Status: ours(stNullMX, "Domain does not accept mail (null MX, RFC 7505): "+errText(err))}
+		case errors.Is(err, dnscheck.ErrNXDomain):
+			// NXDOMAIN is authoritative: the domain does not exist, so waiting cannot help. 5.1.2 "bad destination
+			// system address" is what the sender needs to read (a typo in the domain), rather than 5.4.4.
+			return decision{Outcome: Bounced, Status: ours(stNXDomain, "Host or domain name not found: "+errText(err))}
+		case errors.Is(err, dnscheck.ErrNoAddress):
+			return decision{Outcome: Bounced, Status: ours(stNoAddress, "No MX and no address for the domain: "+errText(err))}
+		}
+		return decision{Outcome: Deferred, Status: ours(stDNSTemporary, "Temporary DNS failure: "+errText(err))}
+	case stConnect:
+		return decision{Outcome: Deferred, NextHost: direct, Status: ours(stNoAnswer, "connect failed: "+errText(err))}
+	case stTLS:
+		d := decision{Outcome: Deferred, Status: ours(stTLSFailure, "TLS failure: "+errText(err))}
+		if direct {
+			d.Plaintext = tlsOpportunistic
+			d.NextHost = !tlsOpportunistic
+		}
+		return d
+	case stQueue:
+		return decision{Outcome: Deferred, Status: ours(stLocalError, "cannot read the queued message: "+errText(err))}
+	case stAbort:
+		return decision{Outcome: Deferred, Status: ours(stShutdown, "delivery interrupted: ptrelay is stopping")}
+	}
+	// A network failure in the middle of the dialogue: the peer may have been overloaded or the path broken.
+	what := "lost connection"
+	if isTimeout(err) {
+		what = "conversation timed out"
+	}
+	d := decision{Outcome: Deferred, Status: ours(stBadConn, what+" during "+strings.ToUpper(string(st))+": "+errText(err))}
+	d.NextHost = direct && (st == stGreeting || st == stEHLO || (st == stMail && firstTx))
+	return d
+}
+
+func classifyReply(st stage, r route.Route, firstTx bool, s smtpstatus.Status) decision {
+	direct := r == route.Direct
+	temp := s.Code/100 == 4
+	switch st {
+	case stGreeting, stEHLO:
+		// Postfix's smtp_skip_5xx_greeting: a 5xx greeting is one host's problem, not the recipient's.
+		return decision{Outcome: Deferred, NextHost: direct, Status: s}
+	case stTLS:
+		return decision{Outcome: Deferred, NextHost: direct, Status: s}
+	case stAuth:
+		// A refused login is our configuration's fault: defer (never bounce users' mail) and keep the reply,
+		// recorded as temporary like Postfix's dsn=4.x.x.
+		if s.Enhanced != (smtpstatus.Enhanced{}) {
+			s.Enhanced[0] = 4
+		} else {
+			s.Enhanced = smtpstatus.Enhanced{4, 7, 0}
+		}
+		return decision{Outcome: Deferred, Status: s}
+	case stMail:
+		if temp {
+			return decision{Outcome: Deferred, NextHost: direct && firstTx, Status: s}
+		}
+	}
+	switch {
+	case s.Code/100 == 2:
+		return decision{Outcome: Sent, Status: s}
+	case temp:
+		return decision{Outcome: Deferred, Status: s}
+	case s.Code/100 == 5:
+		return decision{Outcome: Bounced, Status: s}
+	}
+	// Anything else (a 3xx where none belongs, garbage) is a protocol error: try again later.
+	return decision{Outcome: Deferred, Status: s}
+}
+
+// fromSMTP keeps the remote's words; a missing enhanced code stays empty.
+func fromSMTP(se *smtp.SMTPError) smtpstatus.Status {
+	s := smtpstatus.Status{Code: se.Code, Text: strings.ReplaceAll(se.Message, "\n", " ")}
+	ec := se.EnhancedCode
+	if ec != smtp.NoEnhancedCode && ec != smtp.EnhancedCodeNotSet && ec[0] == se.Code/100 {
+		s.Enhanced = smtpstatus.Enhanced(ec)
+	}
+	return s
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+// isTLSError tells a certificate or handshake failure apart from a plain network error.
+func isTLSError(err error) bool {
+	var cv *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	var ci x509.CertificateInvalidError
+	var ae tls.AlertError
+	var re tls.RecordHeaderError
+	return errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci) ||
+		errors.As(err, &ae) || errors.As(err, &re)
+}
+
+// errText shortens network errors ("dial tcp 127.0.0.1:25: connect: connection refused" stays readable) and
+// keeps one line.
+func errText(err error) string {
+	return strings.ReplaceAll(err.Error(), "\n", " ")
+}

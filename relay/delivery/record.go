@@ -1,0 +1,284 @@
+package delivery
+
+import (
+	"math/rand/v2"
+	"time"
+
+	"ptrelay/config"
+	"ptrelay/queue"
+	"ptrelay/relay/dsn"
+	"ptrelay/relay/route"
+	"ptrelay/relay/smtpstatus"
+)
+
+// txn is one message's recipients for one next hop: they travel in one SMTP transaction.
+type txn struct {
+	msg   *queue.Message // as committed by the claim
+	rcpts []rcptRef
+	key   hopKey
+}
+
+// hopKey names a next hop: the recipient domain for direct delivery, the smart host's address for the smart host.
+type hopKey struct {
+	Route route.Route
+	Dest  string
+}
+
+func (s *Scheduler) backoff(cfg *config.Config, attempts int) time.Duration {
+	j := s.hooks.Jitter
+	if j == nil {
+		j = rand.Int64N
+	}
+	return Backoff(attempts, cfg.Queue.RetryMin.D(), cfg.Queue.RetryMax.D(), j)
+}
+
+// expired: queue.lifetime has passed since arrival (STYLE.md §5: now - arrival > lifetime). A zero lifetime
+// never expires mail.
+func expired(m *queue.Message, cfg *config.Config, now time.Time) bool {
+	lt := cfg.Queue.Lifetime.D()
+	return lt > 0 && now.Sub(m.Arrival) > lt
+}
+
+// expiredStatus keeps the last reply as the diagnostic of an expiry (RFC 3463 X.4.7, Postfix's
+// "status=expired, returned to sender" with the last reason).
+func expiredStatus(cfg *config.Config, last smtpstatus.Status) smtpstatus.Status {
+	st := last
+	st.Enhanced = stExpired
+	if last.Code != 0 {
+		return st // Diagnostic-Code keeps the remote's words; Status says why we stopped
+	}
+	st.Text = "delivery time expired after " + cfg.Queue.Lifetime.String()
+	if last.Text != "" {
+		st.Text += "; last error: " + last.Text
+	}
+	return st
+}
+
+func addHistory(r *queue.Recipient, a queue.Attempt) {
+	r.History = append(r.History, a)
+	if n := len(r.History) - queue.MaxHistory; n > 0 {
+		r.History = append(r.History[:0:0], r.History[n:]...)
+	}
+}
+
+func attemptOf(now time.Time, rt route.Route, relay string, o Outcome, st smtpstatus.Status) queue.Attempt {
+	return queue.Attempt{At: now, Route: string(rt), Relay: relay, Code: st.Code, Enhanced: st.Enhanced.String(),
+		Text: st.Text, Outcome: string(o)}
+}
+
+func lastStatus(r *queue.Recipient) smtpstatus.Status {
+	a, ok := r.LastAttempt()
+	if !ok {
+		return smtpstatus.Status{}
+	}
+	e, _ := smtpstatus.ParseEnhanced(a.Enhanced)
+	return smtpstatus.Status{Code: a.Code, Enhanced: e, Text: a.Text}
+}
+
+// fails collects the DSN lines an Update produces.
+type fails struct {
+	failed, delayed []dsnRcpt
+}
+
+// bounce makes r final with st, recording an attempt and a DSN line.
+func bounce(r *queue.Recipient, o Outcome, st smtpstatus.Status, rt route.Route, relay string, now time.Time, f *fails) {
+	r.State = queue.StateBounced
+	addHistory(r, attemptOf(now, rt, relay, o, st))
+	if wantsDSN(r.Notify, "FAILURE") {
+		f.failed = append(f.failed, dsnLine(r, st, relay, now))
+	}
+}
+
+// claim commits the pick-up of snap's due recipients before anything is dialed (STYLE.md §5): each becomes
+// active with Attempts+1 and NextAttempt = now + backoff, so a crash leaves a retry for later, never a tight
+// loop. Recipients bounced by the admin, or past queue.lifetime, are bounced here with their DSN. It returns
+// one transaction per next hop.
+func (s *Scheduler) claim(cfg *config.Config, snap *queue.Message, now time.Time) []*txn {
+	var headers []byte
+	if dsnAllowed(snap) {
+		for _, r := range snap.Recipients {
+			if r.BounceNow || ((r.State == queue.StateQueued || r.State == queue.StateDeferred) && expired(snap, cfg, now)) {
+				headers = s.headersOf(snap.ID)
+				break
+			}
+		}
+	}
+	var (
+		claimed []int
+		results []Result
+		final   *queue.Message
+	)
+	err := s.store.Update(snap.ID, func(m *queue.Message, tx *queue.Tx) error {
+		claimed, results, final = nil, nil, m
+		var f fails
+		for i := range m.Recipients {
+			r := &m.Recipients[i]
+			if r.State != queue.StateQueued && r.State != queue.StateDeferred {
+				continue
+			}
+			switch {
+			case r.BounceNow:
+				st := ours(stAdminBounce, "bounced by the administrator")
+				bounce(r, Bounced, st, "", "", now, &f)
+				results = append(results, s.result(m, r, "", "", Bounced, st, now))
+			case r.NextAttempt.After(now):
+			case expired(m, cfg, now):
+				st := expiredStatus(cfg, lastStatus(r))
+				bounce(r, Expired, st, "", "", now, &f)
+				results = append(results, s.result(m, r, "", "", Expired, st, now))
+			default:
+				r.State = queue.StateActive
+				r.Attempts++
+				r.NextAttempt = now.Add(s.backoff(cfg, r.Attempts))
+				claimed = append(claimed, i)
+			}
+		}
+		return s.queueDSNs(tx, cfg, m, &f, headers, now)
+	})
+	if err != nil {
+		s.log.Error("delivery: cannot claim recipients", "id", snap.ID, "err", err)
+		return nil
+	}
+	for _, r := range results {
+		s.logAttempt(r)
+	}
+	byHop := map[hopKey]*txn{}
+	var out []*txn
+	for _, i := range claimed {
+		r := final.Recipients[i]
+		rt := route.Decide(cfg, final.Envelope.From, r.Addr, s.verdict)
+		key := hopKey{Route: rt, Dest: route.Domain(r.Addr)}
+		if rt == route.Smarthost {
+			key.Dest = cfg.Smarthost.Address
+		}
+		t := byHop[key]
+		if t == nil {
+			t = &txn{msg: final, key: key}
+			byHop[key] = t
+			out = append(out, t)
+		}
+		t.rcpts = append(t.rcpts, rcptRef{Index: i, Addr: r.Addr})
+	}
+	return out
+}
+
+func (s *Scheduler) queueDSNs(tx *queue.Tx, cfg *config.Config, m *queue.Message, f *fails, headers []byte, now time.Time) error {
+	if !dsnAllowed(m) {
+		return nil
+	}
+	for _, k := range []struct {
+		kind  dsn.Kind
+		lines []dsnRcpt
+	}{{dsn.Failed, f.failed}, {dsn.Delayed, f.delayed}} {
+		if len(k.lines) == 0 {
+			continue
+		}
+		if _, err := s.enqueueDSN(tx, cfg, m, k.kind, k.lines, headers, now); err != nil {
+			// Without its DSN the bounce still has to be recorded, or the recipients would stay claimed.
+			s.log.Error("delivery: cannot queue a DSN", "id", m.ID, "err", err)
+		}
+	}
+	return nil
+}
+
+func (s *Scheduler) result(m *queue.Message, r *queue.Recipient, rt route.Route, relay string, o Outcome, st smtpstatus.Status, now time.Time) Result {
+	return Result{ID: m.ID, Rcpt: r.Addr, Route: rt, Relay: relay, Outcome: o, Status: st, Delay: now.Sub(m.Arrival),
+		Attempt: r.Attempts, IsDSN: m.Envelope.IsDSN}
+}
+
+// record stores the outcome of one transaction's recipients, with their attempt in the history, the DSNs they
+// call for (failure, or the one delay warning), and writes their log lines. aborted means the attempt was cut
+// by a shutdown: a deferred recipient is due again at once, so nothing waits a backoff for our restart.
+func (s *Scheduler) record(cfg *config.Config, t *txn, results []rcptResult, aborted bool) {
+	now := s.now()
+	snap := t.msg
+	var headers []byte
+	if dsnAllowed(snap) {
+		dw := cfg.Queue.DelayWarning.D()
+		for _, res := range results {
+			if res.Outcome == Bounced || (res.Outcome == Deferred && (expired(snap, cfg, now) ||
+				(dw > 0 && now.Sub(snap.Arrival) >= dw))) {
+				headers = s.headersOf(snap.ID)
+				break
+			}
+		}
+	}
+	var logs []Result
+	err := s.store.Update(snap.ID, func(m *queue.Message, tx *queue.Tx) error {
+		logs = nil
+		var f fails
+		for _, res := range results {
+			if res.Index >= len(m.Recipients) {
+				continue
+			}
+			r := &m.Recipients[res.Index]
+			if r.Addr != res.Addr || r.State != queue.StateActive {
+				continue // the admin deleted or changed it meanwhile
+			}
+			o, st := res.Outcome, res.Status
+			switch {
+			case o == Sent:
+				r.State = queue.StateDelivered
+				addHistory(r, attemptOf(now, t.key.Route, res.Relay, o, st))
+			case o == Bounced:
+				bounce(r, o, st, t.key.Route, res.Relay, now, &f)
+			case r.BounceNow:
+				addHistory(r, attemptOf(now, t.key.Route, res.Relay, o, st))
+				o, st = Bounced, ours(stAdminBounce, "bounced by the administrator")
+				bounce(r, o, st, "", "", now, &f)
+			case !aborted && expired(m, cfg, now):
+				o, st = Expired, expiredStatus(cfg, st)
+				bounce(r, o, st, t.key.Route, res.Relay, now, &f)
+			default:
+				r.State = queue.StateDeferred
+				if aborted {
+					r.NextAttempt = now
+				}
+				addHistory(r, attemptOf(now, t.key.Route, res.Relay, o, st))
+				dw := cfg.Queue.DelayWarning.D()
+				if dw > 0 && !r.DelayWarned && now.Sub(m.Arrival) >= dw && wantsDSN(r.Notify, "DELAY") {
+					r.DelayWarned = true
+					f.delayed = append(f.delayed, dsnLine(r, st, res.Relay, now))
+				}
+			}
+			logs = append(logs, s.result(m, r, t.key.Route, res.Relay, o, st, now))
+		}
+		return s.queueDSNs(tx, cfg, m, &f, headers, now)
+	})
+	if err != nil {
+		s.log.Error("delivery: cannot record the outcome; the recipients stay claimed until the next start",
+			"id", snap.ID, "err", err)
+	}
+	for _, l := range logs {
+		s.logAttempt(l)
+	}
+}
+
+// release gives claimed recipients back without an attempt (shutdown before their turn): the claim's Attempts+1
+// is undone and they are due at once.
+func (s *Scheduler) release(t *txn) {
+	now := s.now()
+	err := s.store.Update(t.msg.ID, func(m *queue.Message, tx *queue.Tx) error {
+		for _, ref := range t.rcpts {
+			if ref.Index >= len(m.Recipients) {
+				continue
+			}
+			r := &m.Recipients[ref.Index]
+			if r.Addr != ref.Addr || r.State != queue.StateActive {
+				continue
+			}
+			if r.Attempts > 0 {
+				r.Attempts--
+			}
+			r.State = queue.StateDeferred
+			if r.Attempts == 0 {
+				r.State = queue.StateQueued
+			}
+			r.NextAttempt = now
+		}
+		return nil
+	})
+	if err != nil {
+		s.log.Error("delivery: cannot return recipients to the queue; they are retried at the next start", "id", t.msg.ID, "err", err)
+	}
+}

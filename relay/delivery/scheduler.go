@@ -1,0 +1,331 @@
+package delivery
+
+import (
+	"context"
+	"io"
+	"sync"
+	"time"
+
+	"ptrelay/config"
+	"ptrelay/relay/route"
+)
+
+// hop is the work waiting for one next hop and the sessions serving it.
+type hop struct {
+	queue    []*txn
+	sessions int
+}
+
+// limits returns delivery.concurrency and delivery.per_destination with sane floors.
+func limits(cfg *config.Config) (total, perDest int) {
+	total, perDest = cfg.Delivery.Concurrency, cfg.Delivery.PerDestination
+	if total <= 0 {
+		total = 1
+	}
+	if perDest <= 0 || perDest > total {
+		perDest = total
+	}
+	return total, perDest
+}
+
+// Run delivers until ctx is done. It is one loop: it wakes when the queue commits new work (store.Notify), at
+// the next due time (a timer at store.NextDue), when a session finishes, or on Kick; there is no poll tick. On
+// return every delivery in flight has been interrupted and its recipients are back in the queue, due at once.
+func (s *Scheduler) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		cfg := s.cfg.Load()
+		retryIn := s.pick(cfg)
+		s.dispatch(ctx, &wg)
+		wait := s.nextWake(cfg, retryIn)
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		var tc <-chan time.Time
+		if wait >= 0 {
+			timer.Reset(wait)
+			tc = timer.C
+		}
+		select {
+		case <-ctx.Done():
+			s.shutdown(&wg)
+			return nil
+		case <-s.store.Notify():
+		case <-s.kick:
+		case <-s.done:
+		case <-tc:
+		}
+	}
+}
+
+// maxWaiting bounds the transactions claimed but not yet in a session, so a flood of due mail is taken from the
+// queue as fast as sessions free up rather than all at once.
+func maxWaiting(cfg *config.Config) int {
+	total, _ := limits(cfg)
+	return 2*total + 64
+}
+
+// pick claims due recipients while there is room. It returns a delay after which to look again when it could
+// not make progress (a store error, or due messages of which nothing could be claimed), else -1.
+func (s *Scheduler) pick(cfg *config.Config) time.Duration {
+	for range 16 { // bounded: a pass ends when Due runs dry or room is exhausted
+		s.mu.Lock()
+		room := maxWaiting(cfg) - s.waiting
+		s.mu.Unlock()
+		if room <= 0 {
+			return -1
+		}
+		now := s.now()
+		msgs, err := s.store.Due(now, room)
+		if err != nil {
+			s.log.Error("delivery: reading due mail from the queue", "err", err)
+			return time.Second
+		}
+		if len(msgs) == 0 {
+			return -1
+		}
+		claimed := 0
+		for _, m := range msgs {
+			txns := s.claim(cfg, m, now)
+			claimed += len(txns)
+			s.enqueue(txns)
+		}
+		if claimed == 0 {
+			// Due offered mail but nothing was ours to take (admin bounces handled, or a race with an Update):
+			// look again shortly instead of spinning on the same answer.
+			return time.Second
+		}
+		if len(msgs) < room {
+			return -1
+		}
+	}
+	return 0
+}
+
+func (s *Scheduler) enqueue(txns []*txn) {
+	if len(txns) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range txns {
+		h := s.hops[t.key]
+		if h == nil {
+			h = &hop{}
+			s.hops[t.key] = h
+		}
+		h.queue = append(h.queue, t)
+		s.waiting++
+	}
+}
+
+// nextWake is how long to sleep before the next due time; -1 means "until something else wakes us".
+func (s *Scheduler) nextWake(cfg *config.Config, retryIn time.Duration) time.Duration {
+	s.mu.Lock()
+	full := s.waiting >= maxWaiting(cfg)
+	s.mu.Unlock()
+	if retryIn >= 0 {
+		return retryIn
+	}
+	if full {
+		return -1 // a finishing session wakes us; a past due time would only spin
+	}
+	next, ok, err := s.store.NextDue()
+	if err != nil {
+		s.log.Error("delivery: reading the next due time", "err", err)
+		return time.Second
+	}
+	if !ok {
+		return -1
+	}
+	d := next.Sub(s.now())
+	if d < 0 {
+		d = 0
+	}
+	return d
+}
+
+// dispatch starts sessions for hops with waiting transactions, within delivery.concurrency in total and
+// delivery.per_destination per hop. A session, once open, takes the next transaction of its hop in turn
+// (connection reuse), so new sessions are only opened while work is waiting that no session can take.
+func (s *Scheduler) dispatch(ctx context.Context, wg *sync.WaitGroup) {
+	cfg := s.cfg.Load()
+	total, perDest := limits(cfg)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stop {
+		return
+	}
+	for key, h := range s.hops {
+		for len(h.queue) > 0 && h.sessions < perDest && s.active < total {
+			t := h.queue[0]
+			h.queue = h.queue[1:]
+			s.waiting--
+			h.sessions++
+			s.active++
+			wg.Add(1)
+			go func(key hopKey, t *txn) {
+				defer wg.Done()
+				s.runSession(ctx, cfg, key, t)
+			}(key, t)
+		}
+	}
+}
+
+// nextTxn hands a session the next transaction of its hop, or nil when there is none (or we are stopping).
+func (s *Scheduler) nextTxn(key hopKey) *txn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := s.hops[key]
+	if s.stop || h == nil || len(h.queue) == 0 {
+		return nil
+	}
+	t := h.queue[0]
+	h.queue = h.queue[1:]
+	s.waiting--
+	return t
+}
+
+// takeAll removes every waiting transaction of a hop (its destination just failed as a whole).
+func (s *Scheduler) takeAll(key hopKey) []*txn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := s.hops[key]
+	if h == nil {
+		return nil
+	}
+	out := h.queue
+	h.queue = nil
+	s.waiting -= len(out)
+	return out
+}
+
+func (s *Scheduler) sessionEnded(key hopKey) {
+	s.mu.Lock()
+	h := s.hops[key]
+	h.sessions--
+	s.active--
+	if h.sessions == 0 && len(h.queue) == 0 {
+		delete(s.hops, key)
+	}
+	s.mu.Unlock()
+	select {
+	case s.done <- struct{}{}:
+	default:
+	}
+}
+
+// shutdown stops handing out work, waits for the sessions (their sockets are closed by ctx), and gives every
+// transaction still waiting back to the queue.
+func (s *Scheduler) shutdown(wg *sync.WaitGroup) {
+	s.mu.Lock()
+	s.stop = true
+	s.mu.Unlock()
+	wg.Wait()
+	s.mu.Lock()
+	var left []*txn
+	for key, h := range s.hops {
+		left = append(left, h.queue...)
+		delete(s.hops, key)
+	}
+	s.waiting = 0
+	s.mu.Unlock()
+	for _, t := range left {
+		s.release(t)
+	}
+}
+
+// runSession serves one hop: it opens a session (walking MX hosts or dialing the smart host) and sends the
+// transactions of that hop one after the other on it, reopening when a session breaks.
+func (s *Scheduler) runSession(ctx context.Context, cfg *config.Config, key hopKey, t *txn) {
+	defer s.sessionEnded(key)
+	var (
+		ss     *session
+		dialer *hopDialer
+		fresh  bool
+	)
+	defer func() {
+		if ss != nil {
+			ss.close(ctx.Err() == nil)
+		}
+	}()
+	for t != nil {
+		if ctx.Err() != nil {
+			s.release(t)
+			t = s.nextTxn(key)
+			continue
+		}
+		if ss == nil {
+			if dialer == nil {
+				dialer = &hopDialer{s: s, cfg: cfg, key: key}
+			}
+			var d *decision
+			ss, d = dialer.next(ctx)
+			if ss == nil {
+				// The destination failed as a whole: everything waiting for it shares the verdict.
+				aborted := ctx.Err() != nil
+				for _, w := range append([]*txn{t}, s.takeAll(key)...) {
+					s.record(cfg, w, resultsFor(w, *d, "none"), aborted)
+				}
+				return
+			}
+			fresh = true
+		}
+		res := ss.send(t.msg, t.rcpts, s.bodyOpener(t.msg.ID), txContext{
+			route: key.Route, tlsOpportunistic: cfg.Delivery.TLS != "verify" && cfg.Delivery.TLS != "none", firstTx: fresh})
+		fresh = false
+		if res.NextHost {
+			ss.close(false)
+			ss = nil
+			d := res.NextHostDecision
+			dialer.last = &d
+			continue // same transaction, next MX
+		}
+		aborted := ctx.Err() != nil
+		if aborted {
+			res.Results = abortResults(res.Results, ss.relay)
+		}
+		s.record(cfg, t, res.Results, aborted)
+		if res.Broken {
+			ss.close(false)
+			ss, dialer = nil, nil // the next transaction starts the walk afresh
+		}
+		t = s.nextTxn(key)
+	}
+}
+
+func (s *Scheduler) bodyOpener(id string) func() (io.ReadCloser, error) {
+	return func() (io.ReadCloser, error) {
+		rc, err := s.store.Body(id)
+		if err != nil {
+			return nil, err
+		}
+		return bodyReader{rc}, nil
+	}
+}
+
+// resultsFor applies one decision to every recipient of a transaction.
+func resultsFor(t *txn, d decision, relay string) []rcptResult {
+	out := make([]rcptResult, 0, len(t.rcpts))
+	for _, r := range t.rcpts {
+		out = append(out, rcptResult{Index: r.Index, Addr: r.Addr, decision: d, Relay: relay})
+	}
+	return out
+}
+
+// abortResults keeps what a shutdown could not undo (a 2xx, a 5xx) and marks the rest as interrupted.
+func abortResults(in []rcptResult, relay string) []rcptResult {
+	ab := classify(stAbort, route.Direct, false, false, context.Canceled)
+	for i := range in {
+		if in[i].Outcome == Deferred {
+			in[i].decision = ab
+			in[i].Relay = relay
+		}
+	}
+	return in
+}

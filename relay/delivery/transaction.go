@@ -1,0 +1,219 @@
+package delivery
+
+import (
+	"errors"
+	"io"
+	"strings"
+
+	"github.com/emersion/go-smtp"
+
+	"ptrelay/queue"
+	"ptrelay/relay/route"
+	"ptrelay/relay/smtpstatus"
+)
+
+// rcptResult is the outcome of one recipient in one transaction.
+type rcptResult struct {
+	Index int // into Message.Recipients
+	Addr  string
+	decision
+	Relay string
+}
+
+// txResult is what a transaction did: per-recipient results, and whether the session can carry the next one.
+type txResult struct {
+	Results []rcptResult
+	Broken  bool // the connection is unusable (network error, or we could not finish DATA)
+	// NextHost: the whole transaction should move to another MX (4xx to MAIL as the first command of a session).
+	NextHost bool
+	// NextHostDecision is the failure that made NextHost.
+	NextHostDecision decision
+}
+
+// send runs MAIL, RCPT for each recipient, DATA with the stored body, on an open session. A 452 to some RCPTs
+// after others were accepted is the peer's recipient limit, not a failure (RFC 5321 4.5.3.1.10): the rest go in
+// a new transaction right after this one, on the same session.
+func (ss *session) send(m *queue.Message, rcpts []rcptRef, body func() (io.ReadCloser, error), dc txContext) txResult {
+	var out txResult
+	pending := rcpts
+	for round := 0; len(pending) > 0 && round <= len(rcpts); round++ {
+		res, retry, stop := ss.sendOnce(m, pending, body, dc)
+		out.Results = append(out.Results, res.Results...)
+		if res.Broken || res.NextHost {
+			out.Broken, out.NextHost, out.NextHostDecision = res.Broken, res.NextHost, res.NextHostDecision
+			return out
+		}
+		if stop {
+			break
+		}
+		pending = retry
+		dc.firstTx = false
+	}
+	return out
+}
+
+// rcptRef names one recipient of the message being sent.
+type rcptRef struct {
+	Index int
+	Addr  string
+}
+
+// txContext is what classification needs to know about where the transaction goes.
+type txContext struct {
+	route            route.Route
+	tlsOpportunistic bool
+	firstTx          bool
+}
+
+func (ss *session) sendOnce(m *queue.Message, rcpts []rcptRef, body func() (io.ReadCloser, error), tc txContext) (txResult, []rcptRef, bool) {
+	var out txResult
+	all := func(d decision, list []rcptRef) {
+		for _, r := range list {
+			out.Results = append(out.Results, rcptResult{Index: r.Index, Addr: r.Addr, decision: d, Relay: ss.relay})
+		}
+	}
+	fail := func(st stage, err error, list []rcptRef) {
+		d := classify(st, tc.route, tc.tlsOpportunistic, tc.firstTx, err)
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) {
+			out.Broken = true
+		}
+		all(d, list)
+	}
+
+	opts := &smtp.MailOptions{Size: m.Size}
+	if m.Envelope.SMTPUTF8 {
+		if ok, _ := ss.c.Extension("SMTPUTF8"); !ok {
+			all(decision{Outcome: Bounced, Status: ours(stNoUTF8, "the message needs SMTPUTF8 but "+ss.relay+" does not offer it")}, rcpts)
+			return out, nil, true
+		}
+		opts.UTF8 = true
+	}
+	if ret := strings.ToUpper(m.Envelope.Ret); ret == "FULL" || ret == "HDRS" {
+		opts.Return = smtp.DSNReturn(ret)
+	}
+	if isPrintable(m.Envelope.EnvID) {
+		opts.EnvelopeID = m.Envelope.EnvID
+	}
+	if err := ss.c.Mail(m.Envelope.From, opts); err != nil {
+		d := classify(stMail, tc.route, tc.tlsOpportunistic, tc.firstTx, err)
+		if d.NextHost {
+			out.NextHost, out.NextHostDecision = true, d
+			return out, nil, true
+		}
+		fail(stMail, err, rcpts)
+		ss.reset(&out)
+		return out, nil, true
+	}
+	var accepted, retry []rcptRef
+	for i, r := range rcpts {
+		err := ss.c.Rcpt(r.Addr, nil)
+		if err == nil {
+			accepted = append(accepted, r)
+			continue
+		}
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) {
+			fail(stRcpt, err, rcpts[i:])
+			fail(stRcpt, err, accepted)
+			return out, nil, true
+		}
+		if se.Code == 452 && len(accepted) > 0 {
+			retry = append(retry, r)
+			continue
+		}
+		fail(stRcpt, err, []rcptRef{r})
+	}
+	if len(accepted) == 0 {
+		ss.reset(&out)
+		return out, nil, true
+	}
+	w, err := ss.c.Data()
+	if err != nil {
+		fail(stData, err, accepted)
+		ss.reset(&out)
+		return out, nil, true
+	}
+	rc, err := body()
+	if err != nil {
+		// We cannot finish DATA without sending a truncated message: drop the connection instead.
+		all(classify(stQueue, tc.route, false, false, err), accepted)
+		out.Broken = true
+		return out, nil, true
+	}
+	_, werr := io.Copy(w, rc)
+	rerr := rc.Close()
+	if werr != nil {
+		st := stData
+		var re readErr
+		if errors.As(werr, &re) {
+			st = stQueue
+		}
+		all(classify(st, tc.route, false, false, werr), accepted)
+		out.Broken = true
+		return out, nil, true
+	}
+	_ = rerr // a close error after a complete read changes nothing: the peer has every byte
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		fail(stData, err, accepted)
+		if !out.Broken {
+			ss.reset(&out)
+		}
+		return out, nil, true
+	}
+	all(decision{Outcome: Sent, Status: okStatus(resp.StatusText)}, accepted)
+	ss.used++
+	return out, retry, len(retry) == 0
+}
+
+// reset returns the session to a clean state after a failed transaction (RSET); a failing RSET breaks it.
+func (ss *session) reset(out *txResult) {
+	if out.Broken {
+		return
+	}
+	if err := ss.c.Reset(); err != nil {
+		out.Broken = true
+	}
+}
+
+// okStatus parses go-smtp's DataResponse text ("2.0.0 Ok: queued as X") into a 250 status.
+func okStatus(text string) smtpstatus.Status {
+	s := smtpstatus.Status{Code: 250, Text: text}
+	if first, rest, ok := strings.Cut(text, " "); ok {
+		if e, ok := smtpstatus.ParseEnhanced(first); ok && e[0] == 2 {
+			s.Enhanced, s.Text = e, rest
+		}
+	}
+	return s
+}
+
+func isPrintable(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 33 || s[i] > 126 {
+			return false
+		}
+	}
+	return true
+}
+
+// readErr marks an error from reading our own stored body, so it is not blamed on the peer.
+type readErr struct{ err error }
+
+func (e readErr) Error() string { return e.err.Error() }
+func (e readErr) Unwrap() error { return e.err }
+
+// bodyReader tags read errors from the store.
+type bodyReader struct{ rc io.ReadCloser }
+
+func (b bodyReader) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err != nil && err != io.EOF {
+		err = readErr{err}
+	}
+	return n, err
+}
+func (b bodyReader) Close() error { return b.rc.Close() }
