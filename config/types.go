@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -9,20 +10,24 @@ import (
 
 // Size is a byte count written with a unit: "35MB", "512KB", "1GiB", or a plain number of bytes.
 // Decimal units (KB, MB, GB) are powers of 1000 as Postfix's message_size_limit users expect; binary units
-// (KiB, MiB, GiB) are powers of 1024.
+// (KiB, MiB, GiB) are powers of 1024. Units are case-insensitive ("35mb" is 35MB).
 type Size int64
 
 var sizeUnits = []struct {
 	suffix string
 	factor int64
 }{
+	// Longest suffixes first so that "KIB" is not read as "B" after "KI".
 	{"KIB", 1 << 10}, {"MIB", 1 << 20}, {"GIB", 1 << 30},
 	{"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000},
 	{"K", 1000}, {"M", 1000 * 1000}, {"G", 1000 * 1000 * 1000},
 	{"B", 1},
 }
 
-// ParseSize parses a size such as "35MB". Negative sizes and overflows are errors.
+// maxSize keeps every size far below int64 overflow, so callers may add a few sizes without checking.
+const maxSize = 1 << 62
+
+// ParseSize parses a size such as "35MB". Negative sizes, fractions and overflows are errors.
 func ParseSize(s string) (Size, error) {
 	t := strings.ToUpper(strings.TrimSpace(s))
 	if t == "" {
@@ -36,12 +41,12 @@ func ParseSize(s string) (Size, error) {
 			break
 		}
 	}
-	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n < 0 {
+	if t == "" || strings.IndexFunc(t, func(r rune) bool { return r < '0' || r > '9' }) >= 0 {
 		return 0, fmt.Errorf("invalid size %q: write a whole number with a unit, e.g. \"35MB\" or \"512KiB\"", s)
 	}
-	if n > (1<<62)/factor {
-		return 0, fmt.Errorf("size %q is too large", s)
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n > maxSize/factor {
+		return 0, fmt.Errorf("size %q is too large: write at most a few GB", s)
 	}
 	return Size(n * factor), nil
 }
@@ -56,30 +61,40 @@ func (s *Size) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// MarshalText prints the size in the largest decimal unit that divides it exactly.
+// MarshalText prints the size in its String form, which ParseSize reads back to the same value.
 func (s Size) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
+// String prints the size in the largest unit that divides it exactly, decimal units first ("35MB"), then
+// binary ones ("1GiB"), else bytes ("1234B").
 func (s Size) String() string {
 	n := int64(s)
-	switch {
-	case n != 0 && n%(1000*1000*1000) == 0:
-		return strconv.FormatInt(n/(1000*1000*1000), 10) + "GB"
-	case n != 0 && n%(1000*1000) == 0:
-		return strconv.FormatInt(n/(1000*1000), 10) + "MB"
-	case n != 0 && n%1000 == 0:
-		return strconv.FormatInt(n/1000, 10) + "KB"
+	if n > 0 {
+		for _, u := range []struct {
+			suffix string
+			factor int64
+		}{
+			{"GB", 1000 * 1000 * 1000}, {"MB", 1000 * 1000}, {"KB", 1000},
+			{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10},
+		} {
+			if n%u.factor == 0 {
+				return strconv.FormatInt(n/u.factor, 10) + u.suffix
+			}
+		}
 	}
 	return strconv.FormatInt(n, 10) + "B"
 }
 
 // Duration is a time.Duration that also accepts days ("5d") and weeks ("1w"), since queue lifetimes are
-// naturally written in days and time.ParseDuration has no unit for them. "0" is zero.
+// naturally written in days and time.ParseDuration has no unit for them. "0" is zero; negative durations
+// are refused because no setting of ptrelay means anything with one.
 type Duration time.Duration
 
 // D returns the value as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
-// ParseDuration parses "5d", "4h", "1h30m", "2w", "0".
+const day = 24 * time.Hour
+
+// ParseDuration parses "5d", "4h", "1h30m", "2w", "1.5h", "500ms", "0". Units: ns, us (µs), ms, s, m, h, d, w.
 func ParseDuration(s string) (Duration, error) {
 	t := strings.TrimSpace(s)
 	if t == "" {
@@ -88,45 +103,51 @@ func ParseDuration(s string) (Duration, error) {
 	if t == "0" {
 		return 0, nil
 	}
+	invalid := func(why string) error {
+		return fmt.Errorf("invalid duration %q: %s", s, why)
+	}
 	var total time.Duration
-	rest := t
-	for rest != "" {
+	for rest := t; rest != ""; {
 		i := 0
-		for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
+		for i < len(rest) && (rest[i] >= '0' && rest[i] <= '9' || rest[i] == '.') {
 			i++
 		}
 		if i == 0 {
-			return 0, fmt.Errorf("invalid duration %q: write a number with a unit, e.g. \"5m\", \"4h\" or \"5d\"", s)
+			return 0, invalid("write a number with a unit, e.g. \"5m\", \"4h\" or \"5d\"")
 		}
 		j := i
 		for j < len(rest) && (rest[j] < '0' || rest[j] > '9') && rest[j] != '.' {
 			j++
 		}
 		num, unit := rest[:i], rest[i:j]
-		var part time.Duration
-		switch unit {
-		case "d", "w":
-			n, err := strconv.ParseInt(num, 10, 64)
-			per := 24 * time.Hour
-			if unit == "w" {
-				per *= 7
-			}
-			if err != nil || n > int64((1<<62)/per) {
-				return 0, fmt.Errorf("invalid duration %q: too large", s)
-			}
-			part = time.Duration(n) * per
-		default:
-			p, err := time.ParseDuration(num + unit)
-			if err != nil {
-				return 0, fmt.Errorf("invalid duration %q: units are s, m, h, d and w, e.g. \"5m\" or \"5d\"", s)
-			}
-			part = p
+		rest = rest[j:]
+		if unit == "" {
+			return 0, invalid("the number " + num + " has no unit: add s, m, h or d, e.g. \"5m\"")
 		}
-		if part < 0 || total > (1<<62)-part {
-			return 0, fmt.Errorf("invalid duration %q: too large", s)
+		// Days and weeks are read as hours and scaled, which keeps fractions ("1.5d") exact to the nanosecond
+		// of an hour and reuses the standard library's overflow checks.
+		per := time.Duration(1)
+		switch unit {
+		case "d":
+			unit, per = "h", 24
+		case "w":
+			unit, per = "h", 24*7
+		case "ns", "us", "µs", "ms", "s", "m", "h":
+		default:
+			return 0, invalid("unknown unit " + strconv.Quote(unit) + ": use s, m, h, d or w, e.g. \"5m\" or \"5d\"")
+		}
+		part, err := time.ParseDuration(num + unit)
+		if err != nil {
+			return 0, invalid("write a number with a unit, e.g. \"5m\", \"4h\" or \"5d\"")
+		}
+		if part > math.MaxInt64/per {
+			return 0, invalid("too large")
+		}
+		part *= per
+		if total > math.MaxInt64-part {
+			return 0, invalid("too large")
 		}
 		total += part
-		rest = rest[j:]
 	}
 	return Duration(total), nil
 }
@@ -141,21 +162,32 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// MarshalText prints whole days as "Nd" and everything else in time.Duration's form.
+// MarshalText prints the duration in its String form, which ParseDuration reads back to the same value.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
+// String prints days, hours, minutes and seconds without zero parts: "5d", "1d12h", "1h30m", "30s",
+// "1m500ms", "500ms". Zero is "0".
 func (d Duration) String() string {
 	v := time.Duration(d)
 	if v == 0 {
 		return "0"
 	}
-	if v%(24*time.Hour) == 0 {
-		return strconv.FormatInt(int64(v/(24*time.Hour)), 10) + "d"
+	if v < 0 {
+		return v.String()
 	}
-	s := v.String()
-	s = strings.TrimSuffix(s, "0s")
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
+	var b strings.Builder
+	for _, u := range []struct {
+		suffix string
+		unit   time.Duration
+	}{{"d", day}, {"h", time.Hour}, {"m", time.Minute}} {
+		if n := v / u.unit; n > 0 {
+			b.WriteString(strconv.FormatInt(int64(n), 10) + u.suffix)
+			v -= n * u.unit
+		}
 	}
-	return s
+	if v > 0 {
+		// time.Duration prints what is left below a minute exactly ("30s", "1.5s", "500ms", "1µs").
+		b.WriteString(v.String())
+	}
+	return b.String()
 }

@@ -1,0 +1,132 @@
+package config
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// defaultTOML is kept as a file, not as Go literals, so that an admin can read the defaults in the same
+// language as the configuration file, and so that decoding them exercises the same strict path as a user's file.
+//
+//go:embed default.toml
+var defaultTOML []byte
+
+// fallbackDataDir is used outside systemd, where $STATE_DIRECTORY is not set: next to where ptrelay was started,
+// which is what someone trying ptrelay from a shell expects.
+const fallbackDataDir = "./ptrelay-data"
+
+// Default returns the embedded defaults of DESIGN.md, with the machine-dependent ones filled in: hostname is the
+// operating system's host name, data_dir is $STATE_DIRECTORY or ./ptrelay-data. Every call returns a new value.
+func Default() *Config {
+	c := &Config{}
+	if errs := decodeInto(c, defaultTOML, "default.toml"); len(errs) > 0 {
+		// The embedded file is part of the binary and a test decodes it; reaching this is a build defect.
+		panic("config: embedded default.toml does not decode: " + errors.Join(errs...).Error())
+	}
+	c.fillDynamic()
+	return c
+}
+
+// fillDynamic resolves the defaults that depend on the environment. It runs after the user's file is decoded, so
+// an explicit empty string ("hostname = \"\"") also means "the default".
+func (c *Config) fillDynamic() {
+	if c.Hostname == "" {
+		if h, err := os.Hostname(); err == nil && h != "" {
+			c.Hostname = h
+		} else {
+			c.Hostname = "localhost"
+		}
+	}
+	if c.DataDir == "" {
+		c.DataDir = firstDir(os.Getenv("STATE_DIRECTORY"))
+		if c.DataDir == "" {
+			c.DataDir = fallbackDataDir
+		}
+	}
+	// A bare resolver IP means port 53, the only port a resolver listens on in practice; storing the full form
+	// spares every consumer from handling both.
+	for i, r := range c.DNS.Resolvers {
+		if a, err := netip.ParseAddr(r); err == nil {
+			c.DNS.Resolvers[i] = netip.AddrPortFrom(a, 53).String()
+		}
+	}
+}
+
+// firstDir returns the first entry of a systemd directory variable: with several StateDirectory= or
+// RuntimeDirectory= entries, systemd joins the paths with ':'.
+func firstDir(v string) string {
+	first, _, _ := strings.Cut(v, ":")
+	return first
+}
+
+// EffectiveRoutingMode resolves routing.mode: an empty mode means "auto" when a smart host is configured, else
+// "direct". It returns "auto", "direct" or "smarthost" for a valid configuration.
+func (c *Config) EffectiveRoutingMode() string {
+	if c.Routing.Mode != "" {
+		return c.Routing.Mode
+	}
+	if c.Smarthost.Configured() {
+		return "auto"
+	}
+	return "direct"
+}
+
+// AdminSocket returns the path of the admin Unix socket: admin.socket when set, else
+// $RUNTIME_DIRECTORY/admin.sock (systemd's RuntimeDirectory=), else <data_dir>/admin.sock.
+//
+// The environment is read at each call. A command run from an admin's shell has no $RUNTIME_DIRECTORY, so for the
+// CLI to find a daemon started by systemd, admin.socket should be set in the file (docs/configuration.md says so).
+func (c *Config) AdminSocket() string {
+	if c.Admin.Socket != "" {
+		return c.Admin.Socket
+	}
+	if d := firstDir(os.Getenv("RUNTIME_DIRECTORY")); d != "" {
+		return filepath.Join(d, "admin.sock")
+	}
+	return filepath.Join(c.DataDir, "admin.sock")
+}
+
+// credentialName is the name under which systemd's LoadCredential= is expected to hand over the smart host
+// password ("LoadCredential=smarthost:/etc/ptrelay/smarthost.pass").
+const credentialName = "smarthost"
+
+// smarthostPasswordPath returns where the smart host password is read from, or "" when nowhere is configured.
+func (c *Config) smarthostPasswordPath() string {
+	if c.Smarthost.PasswordFile != "" {
+		return c.Smarthost.PasswordFile
+	}
+	if d := os.Getenv("CREDENTIALS_DIRECTORY"); d != "" {
+		return filepath.Join(d, credentialName)
+	}
+	return ""
+}
+
+// SmarthostPassword reads the smart host password from smarthost.password_file, else from
+// $CREDENTIALS_DIRECTORY/smarthost (systemd LoadCredential=). One trailing newline ("\n" or "\r\n") is removed,
+// since editors and `echo` add one; any other whitespace is part of the password. An empty password is an error.
+func (c *Config) SmarthostPassword() (string, error) {
+	p := c.smarthostPasswordPath()
+	if p == "" {
+		return "", errors.New("smarthost: no password configured: set smarthost.password_file, " +
+			"or pass the password with systemd's LoadCredential=smarthost:FILE")
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return "", fmt.Errorf("smarthost: reading the password: %w", err)
+	}
+	s := string(b)
+	if strings.HasSuffix(s, "\r\n") {
+		s = s[:len(s)-2]
+	} else if strings.HasSuffix(s, "\n") {
+		s = s[:len(s)-1]
+	}
+	if s == "" {
+		return "", fmt.Errorf("smarthost: the password file %s is empty: write the smart host password into it", p)
+	}
+	return s, nil
+}

@@ -1,0 +1,69 @@
+package config
+
+import (
+	"bytes"
+	"io"
+	"slices"
+
+	toml "github.com/pelletier/go-toml/v2"
+)
+
+// Redacted replaces every secret in the printed configuration.
+const Redacted = "<redacted>"
+
+// WriteRedacted prints the effective configuration as TOML, in the order of docs/configuration.md, for
+// `ptrelay config check` and the start-up log. Secrets are replaced by "<redacted>": the only secrets a
+// configuration holds are the users' password hashes (the smart host password is never in it, only the path of
+// its file). Values are the effective ones: routing.mode and admin.socket show what ptrelay will use, sizes and
+// durations print with their units ("35MB", "5d"). The output is a valid configuration file, apart from the
+// redacted hashes.
+func (c *Config) WriteRedacted(w io.Writer) error {
+	b, err := c.marshal(true)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+// marshal renders the effective configuration; redact=false serves the round-trip tests.
+func (c *Config) marshal(redact bool) ([]byte, error) {
+	e := c.effective()
+	if redact {
+		for i := range e.SMTP.Users {
+			if e.SMTP.Users[i].PasswordHash != "" {
+				e.SMTP.Users[i].PasswordHash = Redacted
+			}
+		}
+	}
+	var buf bytes.Buffer
+	enc := toml.NewEncoder(&buf)
+	enc.SetIndentTables(false)
+	if err := enc.Encode(e); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// effective returns a deep copy with the defaults that depend on other keys resolved, so that what is printed is
+// what runs, and so that changing the copy cannot reach the caller's configuration.
+func (c *Config) effective() *Config {
+	e := *c
+	e.SMTP.Listen = slices.Clone(c.SMTP.Listen)
+	e.SMTP.AllowedNetworks = slices.Clone(c.SMTP.AllowedNetworks)
+	e.SMTP.Users = slices.Clone(c.SMTP.Users)
+	e.Routing.Rules = make([]Rule, len(c.Routing.Rules))
+	for i, r := range c.Routing.Rules {
+		e.Routing.Rules[i] = Rule{Domains: slices.Clone(r.Domains), Senders: slices.Clone(r.Senders), Via: r.Via}
+	}
+	if c.Routing.Rules == nil {
+		e.Routing.Rules = nil
+	}
+	e.DNS.Resolvers = slices.Clone(c.DNS.Resolvers)
+	e.Egress.Discovery = slices.Clone(c.Egress.Discovery)
+	e.Egress.Whoami = slices.Clone(c.Egress.Whoami)
+	e.Egress.DNSBL = slices.Clone(c.Egress.DNSBL)
+	e.Routing.Mode = c.EffectiveRoutingMode()
+	e.Admin.Socket = c.AdminSocket()
+	return &e
+}
