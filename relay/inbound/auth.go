@@ -28,6 +28,10 @@ type userTable struct {
 
 	mu    sync.Mutex
 	cache map[string]struct{}
+
+	dummyOnce sync.Once
+	dummy     []byte // a hash at the users' cost, compared for unknown names
+	cost      int
 }
 
 func newUserTable(users []config.User) (*userTable, error) {
@@ -40,6 +44,9 @@ func newUserTable(users []config.User) (*userTable, error) {
 			return nil, fmt.Errorf("smtp.users[%d] (%s): password_hash is not a bcrypt hash: make one with `ptrelay hash-password`", i, u.Name)
 		}
 		t.hashes[u.Name] = []byte(u.PasswordHash)
+		if c, _ := bcrypt.Cost([]byte(u.PasswordHash)); c > t.cost {
+			t.cost = c
+		}
 	}
 	if _, err := rand.Read(t.key[:]); err != nil {
 		return nil, err
@@ -55,18 +62,13 @@ func (t *userTable) cacheKey(user, pass string) string {
 	return user + "\x00" + string(m.Sum(nil))
 }
 
-var (
-	dummyOnce sync.Once
-	dummyHash []byte
-)
-
 // check reports whether pass is user's password. Unknown users cost a bcrypt comparison too, so the reply
-// time does not tell which account names exist.
+// time does not tell which account names exist (at the configured users' cost).
 func (t *userTable) check(user, pass string) bool {
 	hash, ok := t.hashes[user]
 	if !ok {
-		dummyOnce.Do(func() { dummyHash, _ = bcrypt.GenerateFromPassword([]byte("ptrelay-no-such-user"), bcrypt.DefaultCost) })
-		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(pass))
+		t.dummyOnce.Do(func() { t.dummy, _ = bcrypt.GenerateFromPassword([]byte("ptrelay-no-such-user"), max(t.cost, bcrypt.MinCost)) })
+		_ = bcrypt.CompareHashAndPassword(t.dummy, []byte(pass))
 		return false
 	}
 	key := t.cacheKey(user, pass)

@@ -321,5 +321,7 @@ func (s *Server) refused(reason string) {
 // slogPrinter receives go-smtp's internal error log.
 type slogPrinter struct{ log *slog.Logger }
 
-func (p slogPrinter) Printf(format string, v ...any) { p.log.Warn("smtp: " + fmt.Sprintf(format, v...)) }
-func (p slogPrinter) Println(v ...any)               { p.log.Warn("smtp: " + fmt.Sprintln(v...)) }
+func (p slogPrinter) Printf(format string, v ...any) {
+	p.log.Warn("smtp: " + fmt.Sprintf(format, v...))
+}
+func (p slogPrinter) Println(v ...any) { p.log.Warn("smtp: " + fmt.Sprintln(v...)) }
