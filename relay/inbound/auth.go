@@ -67,7 +67,9 @@ func (t *userTable) cacheKey(user, pass string) string {
 func (t *userTable) check(user, pass string) bool {
 	hash, ok := t.hashes[user]
 	if !ok {
-		t.dummyOnce.Do(func() { t.dummy, _ = bcrypt.GenerateFromPassword([]byte("ptrelay-no-such-user"), max(t.cost, bcrypt.MinCost)) })
+		t.dummyOnce.Do(func() {
+			t.dummy, _ = bcrypt.GenerateFromPassword([]byte("ptrelay-no-such-user"), max(t.cost, bcrypt.MinCost))
+		})
 		_ = bcrypt.CompareHashAndPassword(t.dummy, []byte(pass))
 		return false
 	}
