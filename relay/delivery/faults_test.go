@@ -1,0 +1,175 @@
+package delivery
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"ptrelay/config"
+	"ptrelay/dnscheck/dnstest"
+	"ptrelay/queue"
+)
+
+// fakeMX starts a fake peer on 127.0.0.1:0 and a DNS server saying dest.test's MX is it.
+func fakeMX(t *testing.T, configure func(*fakePeer)) (*fakePeer, int, *dnstest.Server) {
+	t.Helper()
+	f := startFake(t, "127.0.0.1:0", configure)
+	_, p, _ := net.SplitHostPort(f.addr)
+	port, _ := strconv.Atoi(p)
+	dns := dnstest.New(t, mxZone("dest.test", "127.0.0.1")...)
+	dns.Add(mxZone("sender.test", "127.0.0.1")...)
+	return f, port, dns
+}
+
+func TestDelivery_451TwiceThen250(t *testing.T) {
+	f, port, dns := fakeMX(t, func(f *fakePeer) {
+		f.dataErr = func(n int) error {
+			if n <= 2 {
+				return replyErr4(451, smtp.EnhancedCode{4, 3, 0}, "try again later")
+			}
+			return nil
+		}
+	})
+	st := openStore(t, t.TempDir())
+	cfg := testConfig(port)
+	body := msgBody("retry")
+	id := put(t, st, queue.Envelope{From: "a@sender.test"}, body, "b@dest.test")
+	_, rec, _ := run(t, cfg, st, resolver(t, dns.Addr()), Hooks{})
+
+	waitFor(t, "two deferrals", 10*time.Second, func() bool { return rec.count(Deferred) >= 2 })
+	if m, err := st.Get(id); err == nil {
+		r := m.Recipients[0]
+		if r.State == queue.StateDeferred && len(r.History) == 2 {
+			for _, a := range r.History {
+				if a.Code != 451 || a.Enhanced != "4.3.0" || a.Outcome != "deferred" || a.Route != "direct" ||
+					!strings.HasPrefix(a.Relay, "mx1.dest.test[127.0.0.1]:") {
+					t.Errorf("history entry %+v", a)
+				}
+			}
+		}
+	}
+	waitFor(t, "delivery", 10*time.Second, func() bool { return rec.count(Sent) == 1 })
+	waitFor(t, "queue empty", 5*time.Second, func() bool { return queueEmpty(t, st) })
+	msgs := f.messages()
+	if len(msgs) != 1 {
+		t.Fatalf("peer accepted %d messages, want exactly 1", len(msgs))
+	}
+	if !bytes.Equal(msgs[0].Data, []byte(body)) {
+		t.Errorf("body at the peer differs:\n got %q\nwant %q", msgs[0].Data, body)
+	}
+	got := rec.list()
+	if len(got) != 3 {
+		t.Fatalf("%d attempts logged, want 3: %+v", len(got), got)
+	}
+	for i, want := range []Outcome{Deferred, Deferred, Sent} {
+		if got[i].Outcome != want || got[i].Attempt != i+1 {
+			t.Errorf("attempt %d: %s (#%d), want %s (#%d)", i, got[i].Outcome, got[i].Attempt, want, i+1)
+		}
+	}
+	if got[2].Status.Code != 250 {
+		t.Errorf("final status %v", got[2].Status)
+	}
+}
+
+func TestDelivery_DropMidData(t *testing.T) {
+	f, port, dns := fakeMX(t, func(f *fakePeer) {
+		f.dataHook = func(n int, c *smtp.Conn, r io.Reader) error {
+			if n == 1 {
+				buf := make([]byte, 20)
+				_, _ = io.ReadFull(r, buf)
+				c.Conn().Close()
+				return errors.New("dropped")
+			}
+			return nil
+		}
+	})
+	st := openStore(t, t.TempDir())
+	body := msgBody("drop") + strings.Repeat("line of text to make the body longer\r\n", 2000)
+	put(t, st, queue.Envelope{From: "a@sender.test"}, body, "b@dest.test")
+	_, rec, _ := run(t, testConfig(port), st, resolver(t, dns.Addr()), Hooks{})
+	waitFor(t, "delivery", 10*time.Second, func() bool { return rec.count(Sent) == 1 })
+	got := rec.list()
+	if got[0].Outcome != Deferred || got[0].Status.Enhanced.String() != "4.4.2" {
+		t.Errorf("first attempt %+v, want deferred 4.4.2", got[0])
+	}
+	msgs := f.messages()
+	if len(msgs) != 1 || !bytes.Equal(msgs[0].Data, []byte(body)) {
+		t.Fatalf("peer got %d messages (want 1, byte-identical)", len(msgs))
+	}
+}
+
+func TestDelivery_StallHitsDeadline(t *testing.T) {
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	_, port, dns := fakeMX(t, func(f *fakePeer) {
+		f.dataHook = func(n int, c *smtp.Conn, r io.Reader) error {
+			<-release // never reads the body: our writes must time out
+			return errors.New("released")
+		}
+	})
+	st := openStore(t, t.TempDir())
+	// Larger than the socket buffers, so the body write itself blocks.
+	body := msgBody("stall") + strings.Repeat(strings.Repeat("x", 998)+"\r\n", 16000)
+	id := put(t, st, queue.Envelope{From: "a@sender.test"}, body, "b@dest.test")
+	cfg := testConfig(port)
+	cfg.Queue.RetryMin = config.Duration(30 * time.Second)
+	cfg.Queue.RetryMax = config.Duration(30 * time.Second)
+	_, rec, _ := run(t, cfg, st, resolver(t, dns.Addr()), Hooks{IOTimeout: 300 * time.Millisecond})
+	waitFor(t, "a deferral", 15*time.Second, func() bool { return rec.count(Deferred) >= 1 })
+	r := rec.list()[0]
+	if r.Status.Enhanced.String() != "4.4.2" || !strings.Contains(r.Status.Text, "timed out") {
+		t.Errorf("stall gave %+v, want 4.4.2 conversation timed out", r.Status)
+	}
+	m, err := st.Get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Recipients[0].State != queue.StateDeferred {
+		t.Errorf("recipient state %s, want deferred", m.Recipients[0].State)
+	}
+}
+
+func TestDelivery_452AfterSomeRecipients(t *testing.T) {
+	f, port, dns := fakeMX(t, func(f *fakePeer) {
+		f.rcptErr = func(n int, to string) error {
+			if n > 2 {
+				return replyErr4(452, smtp.EnhancedCode{4, 5, 3}, "too many recipients")
+			}
+			return nil
+		}
+	})
+	st := openStore(t, t.TempDir())
+	rcpts := []string{"r1@dest.test", "r2@dest.test", "r3@dest.test", "r4@dest.test", "r5@dest.test"}
+	put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("452"), rcpts...)
+	_, rec, _ := run(t, testConfig(port), st, resolver(t, dns.Addr()), Hooks{})
+	waitFor(t, "all delivered", 10*time.Second, func() bool { return rec.count(Sent) == 5 })
+	if n := rec.count(Deferred); n != 0 {
+		t.Errorf("%d deferrals; a 452 after accepted recipients is not a failure", n)
+	}
+	msgs := f.messages()
+	if len(msgs) != 3 {
+		t.Fatalf("%d transactions, want 3 (2+2+1)", len(msgs))
+	}
+	seen := map[string]bool{}
+	for _, m := range msgs {
+		if m.Sess != msgs[0].Sess {
+			t.Errorf("the retry used another session")
+		}
+		for _, to := range m.To {
+			if seen[to] {
+				t.Errorf("%s delivered twice", to)
+			}
+			seen[to] = true
+		}
+	}
+	if len(seen) != 5 {
+		t.Errorf("delivered to %v", seen)
+	}
+}
