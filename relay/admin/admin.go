@@ -1,0 +1,122 @@
+// Package admin is ptrelay's administration interface: an HTTP+JSON API on a Unix socket served by the daemon
+// (Server), the client the CLI uses to reach it (Client), and the text rendering of queue listings, message
+// details and status (render.go), shared by the online and offline paths so both print the same thing.
+//
+// The API speaks in the queue's own types (queue.Message, queue.Selector, queue.Stats): the CLI code works on
+// the Queue interface, which the Client implements over the socket and *queue.Store implements directly when
+// no daemon runs. The package knows nothing of SMTP sessions, delivery or DNS; the daemon hands it a status
+// function and a kick function to wake its scheduler.
+package admin
+
+import (
+	"io"
+	"sync"
+	"time"
+
+	"ptrelay/queue"
+)
+
+// Queue is what the queue commands need, online (Client) or offline (*queue.Store). Errors keep the queue's
+// sentinels (queue.ErrNotFound, queue.ErrStorage, queue.ErrReadOnly) for errors.Is on both paths.
+type Queue interface {
+	List() ([]*queue.Message, error)
+	Get(id string) (*queue.Message, error)
+	Body(id string) (io.ReadCloser, error)
+	Delete(queue.Selector) (int, error)
+	Hold(queue.Selector) (int, error)
+	Release(queue.Selector) (int, error)
+	Retry(queue.Selector) (int, error)
+	Bounce(queue.Selector) (int, error)
+	Corrupt() ([]queue.CorruptRecord, error)
+}
+
+var (
+	_ Queue = (*queue.Store)(nil)
+	_ Queue = (*Client)(nil)
+)
+
+// Status is what `ptrelay status` shows. The daemon fills the raw facts; Uptime and OldestAge are derived by
+// SetDurations (the server calls it on every request).
+type Status struct {
+	Version    string         `json:"version"`
+	Started    time.Time      `json:"started,omitzero"`
+	Uptime     string         `json:"uptime,omitempty"`
+	Listeners  []string       `json:"listeners,omitempty"`
+	Egress     []EgressStatus `json:"egress,omitempty"`
+	Queue      queue.Stats    `json:"queue"`
+	OldestAge  string         `json:"oldest_age,omitempty"`
+	LastErrors []LastError    `json:"last_errors,omitempty"` // newest first
+}
+
+// EgressStatus is the egress check's result for one address family.
+type EgressStatus struct {
+	Family  string    `json:"family"`            // "ipv4" | "ipv6"
+	IP      string    `json:"ip,omitempty"`      // "" when discovery failed
+	Verdict string    `json:"verdict"`           // "direct-ok" | "smarthost" | "unknown"
+	Reasons []string  `json:"reasons,omitempty"` // why not direct-ok, in the checklist's words
+	Checked time.Time `json:"checked,omitzero"`  // when the verdict was computed
+}
+
+// LastError is one recent delivery failure (deferred or bounced recipient).
+type LastError struct {
+	At    time.Time `json:"at"`
+	ID    string    `json:"id"`
+	Rcpt  string    `json:"rcpt"`
+	Reply string    `json:"reply"` // "451 4.7.1 text" or the local reason (connection refused ...)
+}
+
+// SetDurations derives Uptime from Started and OldestAge from Queue.OldestArrival, as of now.
+func (s *Status) SetDurations(now time.Time) {
+	if !s.Started.IsZero() {
+		s.Uptime = age(now, s.Started)
+	}
+	if !s.Queue.OldestArrival.IsZero() {
+		s.OldestAge = age(now, s.Queue.OldestArrival)
+	}
+}
+
+// age is a duration for people: whole seconds, never negative (clocks step).
+func age(now, then time.Time) string {
+	d := max(now.Sub(then), 0)
+	return d.Truncate(time.Second).String()
+}
+
+// RecentErrors keeps the last few delivery errors for Status. It is safe for concurrent use; the zero value is
+// not usable, call NewRecentErrors.
+type RecentErrors struct {
+	mu   sync.Mutex
+	ring []LastError
+	next int
+	full bool
+}
+
+// NewRecentErrors keeps the n most recent errors (n >= 1).
+func NewRecentErrors(n int) *RecentErrors {
+	return &RecentErrors{ring: make([]LastError, max(n, 1))}
+}
+
+// Add records one error, pushing out the oldest when full.
+func (r *RecentErrors) Add(e LastError) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ring[r.next] = e
+	r.next = (r.next + 1) % len(r.ring)
+	if r.next == 0 {
+		r.full = true
+	}
+}
+
+// List returns the recorded errors, newest first.
+func (r *RecentErrors) List() []LastError {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := r.next
+	if r.full {
+		n = len(r.ring)
+	}
+	out := make([]LastError, 0, n)
+	for i := 1; i <= n; i++ {
+		out = append(out, r.ring[(r.next-i+len(r.ring))%len(r.ring)])
+	}
+	return out
+}

@@ -1,0 +1,69 @@
+package admin
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"ptrelay/queue"
+)
+
+// RenderStatus prints the daemon's status. A Status with only Version and Queue (what the CLI can learn with no
+// daemon running) prints only those.
+func RenderStatus(w io.Writer, st Status) error {
+	ew := &errWriter{w: w}
+	ew.printf("%-14s %s\n", "Version:", dash(st.Version))
+	if !st.Started.IsZero() {
+		up := ""
+		if st.Uptime != "" {
+			up = " (up " + st.Uptime + ")"
+		}
+		ew.printf("%-14s %s%s\n", "Running since:", stamp(st.Started), up)
+	}
+	if len(st.Listeners) > 0 {
+		ew.printf("%-14s %s\n", "Listening:", strings.Join(st.Listeners, ", "))
+	}
+	for _, e := range st.Egress {
+		ip := e.IP
+		if ip == "" {
+			ip = "(not found)"
+		}
+		checked := ""
+		if !e.Checked.IsZero() {
+			checked = "  (checked " + stamp(e.Checked) + ")"
+		}
+		ew.printf("%-14s %s  %s%s\n", "Egress "+e.Family+":", ip, dash(e.Verdict), checked)
+		for _, r := range e.Reasons {
+			ew.printf("%-14s   - %s\n", "", oneLine(r))
+		}
+	}
+	ew.printf("%-14s %s\n", "Queue:", queueLine(st.Queue, st.OldestAge))
+	if st.Queue.Corrupt > 0 {
+		ew.printf("%-14s %d %s quarantined: see ptrelay queue list\n", "Corrupt:", st.Queue.Corrupt,
+			plural(st.Queue.Corrupt, "record"))
+	}
+	if len(st.LastErrors) > 0 {
+		ew.printf("Last errors:\n")
+		for _, e := range st.LastErrors {
+			ew.printf("  %s  %-13s  <%s>  %s\n", stamp(e.At), e.ID, e.Rcpt, clip(oneLine(e.Reply), 160))
+		}
+	}
+	return ew.err
+}
+
+func queueLine(s queue.Stats, oldest string) string {
+	if s.Messages == 0 {
+		return "empty"
+	}
+	var parts []string
+	for _, st := range stateOrder {
+		if n := s.ByState[st]; n > 0 || !st.Final() {
+			parts = append(parts, fmt.Sprintf("%d %s", n, st))
+		}
+	}
+	line := fmt.Sprintf("%d %s; recipients: %s", s.Messages, plural(s.Messages, "message"), strings.Join(parts, ", "))
+	if oldest != "" {
+		line += "; oldest " + oldest
+	}
+	return line
+}

@@ -1,0 +1,272 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"ptrelay/queue"
+)
+
+// Server answers the admin API for the daemon.
+type Server struct {
+	q      Queue
+	status func() Status
+	kick   func()
+	log    *slog.Logger
+	now    func() time.Time
+	access *access // set by Listen
+}
+
+// NewServer serves q. status is called for every status request (it must be safe for concurrent use); kick is
+// called after retry, release and bounce changed something, so the scheduler looks at the queue at once
+// (it must not block). Either may be nil; log nil discards.
+func NewServer(q Queue, status func() Status, kick func(), log *slog.Logger) *Server {
+	if status == nil {
+		status = func() Status { return Status{} }
+	}
+	if kick == nil {
+		kick = func() {}
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{q: q, status: status, kick: kick, log: log, now: time.Now}
+}
+
+// Serve listens on socketPath (see Listen) and answers until ctx ends. A listen failure is returned at once.
+func (s *Server) Serve(ctx context.Context, socketPath, group string) error {
+	ln, err := s.Listen(socketPath, group)
+	if err != nil {
+		return err
+	}
+	return s.ServeListener(ctx, ln)
+}
+
+// ServeListener answers on ln, a listener from Listen, until ctx ends; then it waits up to 5 seconds for
+// requests in flight, closes ln (removing the socket file) and returns nil.
+func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.guard(s.routes()),
+		ReadHeaderTimeout: 10 * time.Second,
+		// Bodies of tens of MB go through here; the bound only stops a reader that stopped reading.
+		WriteTimeout: 5 * time.Minute,
+		ConnContext:  withPeer,
+		ErrorLog:     slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		<-ctx.Done()
+		shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutCtx)
+	}()
+	err := srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		<-stopped
+		return nil
+	}
+	return err
+}
+
+// Listen creates the socket: mode 0600 for the daemon's user (and root), or, with group (a name or a numeric
+// gid), owned by that group with mode 0660 so its members may use ptrelay's CLI. A socket file left by a dead
+// daemon is removed; a live one is an error (two daemons on one queue). The same rule is enforced per request
+// from the peer's credentials (SO_PEERCRED), which also closes the short window between bind and chmod.
+func (s *Server) Listen(socketPath, group string) (net.Listener, error) {
+	a, err := newAccess(group)
+	if err != nil {
+		return nil, err
+	}
+	if err := removeStale(socketPath); err != nil {
+		return nil, err
+	}
+	if dir := filepath.Dir(socketPath); dir != "" {
+		mode := os.FileMode(0o700)
+		if group != "" {
+			mode = 0o750
+		}
+		if err := os.MkdirAll(dir, mode); err != nil {
+			return nil, fmt.Errorf("admin socket: %w", err)
+		}
+	}
+	ln, err := net.Listen("unix", socketPath)
+	if err != nil {
+		return nil, fmt.Errorf("admin socket (admin.socket): %w", err)
+	}
+	mode := os.FileMode(0o600)
+	if a.group >= 0 {
+		mode = 0o660
+		if err := os.Chown(socketPath, -1, a.group); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("admin socket: giving it to group %s: %w", group, err)
+		}
+	}
+	if err := os.Chmod(socketPath, mode); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	s.access = a
+	return ln, nil
+}
+
+// removeStale deletes a socket file nobody answers on. Anything else at the path is left alone: deleting a
+// regular file because a config line pointed at it would be worse than refusing to start.
+func removeStale(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("admin socket: %w", err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("admin socket %s: a file that is not a socket is in the way; remove it or change admin.socket", path)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("admin socket %s: another process answers on it (is ptrelay already running on this queue?)", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("admin socket: removing the stale socket: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		st := s.status()
+		st.SetDurations(s.now())
+		writeJSON(w, http.StatusOK, st)
+	})
+	mux.HandleFunc("GET /v1/messages", func(w http.ResponseWriter, r *http.Request) {
+		msgs, err := s.q.List()
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		if msgs == nil {
+			msgs = []*queue.Message{}
+		}
+		writeJSON(w, http.StatusOK, msgs)
+	})
+	mux.HandleFunc("GET /v1/messages/{id}", func(w http.ResponseWriter, r *http.Request) {
+		m, err := s.q.Get(r.PathValue("id"))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, m)
+	})
+	mux.HandleFunc("GET /v1/messages/{id}/body", s.body)
+	mux.HandleFunc("GET /v1/corrupt", func(w http.ResponseWriter, r *http.Request) {
+		recs, err := s.q.Corrupt()
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		if recs == nil {
+			recs = []queue.CorruptRecord{}
+		}
+		writeJSON(w, http.StatusOK, recs)
+	})
+	verbs := []struct {
+		name string
+		do   func(queue.Selector) (int, error)
+		wake bool
+	}{
+		{"delete", s.q.Delete, false},
+		{"hold", s.q.Hold, false},
+		{"release", s.q.Release, true},
+		{"retry", s.q.Retry, true},
+		{"bounce", s.q.Bounce, true},
+	}
+	for _, v := range verbs {
+		mux.HandleFunc("POST /v1/"+v.name, func(w http.ResponseWriter, r *http.Request) {
+			s.verb(w, r, v.name, v.do, v.wake)
+		})
+	}
+	return mux
+}
+
+func (s *Server) body(w http.ResponseWriter, r *http.Request) {
+	rc, err := s.q.Body(r.PathValue("id"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	if _, err := io.Copy(w, rc); err != nil {
+		// Headers are gone: all we can do is cut the stream, which the client sees as an unexpected EOF.
+		s.log.Warn("admin: sending a message body failed", "id", r.PathValue("id"), "err", err)
+		panic(http.ErrAbortHandler)
+	}
+}
+
+func (s *Server) verb(w http.ResponseWriter, r *http.Request, name string, do func(queue.Selector) (int, error), wake bool) {
+	var sel selection
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&sel); err != nil {
+		writeJSON(w, http.StatusBadRequest, verbResult{wireError: wireError{Error: "bad request: " + err.Error()}})
+		return
+	}
+	if sel.All == (len(sel.IDs) > 0) {
+		writeJSON(w, http.StatusBadRequest, verbResult{wireError: wireError{Error: "give message IDs or all, not both and not neither"}})
+		return
+	}
+	n, err := do(queue.Selector{IDs: sel.IDs, All: sel.All})
+	// Admin actions change mail's fate: they are logged with who asked, like Postfix's postsuper lines.
+	attrs := []any{"verb", name, "count", n, "uid", peerFrom(r.Context()).uid}
+	if sel.All {
+		attrs = append(attrs, "all", true)
+	} else {
+		attrs = append(attrs, "ids", sel.IDs)
+	}
+	if err != nil {
+		s.log.Warn("admin: queue "+name, append(attrs, "err", err)...)
+	} else {
+		s.log.Info("admin: queue "+name, attrs...)
+	}
+	if wake && n > 0 {
+		s.kick()
+	}
+	status := http.StatusOK
+	if err != nil {
+		status = httpStatus(err)
+	}
+	writeJSON(w, status, verbResult{Count: n, wireError: toWire(err)})
+}
+
+func httpStatus(err error) int {
+	switch {
+	case errors.Is(err, queue.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, ErrForbidden):
+		return http.StatusForbidden
+	case errors.Is(err, queue.ErrReadOnly):
+		return http.StatusConflict
+	}
+	return http.StatusInternalServerError
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	writeJSON(w, httpStatus(err), toWire(err))
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
