@@ -8,7 +8,7 @@ import (
 )
 
 // cleanEnv removes the systemd variables the configuration reads, so the outcome depends on the files only.
-func cleanEnv(t *testing.T) {
+func cleanEnv(t testing.TB) {
 	t.Helper()
 	for _, v := range []string{"CREDENTIALS_DIRECTORY", "STATE_DIRECTORY", "RUNTIME_DIRECTORY", "PTRELAY_CONFIG"} {
 		t.Setenv(v, "")
