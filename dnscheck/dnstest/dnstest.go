@@ -55,9 +55,15 @@ type Server struct {
 // "example.test. MX 10 mx1.example.test."; TTL and class may be left out). It stops at the end of the test.
 func New(t testing.TB, records ...string) *Server {
 	t.Helper()
+	return NewAt(t, "127.0.0.1", records...)
+}
+
+// NewAt is New on another loopback address, such as "::1" for IPv6 tests.
+func NewAt(t testing.TB, host string, records ...string) *Server {
+	t.Helper()
 	s := &Server{t: t, rrs: map[string][]dns.RR{}, fail: map[key]Failure{}, dynamic: map[string]AnswerFunc{}}
 	s.Add(records...)
-	pc, ln := listenPair(t)
+	pc, ln := listenPair(t, host)
 	s.addr = pc.LocalAddr().String()
 	for _, srv := range []*dns.Server{
 		{PacketConn: pc, Handler: dns.HandlerFunc(s.serve)},
@@ -77,10 +83,10 @@ func New(t testing.TB, records ...string) *Server {
 }
 
 // listenPair opens UDP and TCP on the same free loopback port.
-func listenPair(t testing.TB) (net.PacketConn, net.Listener) {
+func listenPair(t testing.TB, host string) (net.PacketConn, net.Listener) {
 	t.Helper()
 	for range 20 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		pc, err := net.ListenPacket("udp", net.JoinHostPort(host, "0"))
 		if err != nil {
 			t.Fatalf("dnstest: listen udp: %v", err)
 		}
@@ -94,7 +100,7 @@ func listenPair(t testing.TB) (net.PacketConn, net.Listener) {
 	return nil, nil
 }
 
-// Addr returns "127.0.0.1:port", for ResolverOptions.Servers.
+// Addr returns "127.0.0.1:port" (or "[::1]:port"), for ResolverOptions.Servers.
 func (s *Server) Addr() string { return s.addr }
 
 // Add adds records (zone-file lines); a bad line fails the test.

@@ -1,0 +1,54 @@
+package dnscheck
+
+import (
+	"context"
+	"net/netip"
+)
+
+// Status is the outcome of one check, in RFC 8601 words (as mox's iprev uses them).
+type Status string
+
+const (
+	StatusPass      Status = "pass"
+	StatusFail      Status = "fail"      // checked, and the answer is bad
+	StatusTempError Status = "temperror" // DNS or network trouble: try again later, judge nothing from it
+	StatusPermError Status = "permerror" // cannot be evaluated as things are (no PTR, refused DNSBL query, bad SPF)
+)
+
+// Check is one line of the egress checklist.
+type Check struct {
+	ID     string // stable: "ptr", "fcrdns", "hostname", "ptr-domain", "generic", "dnsbl:<zone>", "port25", "spf:<domain>"
+	Title  string // what was checked, for people
+	Status Status
+	// Blocking: a fail or permerror here means receivers will refuse direct mail, so the verdict is smarthost
+	// (and a temperror means the verdict is unknown). A non-blocking check that does not pass is a warning.
+	Blocking bool
+	Detail   string // what we found
+	Fix      string // one sentence for the admin; empty on pass
+}
+
+// Level is how `ptrelay check` shows the check: "ok", "warn", "fail" or "unknown".
+func (c Check) Level() string {
+	switch {
+	case c.Status == StatusPass:
+		return "ok"
+	case c.Status == StatusTempError:
+		return "unknown"
+	case c.Blocking:
+		return "fail"
+	default:
+		return "warn"
+	}
+}
+
+// Lookuper is the DNS the checks need; *Resolver implements it, tests may fake it.
+type Lookuper interface {
+	LookupMX(ctx context.Context, domain string) ([]MX, error)
+	LookupAddrs(ctx context.Context, host string) ([]netip.Addr, error)
+	LookupA(ctx context.Context, host string) ([]netip.Addr, error)
+	LookupAAAA(ctx context.Context, host string) ([]netip.Addr, error)
+	LookupPTR(ctx context.Context, addr netip.Addr) ([]string, error)
+	LookupTXT(ctx context.Context, name string) ([]string, error)
+}
+
+var _ Lookuper = (*Resolver)(nil)

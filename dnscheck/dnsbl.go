@@ -1,0 +1,148 @@
+package dnscheck
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/miekg/dns"
+)
+
+// DNSBLName returns the name to query for ip in zone (RFC 5782 2.1, 2.4): the IPv4 octets or the 32 IPv6 nibbles
+// in reverse order, then the zone. 192.0.2.99 in zen.spamhaus.org is 99.2.0.192.zen.spamhaus.org.
+func DNSBLName(ip netip.Addr, zone string) string {
+	arpa, _ := dns.ReverseAddr(ip.Unmap().String())
+	arpa = strings.TrimSuffix(strings.TrimSuffix(arpa, "in-addr.arpa."), "ip6.arpa.")
+	return arpa + dns.Fqdn(strings.TrimSuffix(zone, "."))
+}
+
+// DNSBLCode is what one return code of a DNS blocklist means.
+type DNSBLCode struct {
+	Code    netip.Addr
+	Listed  bool   // the list names the address; false for refusals and for codes outside 127.0.0.0/8
+	Dynamic bool   // the list says the address is in a dynamic / end-user range (Spamhaus PBL, SORBS DUL)
+	Refused bool   // the list refused to answer (Spamhaus 127.255.255.x): nothing is known about the address
+	Meaning string // e.g. "PBL: end-user (dynamic) range, maintained by the ISP"
+}
+
+// DecodeDNSBL says what a return code means. Spamhaus zones (the zone contains a "spamhaus" label) get their
+// documented codes; any other 127.0.0.x is a generic listing. 127.255.255.x is never a listing: Spamhaus answers
+// it when it refuses the query (public resolver, typo'd zone, too many queries), and no list uses it to list.
+func DecodeDNSBL(zone string, code netip.Addr) DNSBLCode {
+	code = code.Unmap()
+	d := DNSBLCode{Code: code}
+	if !code.Is4() {
+		d.Meaning = "not an IPv4 return code: ignored"
+		return d
+	}
+	o := code.As4()
+	switch {
+	case o[0] == 127 && o[1] == 255 && o[2] == 255:
+		d.Refused = true
+		switch o[3] {
+		case 252:
+			d.Meaning = "the query was refused: the zone name is wrong (typo)"
+		case 254:
+			d.Meaning = "the query was refused: queries through public or open resolvers are blocked"
+		case 255:
+			d.Meaning = "the query was refused: too many queries from this resolver"
+		default:
+			d.Meaning = "the query was refused"
+		}
+		return d
+	case o[0] != 127 || o[1] != 0 || o[2] != 0:
+		d.Meaning = "not a 127.0.0.x return code: ignored"
+		return d
+	}
+	d.Listed = true
+	if isSpamhaus(zone) {
+		switch o[3] {
+		case 2:
+			d.Meaning = "SBL: Spamhaus Block List (spam source)"
+		case 3:
+			d.Meaning = "SBL CSS: snowshoe spam source"
+		case 4, 5, 6, 7:
+			d.Meaning = "XBL: exploited or infected host"
+		case 9:
+			d.Meaning = "SBL DROP: hijacked network"
+		case 10:
+			d.Dynamic, d.Meaning = true, "PBL: end-user (dynamic) range, listed by the ISP"
+		case 11:
+			d.Dynamic, d.Meaning = true, "PBL: end-user (dynamic) range, listed by Spamhaus"
+		default:
+			d.Meaning = "listed"
+		}
+		return d
+	}
+	d.Meaning = "listed"
+	return d
+}
+
+func isSpamhaus(zone string) bool {
+	for _, l := range dns.SplitDomainName(strings.ToLower(zone)) {
+		if l == "spamhaus" {
+			return true
+		}
+	}
+	return false
+}
+
+// DNSBLResult is the answer of one blocklist about one address.
+type DNSBLResult struct {
+	Zone  string
+	Codes []DNSBLCode
+	Check Check
+}
+
+// CheckDNSBL asks zone whether ip is listed and turns the answer into a check: listed is a blocking fail (a PBL
+// listing says the range is dynamic); a refusal is a non-blocking permerror ("cannot tell, use your own
+// resolver"); a DNS failure a temperror.
+func CheckDNSBL(ctx context.Context, r Lookuper, ip netip.Addr, zone string) DNSBLResult {
+	zone = strings.TrimSuffix(zone, ".")
+	res := DNSBLResult{Zone: zone}
+	c := Check{ID: "dnsbl:" + zone, Title: fmt.Sprintf("%s not listed in %s", ip.Unmap(), zone), Blocking: true}
+	addrs, err := r.LookupA(ctx, DNSBLName(ip, zone))
+	switch {
+	case errors.Is(err, ErrTemporary):
+		c.Status, c.Detail = StatusTempError, err.Error()
+		c.Fix = "Check that the DNS resolvers answer, then run the check again."
+		res.Check = c
+		return res
+	case err != nil: // NXDOMAIN or no A record: not listed (RFC 5782 2.1)
+		c.Status, c.Detail = StatusPass, "not listed"
+		res.Check = c
+		return res
+	}
+	var listed, refused []string
+	dynamic := false
+	for _, a := range addrs {
+		d := DecodeDNSBL(zone, a)
+		res.Codes = append(res.Codes, d)
+		switch {
+		case d.Listed:
+			listed = append(listed, fmt.Sprintf("%s (%s)", d.Meaning, a))
+			dynamic = dynamic || d.Dynamic
+		case d.Refused:
+			refused = append(refused, fmt.Sprintf("%s (%s)", d.Meaning, a))
+		}
+	}
+	switch {
+	case len(listed) > 0:
+		c.Status, c.Detail = StatusFail, "listed: "+strings.Join(listed, "; ")
+		if dynamic {
+			c.Fix = "The address is in a dynamic range that receivers refuse: send through the smart host, or get a static IP from your ISP and have it removed from the PBL."
+		} else {
+			c.Fix = fmt.Sprintf("Send through the smart host, find and fix the cause, then request removal at the operator of %s.", zone)
+		}
+	case len(refused) > 0:
+		c.Status, c.Blocking = StatusPermError, false
+		c.Detail = "cannot tell: " + strings.Join(refused, "; ")
+		c.Fix = "Use your own resolver (not a public one such as 8.8.8.8) in dns.resolvers, or a DNSBL subscription."
+	default:
+		c.Status, c.Detail = StatusPass, "not listed (ignored answer "+joinAddrs(addrs)+")"
+	}
+	res.Check = c
+	return res
+}
