@@ -38,7 +38,8 @@ var ErrBareNewline = &smtpstatus.Error{
 //     hop. Turning it into CRLF makes the dot a line of its own, which the writer then stuffs.
 //
 // In both modes, what reaches dst without an error is plain CRLF text: once a DATA writer has dot-stuffed it,
-// no receiver can find an end of data in it but the writer's own. Filter does not close dst.
+// no receiver can find an end of data in it but the writer's own. After an error, what dst already received
+// is a partial message: discard it. Filter does not close dst.
 type Filter struct {
 	dst       io.Writer
 	mode      LineEndings
