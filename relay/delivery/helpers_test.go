@@ -2,8 +2,8 @@ package delivery
 
 import (
 	"bytes"
+	"crypto/tls"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -184,6 +184,7 @@ type fakeMsg struct {
 	Sess  int
 	UTF8  bool
 	Body8 bool
+	TLS   bool
 }
 
 // fakePeer is a go-smtp server with scripted faults, for what smtp-sink cannot do.
@@ -207,6 +208,7 @@ type fakePeer struct {
 	dataHook  func(n int, c *smtp.Conn, r io.Reader) error
 	authUsers map[string]string // PLAIN/LOGIN credentials when set; AUTH offered then
 	mechs     []string
+	tls       *tls.Config // STARTTLS offered when set
 }
 
 func startFake(t *testing.T, addr string, configure func(*fakePeer)) *fakePeer {
@@ -224,6 +226,7 @@ func startFake(t *testing.T, addr string, configure func(*fakePeer)) *fakePeer {
 		return &fakeSession{f: f, c: c, sess: n}, nil
 	}))
 	f.srv.Domain = "fake.test"
+	f.srv.TLSConfig = f.tls
 	f.srv.AllowInsecureAuth = true
 	f.srv.ReadTimeout = 10 * time.Second
 	f.srv.WriteTimeout = 10 * time.Second
@@ -369,6 +372,7 @@ func (s *fakeSession) Data(r io.Reader) error {
 		}
 	}
 	m := fakeMsg{From: s.from, To: s.to, Data: b, Helo: s.c.Hostname(), Sess: s.sess}
+	_, m.TLS = s.c.TLSConnectionState()
 	if s.opts != nil {
 		m.UTF8 = s.opts.UTF8
 		m.Body8 = s.opts.Body == smtp.Body8BitMIME
@@ -396,6 +400,5 @@ func mxZone(domain string, mx ...string) []string {
 	return out
 }
 
-var errStop = errors.New("stop")
 
 func contains(b []byte, s string) bool { return bytes.Contains(b, []byte(s)) }

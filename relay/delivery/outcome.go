@@ -1,8 +1,6 @@
 package delivery
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"net"
 	"os"
@@ -140,18 +138,6 @@ func fromSMTP(se *smtp.SMTPError) smtpstatus.Status {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
-}
-
-// isTLSError tells a certificate or handshake failure apart from a plain network error.
-func isTLSError(err error) bool {
-	var cv *tls.CertificateVerificationError
-	var ua x509.UnknownAuthorityError
-	var hn x509.HostnameError
-	var ci x509.CertificateInvalidError
-	var ae tls.AlertError
-	var re tls.RecordHeaderError
-	return errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci) ||
-		errors.As(err, &ae) || errors.As(err, &re)
 }
 
 // errText shortens network errors ("dial tcp 127.0.0.1:25: connect: connection refused" stays readable) and
