@@ -2,8 +2,8 @@ package delivery
 
 import (
 	"bytes"
-	"crypto/tls"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -399,6 +399,5 @@ func mxZone(domain string, mx ...string) []string {
 	}
 	return out
 }
-
 
 func contains(b []byte, s string) bool { return bytes.Contains(b, []byte(s)) }
