@@ -65,15 +65,17 @@ func TestFilter_SmugglingVariants(t *testing.T) {
 						t.Fatalf("%s Reject %q: err %v, want ErrBareNewline", in.path, ch, err)
 					case !hasBareNewline(in.in) && (err != nil || string(out) != in.in):
 						t.Fatalf("%s Reject %q: out %q err %v, want the input back", in.path, ch, out, err)
-					case err == nil:
-						assertUnsplittable(t, out)
 					}
 					out, _, err = runFilter(Normalize, ch)
 					if err != nil || string(out) != in.norm {
 						t.Fatalf("%s Normalize %q: out %q err %v, want %q", in.path, ch, out, err, in.norm)
 					}
-					assertUnsplittable(t, out)
 				}
+				// Every chunking gave the same output, so one check each covers them all.
+				if !hasBareNewline(in.in) {
+					assertUnsplittable(t, []byte(in.in))
+				}
+				assertUnsplittable(t, []byte(in.norm))
 			}
 		})
 	}
@@ -83,27 +85,41 @@ func hasBareNewline(s string) bool {
 	return strings.Count(s, "\r") != strings.Count(s, "\r\n") || strings.Count(s, "\n") != strings.Count(s, "\r\n")
 }
 
-// assertUnsplittable dot-stuffs body the way go-smtp's client does (net/textproto DotWriter) and checks that a
-// receiver splitting lines at any CR or LF finds a line holding only "." nowhere but at the end.
+// assertUnsplittable fails the test when splittable(body) finds an early end of data.
 func assertUnsplittable(t *testing.T, body []byte) {
 	t.Helper()
+	if wire, ok := unsplittable(body); !ok {
+		t.Fatalf("after dot-stuffing, %q has an end of data before its end", wire)
+	}
+}
+
+// unsplittable dot-stuffs body the way go-smtp's client does (net/textproto DotWriter) and reports whether a
+// receiver splitting lines at any CR or LF finds a line holding only "." nowhere but at the end.
+func unsplittable(body []byte) (string, bool) {
 	var wire bytes.Buffer
 	bw := bufio.NewWriter(&wire)
 	dw := textproto.NewWriter(bw).DotWriter()
-	if _, err := dw.Write(body); err != nil {
-		t.Fatal(err)
-	}
-	if err := dw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := bw.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	_, _ = dw.Write(body) // into a bytes.Buffer: cannot fail
+	_ = dw.Close()
+	_ = bw.Flush()
 	segs := strings.FieldsFunc(wire.String(), func(r rune) bool { return r == '\r' || r == '\n' })
 	for i, s := range segs {
 		if s == "." && i != len(segs)-1 {
-			t.Fatalf("after dot-stuffing, %q has an end of data before its end", wire.String())
+			return wire.String(), false
 		}
+	}
+	return wire.String(), true
+}
+
+func TestUnsplittable_CatchesWhatTheDotWriterLetsThrough(t *testing.T) {
+	// The check itself must be able to fail: a bare CR before a dot passes the DotWriter unchanged.
+	for _, body := range []string{"A\r.\rB\r\n", "A\r.\r\nB\r\n"} {
+		if wire, ok := unsplittable([]byte(body)); ok {
+			t.Errorf("%q (on the wire %q) was judged safe", body, wire)
+		}
+	}
+	if _, ok := unsplittable([]byte("A\r\n.\r\nB\r\n")); !ok {
+		t.Error("plain CRLF text with a dot line, which the DotWriter stuffs, was judged unsafe")
 	}
 }
 
