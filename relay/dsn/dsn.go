@@ -127,7 +127,7 @@ func (r Report) normalized() (Report, error) {
 	switch {
 	case r.Sender == "":
 		return r, ErrNullSender
-	case r.ReportingMTA == "" || !isPrintableASCII(r.ReportingMTA):
+	case r.ReportingMTA == "" || !isPrintableASCII(r.ReportingMTA) || strings.ContainsAny(r.ReportingMTA, " <>;"):
 		return r, fmt.Errorf("dsn: reporting MTA %q: want our host name", r.ReportingMTA)
 	case r.Kind != Failed && r.Kind != Delayed:
 		return r, fmt.Errorf("dsn: unknown report kind %d", r.Kind)

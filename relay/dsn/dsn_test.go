@@ -396,6 +396,7 @@ func TestBuild_Errors(t *testing.T) {
 	}{
 		{"null sender", func(r *Report) { r.Sender = "" }},
 		{"no reporting MTA", func(r *Report) { r.ReportingMTA = "" }},
+		{"reporting MTA not a host name", func(r *Report) { r.ReportingMTA = "relay example" }},
 		{"no kind", func(r *Report) { r.Kind = 0 }},
 		{"no recipients", func(r *Report) { r.Recipients = nil }},
 		{"empty recipient", func(r *Report) { r.Recipients[0].Recipient = "" }},
