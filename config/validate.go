@@ -376,8 +376,10 @@ func validHostname(s string) bool {
 
 func validDomain(s string) bool { return validHostname(s) }
 
-// validSender accepts an address ("scanner@example.com") or a domain ("example.com").
+// validSender accepts an address ("scanner@example.com") or a domain ("example.com", also "@example.com"), the
+// forms relay/route matches.
 func validSender(s string) bool {
+	s = strings.TrimPrefix(s, "@")
 	local, dom, isAddr := strings.Cut(s, "@")
 	if !isAddr {
 		return validDomain(s)
