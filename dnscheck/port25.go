@@ -29,7 +29,7 @@ func CheckPort25(ctx context.Context, r Lookuper, probe string, f Family, timeou
 	defer cancel()
 
 	var addrs []netip.Addr
-	if a, err := netip.ParseAddr(host); err == nil {
+	if a, perr := netip.ParseAddr(host); perr == nil {
 		addrs = []netip.Addr{a.Unmap()}
 	} else if f == IPv6 {
 		addrs, err = r.LookupAAAA(ctx, host)

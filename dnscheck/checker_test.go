@@ -1,0 +1,205 @@
+package dnscheck_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"ptrelay/dnscheck"
+	"ptrelay/dnscheck/dnstest"
+)
+
+func newChecker(t *testing.T, o dnscheck.Options) *dnscheck.Checker {
+	t.Helper()
+	c, err := dnscheck.NewChecker(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func checkStatus(t *testing.T, rep dnscheck.Report, id string) dnscheck.Status {
+	t.Helper()
+	for _, c := range rep.Checks {
+		if c.ID == id {
+			return c.Status
+		}
+	}
+	t.Fatalf("no check %s in %+v", id, rep.Checks)
+	return ""
+}
+
+func TestChecker_TempErrorKeepsGoodVerdict(t *testing.T) {
+	srv := dnstest.New(t, egressZone...)
+	var changes []dnscheck.Verdict
+	c := newChecker(t, dnscheck.Options{Resolver: newResolver(t, srv.Addr()), Hostname: "mail.good.test",
+		Domain: "good.test", EgressIP: "127.0.0.21", Families: []dnscheck.Family{dnscheck.IPv4},
+		OnChange: func(prev, cur dnscheck.Report) { changes = append(changes, cur.Verdict) }})
+	ctx := ctxT(t)
+	if ok, known := c.DirectOK(); ok || known {
+		t.Fatalf("before any check: DirectOK = %v, %v", ok, known)
+	}
+
+	reps := c.CheckNow(ctx)
+	if len(reps) != 1 || reps[0].Verdict != dnscheck.VerdictDirectOK {
+		t.Fatalf("first run: %+v", reps)
+	}
+
+	srv.Fail("21.0.0.127.in-addr.arpa", dns.TypePTR, dnstest.ServFail)
+	rep := c.CheckNow(ctx)[0]
+	if checkStatus(t, rep, "ptr") != dnscheck.StatusTempError {
+		t.Fatalf("ptr check not temperror during SERVFAIL: %+v", rep.Checks)
+	}
+	if rep.Verdict != dnscheck.VerdictDirectOK || !rep.Held {
+		t.Fatalf("SERVFAIL flipped the verdict: %s held=%v %v", rep.Verdict, rep.Held, rep.Reasons)
+	}
+	if ok, known := c.DirectOK(); !ok || !known {
+		t.Fatalf("DirectOK during SERVFAIL = %v, %v", ok, known)
+	}
+
+	// A real answer that is bad does flip it.
+	srv.Fail("21.0.0.127.in-addr.arpa", dns.TypePTR, 0)
+	srv.Remove("21.0.0.127.in-addr.arpa", dns.TypePTR)
+	rep = c.CheckNow(ctx)[0]
+	if rep.Verdict != dnscheck.VerdictSmarthost || rep.Held {
+		t.Fatalf("PTR removed: %s held=%v", rep.Verdict, rep.Held)
+	}
+	if ok, known := c.DirectOK(); ok || !known {
+		t.Fatalf("DirectOK after PTR removed = %v, %v", ok, known)
+	}
+	if !slices.Equal(changes, []dnscheck.Verdict{dnscheck.VerdictDirectOK, dnscheck.VerdictSmarthost}) {
+		t.Fatalf("OnChange saw %v", changes)
+	}
+}
+
+func TestChecker_TempErrorOnFirstRunIsUnknown(t *testing.T) {
+	srv := dnstest.New(t, egressZone...)
+	srv.Fail("21.0.0.127.in-addr.arpa", dns.TypePTR, dnstest.ServFail)
+	c := newChecker(t, dnscheck.Options{Resolver: newResolver(t, srv.Addr()), Hostname: "mail.good.test",
+		EgressIP: "127.0.0.21", Families: []dnscheck.Family{dnscheck.IPv4}})
+	rep := c.CheckNow(ctxT(t))[0]
+	if rep.Verdict != dnscheck.VerdictUnknown || rep.Held {
+		t.Fatalf("got %s held=%v", rep.Verdict, rep.Held)
+	}
+	if ok, known := c.DirectOK(); ok || known {
+		t.Fatalf("DirectOK = %v, %v", ok, known)
+	}
+}
+
+func TestChecker_PerFamily(t *testing.T) {
+	srv := dnstest.New(t, egressZone...)
+	c := newChecker(t, dnscheck.Options{Resolver: newResolver(t, srv.Addr()), Hostname: "mail.good.test",
+		Domain: "good.test", EgressIP: "127.0.0.21, ::1"})
+	reps := c.CheckNow(ctxT(t))
+	if len(reps) != 2 || reps[0].Family != dnscheck.IPv4 || reps[1].Family != dnscheck.IPv6 {
+		t.Fatalf("reports %+v", reps)
+	}
+	if reps[0].Verdict != dnscheck.VerdictDirectOK || reps[1].Verdict != dnscheck.VerdictSmarthost {
+		t.Fatalf("verdicts v4=%s v6=%s (%v)", reps[0].Verdict, reps[1].Verdict, reps[1].Reasons)
+	}
+	if checkStatus(t, reps[1], "ptr") != dnscheck.StatusPermError {
+		t.Fatalf("::1 has no PTR in the zone: %+v", reps[1].Checks)
+	}
+	if got := c.DirectFamilies(); !slices.Equal(got, []dnscheck.Family{dnscheck.IPv4}) {
+		t.Fatalf("DirectFamilies = %v", got)
+	}
+	if ok, known := c.DirectOK(); !ok || !known {
+		t.Fatalf("DirectOK = %v, %v", ok, known)
+	}
+	if v := dnscheck.Overall(reps); v != dnscheck.VerdictDirectOK {
+		t.Fatalf("Overall = %s", v)
+	}
+	if rep, ok := c.Report(dnscheck.IPv6); !ok || rep.Egress.IP != netip.MustParseAddr("::1") {
+		t.Fatalf("Report(IPv6) = %+v, %v", rep, ok)
+	}
+}
+
+func TestChecker_NoEgressOfFamily(t *testing.T) {
+	srv := dnstest.New(t, egressZone...)
+	c := newChecker(t, dnscheck.Options{Resolver: newResolver(t, srv.Addr()), EgressIP: "127.0.0.21"})
+	reps := c.CheckNow(ctxT(t))
+	if reps[1].Verdict != dnscheck.VerdictUnknown || checkStatus(t, reps[1], "egress") != dnscheck.StatusPermError {
+		t.Fatalf("v6 without a static address: %+v", reps[1])
+	}
+}
+
+// runChecker starts Run and stops it (waiting for it) at the end of the test.
+func runChecker(t *testing.T, c *dnscheck.Checker) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); c.Run(ctx) }()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestChecker_EgressChangeTriggersCheck(t *testing.T) {
+	srv := dnstest.New(t, egressZone...)
+	var current atomic.Value
+	current.Store("127.0.0.21")
+	srv.Dynamic(dnscheck.WhoamiOpenDNS, func(from netip.AddrPort, q dns.Question) []string {
+		return []string{fmt.Sprintf("%s 0 IN A %s", q.Name, current.Load())}
+	})
+	c := newChecker(t, dnscheck.Options{Resolver: newResolver(t, srv.Addr()), Hostname: "mail.good.test",
+		Discovery: []string{"dns"}, Whoami: []string{srv.Addr()}, Families: []dnscheck.Family{dnscheck.IPv4},
+		CheckInterval: time.Hour, EgressPoll: 20 * time.Millisecond, Timeout: time.Second})
+	runChecker(t, c)
+	waitFor(t, "first verdict", func() bool {
+		r, ok := c.Report(dnscheck.IPv4)
+		return ok && r.Verdict == dnscheck.VerdictDirectOK
+	})
+
+	current.Store("127.0.0.22") // the ISP hands out a new address, one without a PTR
+	waitFor(t, "verdict for the new address", func() bool {
+		r, _ := c.Report(dnscheck.IPv4)
+		return r.Egress.IP == netip.MustParseAddr("127.0.0.22") && r.Verdict == dnscheck.VerdictSmarthost
+	})
+}
+
+func TestChecker_Recheck(t *testing.T) {
+	srv := dnstest.New(t, egressZone...)
+	c := newChecker(t, dnscheck.Options{Resolver: newResolver(t, srv.Addr()), Hostname: "mail.good.test",
+		EgressIP: "127.0.0.25", Families: []dnscheck.Family{dnscheck.IPv4}, CheckInterval: time.Hour})
+	runChecker(t, c)
+	waitFor(t, "first verdict", func() bool {
+		r, ok := c.Report(dnscheck.IPv4)
+		return ok && r.Verdict == dnscheck.VerdictDirectOK
+	})
+	srv.Remove("relay.good.test", dns.TypeA) // FCrDNS now fails
+	c.Recheck()
+	waitFor(t, "verdict after Recheck", func() bool {
+		r, _ := c.Report(dnscheck.IPv4)
+		return r.Verdict == dnscheck.VerdictSmarthost
+	})
+	r, _ := c.Report(dnscheck.IPv4)
+	if checkStatus(t, r, "fcrdns") != dnscheck.StatusFail {
+		t.Fatalf("fcrdns after removal: %+v", r.Checks)
+	}
+}
+
+func TestNewChecker_Validation(t *testing.T) {
+	if _, err := dnscheck.NewChecker(dnscheck.Options{}); err == nil {
+		t.Error("no resolver accepted")
+	}
+	srv := dnstest.New(t)
+	if _, err := dnscheck.NewChecker(dnscheck.Options{Resolver: newResolver(t, srv.Addr()), EgressIP: "nope"}); err == nil {
+		t.Error("bad egress.ip accepted")
+	}
+}
