@@ -31,6 +31,9 @@ type conn struct {
 	log    *slog.Logger
 	idle   time.Duration
 
+	tap   *tap
+	wrote atomic.Bool // set by Write, consumed by the tap to tell replies from input
+
 	mu      sync.Mutex
 	readErr error // sticky idle timeout
 	hangup  bool
@@ -89,6 +92,7 @@ func (c *conn) Write(p []byte) (int, error) {
 	if c.hello.Load() != nil && !c.tlsDone.Load() && len(p) >= 7 && p[0] == 21 && p[1] == 3 {
 		c.logHandshakeFailure("we sent alert " + alertName(p[6]))
 	}
+	c.wrote.Store(true)
 	return c.Conn.Write(p)
 }
 

@@ -51,6 +51,9 @@ func (s *session) Data(r io.Reader) error {
 	if err == nil {
 		err = f.Close()
 	}
+	if err == nil && s.set.bare == message.Reject && s.c.tap.dotCR.Load() {
+		err = message.ErrBareNewline // hidden from r by go-smtp's dot handling: see tap.go
+	}
 	if err == nil {
 		err = hc.Close()
 	}

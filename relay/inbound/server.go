@@ -52,6 +52,11 @@ type Hooks struct {
 }
 
 // Server is the inbound SMTP server. It serves any number of listeners (Serve once per listener).
+//
+// Each connection gets its own go-smtp server value, built from the settings current at accept time. That
+// gives reloads their meaning (sessions in flight keep their settings, new ones get the new settings) without
+// mutating a go-smtp server while it runs, and it gives each connection its own Debug tap: the one place where
+// the decrypted input is visible, which the bare CR check needs (see tap.go).
 type Server struct {
 	log   *slog.Logger
 	store store
@@ -59,20 +64,12 @@ type Server struct {
 	idle  time.Duration
 
 	mu        sync.Mutex
-	cur       *generation
+	set       *settings
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
 	closing   bool
 	drained   chan struct{} // closed when closing and no connection is left
 	data      sync.WaitGroup
-}
-
-// generation is one configuration's go-smtp server. A reload starts a new generation for new connections and
-// stops the old one from accepting; the old one's sessions run to their end with the settings they began with.
-type generation struct {
-	set  *settings
-	smtp *smtp.Server
-	in   *handoff
 }
 
 // New builds a server from cfg; nothing is served until Serve. Errors name the setting to fix.
@@ -96,7 +93,7 @@ func newServer(cfg *config.Config, st store, log *slog.Logger, hooks Hooks) (*Se
 	if err != nil {
 		return nil, err
 	}
-	s.cur = s.startGeneration(set)
+	s.set = set
 	return s, nil
 }
 
@@ -112,15 +109,13 @@ func (s *Server) Reload(cfg *config.Config) error {
 	if s.closing {
 		return errors.New("inbound: server is shutting down")
 	}
-	old := s.cur
-	s.cur = s.startGeneration(set)
-	_ = old.in.Close()
+	s.set = set
 	s.log.Info("inbound configuration reloaded; new sessions use it")
 	return nil
 }
 
-func (s *Server) startGeneration(set *settings) *generation {
-	g := &generation{set: set, in: newHandoff()}
+// smtpServer builds the go-smtp server for one connection.
+func (s *Server) smtpServer(set *settings, c *conn) *smtp.Server {
 	srv := smtp.NewServer(&backend{srv: s, set: set})
 	srv.Domain = set.hostname
 	srv.MaxMessageBytes = set.maxSize
@@ -132,21 +127,17 @@ func (s *Server) startGeneration(set *settings) *generation {
 	// (AuthMechanisms returns nothing where AUTH is not allowed), because loopback clients may AUTH in clear.
 	srv.AllowInsecureAuth = true
 	srv.WriteTimeout = time.Minute
-	srv.ErrorLog = slogPrinter{s.log}
+	srv.ErrorLog = slogPrinter{c.log}
+	srv.Debug = c.tap
 	if set.tls != nil {
-		srv.TLSConfig = s.perConnTLS(set.tls)
-		if set.tlsLegacy {
-			s.log.Warn("smtp.tls_legacy = true: STARTTLS accepts TLS 1.0/1.1 and RSA-key-exchange CBC and 3DES suites; use it only for old Exchange/Windows senders on a trusted LAN")
-		}
+		srv.TLSConfig = set.smtpTLS
 	}
-	g.smtp = srv
-	go func() { _ = srv.Serve(g.in) }()
-	return g
+	return srv
 }
 
 // perConnTLS wraps base so that each handshake is tied to its connection: the ClientHello is kept for the
 // failure log and success is recorded (go-smtp discards the handshake error).
-func (s *Server) perConnTLS(base *tls.Config) *tls.Config {
+func perConnTLS(base *tls.Config) *tls.Config {
 	return &tls.Config{
 		Certificates: base.Certificates, // go-smtp only checks TLSConfig != nil; the real config comes below
 		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
@@ -213,39 +204,33 @@ func (s *Server) accept(nc net.Conn) {
 	}
 	id := newSessionID()
 	s.mu.Lock()
-	g := s.cur
+	set := s.set
 	if s.closing {
 		s.mu.Unlock()
 		go refuse(nc, smtpstatus.ShuttingDown, id)
 		return
 	}
-	if max := g.set.maxConns; max > 0 && len(s.conns) >= max {
+	if max := set.maxConns; max > 0 && len(s.conns) >= max {
 		s.mu.Unlock()
 		s.log.Warn("connection refused: smtp.max_connections reached", "session", id, "client", nc.RemoteAddr().String(), "max_connections", max)
 		s.refused(RefusedConnections)
 		go refuse(nc, smtpstatus.TooManyConnections, id)
 		return
 	}
-	c := &conn{Conn: nc, srv: s, id: id, remote: remote, idle: s.idle,
-		log: s.log.With("session", id)}
+	c := &conn{Conn: nc, srv: s, id: id, remote: remote, idle: s.idle, log: s.log.With("session", id)}
+	c.tap = &tap{c: c}
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
 	if s.hooks.OnSession != nil {
 		s.hooks.OnSession(1)
 	}
 	c.log.Info("connect", "client", nc.RemoteAddr().String(), "local", nc.LocalAddr().String())
+	srv := s.smtpServer(set, c)
+	in := newHandoff()
+	go func() { _ = srv.Serve(in) }() // returns once the one connection is handed over and in is closed
 	go func() {
-		for !g.in.push(c) {
-			// The generation was retired by a reload between our read of s.cur and the handoff.
-			s.mu.Lock()
-			g = s.cur
-			closing := s.closing
-			s.mu.Unlock()
-			if closing {
-				refuse(c, smtpstatus.ShuttingDown, id)
-				return
-			}
-		}
+		in.push(c)
+		_ = in.Close()
 	}()
 }
 
@@ -293,7 +278,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for l := range s.listeners {
 		_ = l.Close()
 	}
-	_ = s.cur.in.Close()
 	s.mu.Unlock()
 
 	var err error

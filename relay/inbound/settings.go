@@ -23,6 +23,7 @@ type settings struct {
 	authRequiresTLS bool
 	users           *userTable
 	tls             *tls.Config // nil: no STARTTLS
+	smtpTLS         *tls.Config // what go-smtp gets: tls behind a per-connection hook
 	tlsLegacy       bool
 }
 
@@ -62,6 +63,12 @@ func newSettings(cfg *config.Config, log *slog.Logger) (*settings, error) {
 	st.tls, err = loadTLS(cfg, log)
 	if err != nil {
 		return nil, err
+	}
+	if st.tls != nil {
+		st.smtpTLS = perConnTLS(st.tls)
+		if st.tlsLegacy {
+			log.Warn("smtp.tls_legacy = true: STARTTLS accepts TLS 1.0/1.1 and RSA-key-exchange CBC and 3DES suites; use it only for old Exchange/Windows senders on a trusted LAN")
+		}
 	}
 	return st, nil
 }
