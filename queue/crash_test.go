@@ -39,7 +39,7 @@ func TestCrashChild(t *testing.T) {
 			defer wg.Done()
 			for i := 0; ; i++ {
 				seed := fmt.Sprintf("p%d-g%d-%d", os.Getpid(), g, i)
-				size := 100 + rand.IntN(200_000)
+				size := 100 + rand.IntN(64<<10)
 				w, err := s.NewWriter()
 				if err != nil {
 					return
@@ -103,7 +103,7 @@ func TestCrash(t *testing.T) {
 		}()
 		// Kill after a random number of acknowledged messages (and a random extra moment), so the kill lands
 		// in every phase of a commit: writing, fsync, rename, transaction.
-		killAfter := 5 + rand.IntN(60)
+		killAfter := 3 + rand.IntN(30)
 		got := 0
 		deadline := time.After(20 * time.Second)
 	wait:

@@ -3,11 +3,11 @@ package queue
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -38,7 +38,10 @@ func rcpts(addrs ...string) []Recipient {
 func body(seed string, n int) []byte {
 	b := make([]byte, 0, n+64)
 	for i := 0; len(b) < n; i++ {
-		b = fmt.Appendf(b, "%s line %d\r\n", seed, i)
+		b = append(b, seed...)
+		b = append(b, " line "...)
+		b = strconv.AppendInt(b, int64(i), 10)
+		b = append(b, "\r\n"...)
 	}
 	return b[:n]
 }
