@@ -21,20 +21,20 @@ const maxHeaderBytes = 64 << 10
 type dsnRcpt struct {
 	Addr, ORcpt string
 	Status      string // enhanced code, "5.1.1"
-	Diagnostic  string // the remote's reply, "" when no server answered
-	Text        string // what happened, in our words, when the remote said nothing
+	Diagnostic  string // the remote's reply, or our own description when no server answered
 	Relay       string // "host[ip]:port" or ""
 	At          time.Time
 }
 
-// dsnLine describes one recipient's failure or delay for a DSN: the remote's reply becomes the Diagnostic-Code,
-// a failure of ours (DNS, connection) the explanation.
+// dsnLine describes one recipient's failure or delay for a DSN: the remote's reply becomes the Diagnostic-Code;
+// for a failure with no reply (DNS, connection) our description does. The "what to do" sentence is left to the
+// dsn package, which derives it from the status code.
 func dsnLine(r *queue.Recipient, st smtpstatus.Status, relay string, at time.Time) dsnRcpt {
 	d := dsnRcpt{Addr: r.Addr, ORcpt: r.ORcpt, Status: st.Enhanced.String(), Relay: relay, At: at}
 	if st.Code != 0 {
 		d.Diagnostic = st.String()
 	} else {
-		d.Text = st.Text
+		d.Diagnostic = st.Text // dsn writes it as an X-ptrelay diagnostic, in our words
 	}
 	if d.Status == "" {
 		d.Status = "5.0.0"
@@ -107,7 +107,6 @@ func (s *Scheduler) enqueueDSN(tx *queue.Tx, cfg *config.Config, m *queue.Messag
 			RemoteMTA:   hostOf(r.Relay),
 			LastAttempt: r.At,
 			Diagnostic:  r.Diagnostic,
-			Fix:         r.Text,
 		}
 		if kind == dsn.Delayed {
 			rs.Action = "delayed"

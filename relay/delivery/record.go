@@ -39,17 +39,12 @@ func expired(m *queue.Message, cfg *config.Config, now time.Time) bool {
 	return lt > 0 && now.Sub(m.Arrival) > lt
 }
 
-// expiredStatus keeps the last reply as the diagnostic of an expiry (RFC 3463 X.4.7, Postfix's
-// "status=expired, returned to sender" with the last reason).
+// expiredStatus is what an expiry records (RFC 3463 X.4.7, Postfix's "status=expired, returned to sender"):
+// our status, with the last reply quoted in the text. The DSN keeps the last remote reply as its Diagnostic-Code.
 func expiredStatus(cfg *config.Config, last smtpstatus.Status) smtpstatus.Status {
-	st := last
-	st.Enhanced = stExpired
-	if last.Code != 0 {
-		return st // Diagnostic-Code keeps the remote's words; Status says why we stopped
-	}
-	st.Text = "delivery time expired after " + cfg.Queue.Lifetime.String()
-	if last.Text != "" {
-		st.Text += "; last error: " + last.Text
+	st := ours(stExpired, "delivery time expired after "+cfg.Queue.Lifetime.String())
+	if r := replyText(last); r != "" {
+		st.Text += "; last reply: " + r
 	}
 	return st
 }
@@ -81,11 +76,16 @@ type fails struct {
 }
 
 // bounce makes r final with st, recording an attempt and a DSN line.
-func bounce(r *queue.Recipient, o Outcome, st smtpstatus.Status, rt route.Route, relay string, now time.Time, f *fails) {
+// diag is the reply the DSN quotes as Diagnostic-Code when it differs from st (an expiry quotes the last reply).
+func bounce(r *queue.Recipient, o Outcome, st, diag smtpstatus.Status, rt route.Route, relay string, now time.Time, f *fails) {
 	r.State = queue.StateBounced
 	addHistory(r, attemptOf(now, rt, relay, o, st))
 	if wantsDSN(r.Notify, "FAILURE") {
-		f.failed = append(f.failed, dsnLine(r, st, relay, now))
+		line := dsnLine(r, st, relay, now)
+		if diag.Code != 0 {
+			line.Diagnostic = diag.String()
+		}
+		f.failed = append(f.failed, line)
 	}
 }
 
@@ -119,12 +119,13 @@ func (s *Scheduler) claim(cfg *config.Config, snap *queue.Message, now time.Time
 			switch {
 			case r.BounceNow:
 				st := ours(stAdminBounce, "bounced by the administrator")
-				bounce(r, Bounced, st, "", "", now, &f)
+				bounce(r, Bounced, st, smtpstatus.Status{}, "", "", now, &f)
 				results = append(results, s.result(m, r, "", "", Bounced, st, now))
 			case r.NextAttempt.After(now):
 			case expired(m, cfg, now):
-				st := expiredStatus(cfg, lastStatus(r))
-				bounce(r, Expired, st, "", "", now, &f)
+				last := lastStatus(r)
+				st := expiredStatus(cfg, last)
+				bounce(r, Expired, st, last, "", "", now, &f)
 				results = append(results, s.result(m, r, "", "", Expired, st, now))
 			default:
 				r.State = queue.StateActive
@@ -221,14 +222,15 @@ func (s *Scheduler) record(cfg *config.Config, t *txn, results []rcptResult, abo
 				r.State = queue.StateDelivered
 				addHistory(r, attemptOf(now, t.key.Route, res.Relay, o, st))
 			case o == Bounced:
-				bounce(r, o, st, t.key.Route, res.Relay, now, &f)
+				bounce(r, o, st, smtpstatus.Status{}, t.key.Route, res.Relay, now, &f)
 			case r.BounceNow:
 				addHistory(r, attemptOf(now, t.key.Route, res.Relay, o, st))
 				o, st = Bounced, ours(stAdminBounce, "bounced by the administrator")
-				bounce(r, o, st, "", "", now, &f)
+				bounce(r, o, st, smtpstatus.Status{}, "", "", now, &f)
 			case !aborted && expired(m, cfg, now):
+				last := st
 				o, st = Expired, expiredStatus(cfg, st)
-				bounce(r, o, st, t.key.Route, res.Relay, now, &f)
+				bounce(r, o, st, last, t.key.Route, res.Relay, now, &f)
 			default:
 				r.State = queue.StateDeferred
 				if aborted {
