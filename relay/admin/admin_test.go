@@ -392,6 +392,10 @@ func TestListen_Refusals(t *testing.T) {
 	if b, _ := os.ReadFile(file); string(b) != "keep me" {
 		t.Error("the regular file was touched")
 	}
+	if _, err := NewServer(fakeQueue{}, nil, nil, nil).Listen("/tmp/"+strings.Repeat("x", 120), ""); err == nil ||
+		!strings.Contains(err.Error(), "admin.socket") {
+		t.Errorf("an overlong path: %v", err)
+	}
 	if _, err := NewServer(fakeQueue{}, nil, nil, nil).Listen(filepath.Join(dir, "g.sock"), "no-such-group-ptrelay"); err == nil {
 		t.Error("an unknown group was accepted")
 	}

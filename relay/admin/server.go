@@ -83,6 +83,10 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 // daemon is removed; a live one is an error (two daemons on one queue). The same rule is enforced per request
 // from the peer's credentials (SO_PEERCRED), which also closes the short window between bind and chmod.
 func (s *Server) Listen(socketPath, group string) (net.Listener, error) {
+	// sockaddr_un holds 108 bytes with the NUL; bind would only say "invalid argument".
+	if len(socketPath) > 107 {
+		return nil, fmt.Errorf("admin socket path %s is %d bytes, longer than Unix sockets allow (107): set a shorter admin.socket", socketPath, len(socketPath))
+	}
 	a, err := newAccess(group)
 	if err != nil {
 		return nil, err
