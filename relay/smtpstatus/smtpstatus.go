@@ -65,19 +65,20 @@ func (s Status) Temporary() bool { return s.Code/100 == 4 }
 // Permanent reports a 5xx reply.
 func (s Status) Permanent() bool { return s.Code/100 == 5 }
 
-// String renders the reply as on the wire (one line): "451 4.3.0 text".
+// String renders the reply as on the wire (one line): "451 4.3.0 text". A status of our own making that no
+// peer sent (Code 0, e.g. "connection refused") starts with its enhanced code.
 func (s Status) String() string {
-	var b strings.Builder
-	b.WriteString(strconv.Itoa(s.Code))
+	var parts []string
+	if s.Code != 0 {
+		parts = append(parts, strconv.Itoa(s.Code))
+	}
 	if e := s.Enhanced.String(); e != "" {
-		b.WriteByte(' ')
-		b.WriteString(e)
+		parts = append(parts, e)
 	}
 	if s.Text != "" {
-		b.WriteByte(' ')
-		b.WriteString(s.Text)
+		parts = append(parts, s.Text)
 	}
-	return b.String()
+	return strings.Join(parts, " ")
 }
 
 // With returns a copy with another text.

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"ptrelay/config"
+	"ptrelay/relay"
+)
+
+func runServe(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", stderr)
+	path := fs.String("config", "", "configuration file")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, *logFormat, *logLevel)
+	if err != nil {
+		fmt.Fprintf(stderr, "ptrelay serve: %v\n", err)
+		return exitError{2}
+	}
+	cfg, source, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintf(stderr, "ptrelay serve: the configuration has errors:\n  %s\n", joinLines(err))
+		return exitError{1}
+	}
+	log.Info("configuration loaded", "source", source)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	r, err := relay.New(cfg, relay.Options{Log: log, Version: version, ConfigSource: source})
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return exitError{1}
+	}
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				// A broken new config is refused and the running one stays: the admin sees why in the log.
+				newCfg, src, err := config.Load(*path)
+				if err != nil {
+					log.Error("reload refused: the new configuration has errors; the running configuration stays", "source", src, "err", err)
+					r.ReloadFailed(err)
+					continue
+				}
+				if err := r.Reload(newCfg); err != nil {
+					log.Error("reload refused; the running configuration stays", "err", err)
+					continue
+				}
+				log.Info("configuration reloaded", "source", src)
+			}
+		}
+	}()
+	if err := r.Run(ctx); err != nil {
+		log.Error("stopped with an error", "err", err)
+		return exitError{1}
+	}
+	return nil
+}
+
+// newLogger builds the slog logger. Under journald (JOURNAL_STREAM set) the timestamp is left out, since the
+// journal stamps every line itself.
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("-log-level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	if os.Getenv("JOURNAL_STREAM") != "" {
+		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		}
+	}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("-log-format %q: use text or json", format)
+}

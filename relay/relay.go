@@ -1,0 +1,227 @@
+// Package relay owns the running daemon: it opens the queue, starts the inbound SMTP listeners, the delivery
+// scheduler, the egress checker, the admin socket and the metrics listener, and takes them down in order.
+// It is the one place that wires ptrelay's packages together; each of them stays ignorant of the others.
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"ptrelay/config"
+	"ptrelay/dnscheck"
+	"ptrelay/queue"
+	"ptrelay/relay/admin"
+	"ptrelay/relay/delivery"
+	"ptrelay/relay/inbound"
+	"ptrelay/relay/metrics"
+	"ptrelay/relay/sdnotify"
+)
+
+// DrainTimeout bounds how long SIGTERM waits for inbound sessions in flight before closing them.
+const DrainTimeout = 30 * time.Second
+
+// Options are the daemon's non-config inputs.
+type Options struct {
+	Log          *slog.Logger
+	Version      string
+	ConfigSource string // file path or "embedded defaults", for status
+}
+
+// Relay is one running ptrelay daemon.
+type Relay struct {
+	log     *slog.Logger
+	opts    Options
+	cfg     atomic.Pointer[config.Config]
+	started time.Time
+
+	store     *queue.Store
+	resolver  *dnscheck.Resolver
+	metrics   *metrics.Metrics
+	inbound   *inbound.Server
+	scheduler *delivery.Scheduler
+	admin     *admin.Server
+	listeners []net.Listener
+
+	lastErrors lastErrors
+}
+
+// New opens the queue and the listeners; nothing is served until Run. Errors say what to fix.
+func New(cfg *config.Config, opts Options) (*Relay, error) {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	r := &Relay{log: opts.Log, opts: opts, started: time.Now()}
+	r.cfg.Store(cfg)
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
+	}
+	store, err := queue.Open(queue.Options{Dir: cfg.DataDir, Logger: r.log})
+	if err != nil {
+		return nil, fmt.Errorf("opening the queue in %s: %w", cfg.DataDir, err)
+	}
+	r.store = store
+	ok := false
+	defer func() {
+		if !ok {
+			r.closeAll()
+		}
+	}()
+
+	r.resolver, err = dnscheck.NewResolver(dnscheck.ResolverOptions{Servers: cfg.DNS.Resolvers, Timeout: cfg.DNS.Timeout.D()})
+	if err != nil {
+		return nil, fmt.Errorf("dns: %w", err)
+	}
+	r.metrics = metrics.New()
+	r.metrics.SetQueueStats(r.queueStats)
+
+	r.inbound, err = inbound.New(cfg, store, r.log, inbound.Hooks{
+		OnSession:  r.metrics.SessionDelta,
+		OnAccepted: func(id string, size int64) { r.metrics.Accepted(size) },
+		OnRefused:  r.metrics.Refused,
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.scheduler = delivery.New(cfg, store, r.resolver, nil, r.log, delivery.Hooks{OnAttempt: r.observeAttempt})
+	r.admin = admin.NewServer(store, r.status, r.scheduler.Kick, r.log)
+
+	for _, addr := range cfg.SMTP.Listen {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("smtp.listen %s: %w (ports below 1024 need root or CAP_NET_BIND_SERVICE; is another mail server using it?)", addr, err)
+		}
+		r.listeners = append(r.listeners, l)
+	}
+	ok = true
+	return r, nil
+}
+
+// Run serves until ctx is cancelled, then drains: it stops accepting, lets inbound sessions finish within
+// DrainTimeout, returns deliveries in flight to the queue, and closes the queue. It returns nil on a clean stop.
+func (r *Relay) Run(ctx context.Context) error {
+	cfg := r.cfg.Load()
+	var wg sync.WaitGroup
+	serveErr := make(chan error, len(r.listeners)+2)
+	for _, l := range r.listeners {
+		wg.Add(1)
+		go func(l net.Listener) {
+			defer wg.Done()
+			if err := r.inbound.Serve(l); err != nil {
+				serveErr <- fmt.Errorf("smtp listener %s: %w", l.Addr(), err)
+			}
+		}(l)
+		r.log.Info("listening", "addr", l.Addr().String())
+	}
+
+	schedCtx, stopSched := context.WithCancel(context.Background())
+	schedDone := make(chan struct{})
+	go func() {
+		defer close(schedDone)
+		if err := r.scheduler.Run(schedCtx); err != nil && !errors.Is(err, context.Canceled) {
+			serveErr <- fmt.Errorf("delivery: %w", err)
+		}
+	}()
+
+	adminCtx, stopAdmin := context.WithCancel(context.Background())
+	defer stopAdmin()
+	go func() {
+		if err := r.admin.Serve(adminCtx, cfg.AdminSocket(), ""); err != nil && adminCtx.Err() == nil {
+			r.log.Error("admin socket failed; queue commands fall back to nothing while the daemon runs", "socket", cfg.AdminSocket(), "err", err)
+		}
+	}()
+	if cfg.Admin.MetricsListen != "" {
+		go func() {
+			if err := r.metrics.Serve(adminCtx, cfg.Admin.MetricsListen); err != nil && adminCtx.Err() == nil {
+				r.log.Error("metrics listener failed", "addr", cfg.Admin.MetricsListen, "err", err)
+			}
+		}()
+	}
+	go sdnotify.Watchdog(adminCtx)
+	_ = sdnotify.Ready()
+	_ = sdnotify.Status(r.statusLine())
+	r.log.Info("ptrelay started", "version", r.opts.Version, "hostname", cfg.Hostname, "data_dir", cfg.DataDir)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-serveErr:
+	}
+	_ = sdnotify.Stopping()
+	r.log.Info("stopping: no new sessions; waiting for sessions in flight", "bound", DrainTimeout)
+	drainCtx, cancel := context.WithTimeout(context.Background(), DrainTimeout)
+	if err := r.inbound.Shutdown(drainCtx); err != nil {
+		r.log.Warn("sessions still open at the drain bound were closed; their clients keep the mail and retry", "err", err)
+	}
+	cancel()
+	wg.Wait()
+	stopSched()
+	<-schedDone
+	stopAdmin()
+	if err := r.store.Close(); err != nil {
+		r.log.Error("closing the queue", "err", err)
+		if runErr == nil {
+			runErr = err
+		}
+	}
+	r.log.Info("stopped")
+	return runErr
+}
+
+// Reload applies a new, already validated configuration to the parts that can change while running: inbound
+// access, users, limits and TLS, and routing and delivery settings. Listen addresses and data_dir need a restart.
+func (r *Relay) Reload(cfg *config.Config) error {
+	_ = sdnotify.Reloading()
+	defer func() { _ = sdnotify.Ready() }()
+	old := r.cfg.Load()
+	if err := r.inbound.Reload(cfg); err != nil {
+		return err
+	}
+	r.scheduler.Reload(cfg)
+	r.cfg.Store(cfg)
+	if fmt.Sprint(old.SMTP.Listen) != fmt.Sprint(cfg.SMTP.Listen) || old.DataDir != cfg.DataDir {
+		r.log.Warn("smtp.listen and data_dir changes take effect at the next restart")
+	}
+	return nil
+}
+
+// ReloadFailed tells systemd the reload is over although nothing changed.
+func (r *Relay) ReloadFailed(error) {
+	_ = sdnotify.Reloading()
+	_ = sdnotify.Ready()
+}
+
+func (r *Relay) closeAll() {
+	for _, l := range r.listeners {
+		_ = l.Close()
+	}
+	if r.store != nil {
+		_ = r.store.Close()
+	}
+}
+
+func (r *Relay) queueStats() (map[string]int, time.Time) {
+	st, err := r.store.Stats()
+	if err != nil {
+		return nil, time.Time{}
+	}
+	by := make(map[string]int, len(st.ByState))
+	for s, n := range st.ByState {
+		by[string(s)] = n
+	}
+	return by, st.OldestArrival
+}
+
+func (r *Relay) statusLine() string {
+	st, err := r.store.Stats()
+	if err != nil {
+		return "running"
+	}
+	return fmt.Sprintf("running; %d message(s) queued", st.Messages)
+}
