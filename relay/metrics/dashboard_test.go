@@ -74,7 +74,7 @@ func exportedNames(t *testing.T) map[string]dto.MetricType {
 	m.Delivery("direct", "sent", time.Second)
 	m.Reroute("x")
 	m.SetVerdict("ipv4", "direct-ok")
-	m.SetQueueStats(func() (map[string]int, time.Time) { return nil, time.Time{} })
+	m.SetQueueStats(func() (map[string]int, time.Time) { return map[string]int{}, time.Time{} })
 	fams, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -95,7 +95,9 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
 // SetQueueStats installs the function read at every scrape for ptrelay_queue_recipients{state} and
 // ptrelay_queue_oldest_message_age_seconds: recipients per state, and the arrival time of the oldest message
-// (zero when the queue is empty). It is called from the scrape goroutine, so it must be safe for concurrent use.
+// (zero when the queue is empty). A nil map means the queue could not be read: both gauges are then left out
+// of that scrape instead of showing an empty queue. f is called from the scrape goroutine, so it must be safe
+// for concurrent use.
 func (m *Metrics) SetQueueStats(f func() (byState map[string]int, oldest time.Time)) {
 	if m == nil {
 		return

@@ -191,13 +191,19 @@ func TestMetrics_QueueGauges(t *testing.T) {
 		t.Errorf("oldest age %v, want 90", got)
 	}
 
-	m.SetQueueStats(func() (map[string]int, time.Time) { return nil, time.Time{} })
+	m.SetQueueStats(func() (map[string]int, time.Time) { return map[string]int{}, time.Time{} })
 	s = scrapeText(t, url)
 	if got := s.value("ptrelay_queue_oldest_message_age_seconds", nil); got != 0 {
 		t.Errorf("empty queue: oldest age %v, want 0", got)
 	}
 	if got := s.find("ptrelay_queue_recipients", map[string]string{"state": "queued"}); got == nil || got.GetGauge().GetValue() != 0 {
 		t.Errorf("empty queue: queued series %v, want 0", got)
+	}
+
+	m.SetQueueStats(func() (map[string]int, time.Time) { return nil, time.Time{} })
+	s = scrapeText(t, url)
+	if s["ptrelay_queue_recipients"] != nil || s["ptrelay_queue_oldest_message_age_seconds"] != nil {
+		t.Error("an unreadable queue (nil map) was reported as numbers")
 	}
 }
 

@@ -52,6 +52,11 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	byState, oldest := f()
+	if byState == nil {
+		// The queue could not be read: leave the gauges out of this scrape (Prometheus marks them stale)
+		// rather than report an empty queue.
+		return
+	}
 	done := map[string]bool{}
 	for _, s := range queueStates {
 		ch <- prometheus.MustNewConstMetric(c.recipients, prometheus.GaugeValue, float64(byState[s]), s)
