@@ -185,13 +185,7 @@ func decodeErrors(err error) []*FieldError {
 			e := &strict.Errors[i]
 			line, _ := e.Position()
 			key := strings.Join(e.Key(), ".")
-			msg := "unknown key " + key
-			if s := suggestKey(key); s != "" {
-				msg += ": did you mean " + s + "?"
-			} else {
-				msg += ": remove it, or check its spelling and its [table] in docs/configuration.md"
-			}
-			out = append(out, &FieldError{Line: line, Key: key, Msg: msg})
+			out = append(out, &FieldError{Line: line, Key: key, Msg: unknownKeyMsg(key)})
 		}
 		return out
 	}
@@ -298,13 +292,21 @@ func (s *scan) resolve(parts []string) string {
 
 // unknown reports key as unknown, with a suggestion when it looks like a typo.
 func (s *scan) unknown(line int, key string) {
+	s.add(line, key, unknownKeyMsg(key))
+}
+
+func unknownKeyMsg(key string) string {
 	msg := "unknown key " + key
-	if sug := suggestKey(key); sug != "" {
-		msg += ": did you mean " + sug + "?"
-	} else {
+	sug := suggestKey(key)
+	switch {
+	case sug == "":
 		msg += ": remove it, or check its spelling and its [table] in docs/configuration.md"
+	case !strings.Contains(sug, "."):
+		msg += ": did you mean " + sug + "? Top-level settings must come before the first [section]"
+	default:
+		msg += ": did you mean " + sug + "?"
 	}
-	s.add(line, key, msg)
+	return msg
 }
 
 // checkHeader checks a [table] or [[array.of.tables]] header and reports whether keys below it are worth checking.

@@ -107,9 +107,17 @@ func suggestKey(unknown string) string {
 	if len(unknown) > 64 {
 		return "" // not a typo, and the distance is quadratic
 	}
-	parent := ""
-	if i := strings.LastIndexByte(unknown, '.'); i >= 0 {
-		parent = unknown[:i]
+	parent, last := splitLast(unknown)
+	// The right key in the wrong table: most often a top-level key written below a [section], which TOML reads as
+	// part of that section. Suggest it when exactly one table has a key of that name.
+	var moved []string
+	for _, k := range schema() {
+		if p, l := splitLast(k.Key); l == last && p != parent {
+			moved = append(moved, k.Key)
+		}
+	}
+	if len(moved) == 1 {
+		return moved[0]
 	}
 	type cand struct {
 		key  string
