@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"ptrelay/config"
+	"ptrelay/dnscheck"
+)
+
+// checkResult is `ptrelay check -json`'s document.
+type checkResult struct {
+	Domain    string            `json:"domain,omitempty"`
+	Hostname  string            `json:"hostname"`
+	MX        []dnscheck.Check  `json:"mx,omitempty"`
+	Reports   []dnscheck.Report `json:"reports"`
+	Smarthost []dnscheck.Check  `json:"smarthost,omitempty"`
+	Verdict   dnscheck.Verdict  `json:"verdict"`
+	Exit      int               `json:"exit"`
+}
+
+// runCheck is the Knowledge-Base checklist: what receivers will see of this machine, one line per check with
+// the fix. Exit 0: direct delivery is fit; 1: use a smart host; 2: cannot tell.
+func runCheck(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("check", stderr)
+	path := fs.String("config", "", "configuration file")
+	domain := fs.String("domain", "", "your sending domain (default: the domain of hostname)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, _, err := config.Load(*path)
+	if err != nil {
+		return fmt.Errorf("configuration: %v", joinLines(err))
+	}
+	res, err := dnscheck.NewResolver(dnscheck.ResolverOptions{Servers: cfg.DNS.Resolvers, Timeout: cfg.DNS.Timeout.D()})
+	if err != nil {
+		return fmt.Errorf("dns: %w", err)
+	}
+	d := strings.TrimSuffix(*domain, ".")
+	if d == "" {
+		if _, rest, ok := strings.Cut(cfg.Hostname, "."); ok && rest != "" {
+			d = rest
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	out := checkResult{Domain: d, Hostname: cfg.Hostname}
+	if d != "" {
+		out.MX = mxChecks(ctx, res, d)
+	}
+	opts := dnscheck.SelfCheckOptions{
+		Resolver: res, Hostname: cfg.Hostname, Domain: d,
+		Egress: dnscheck.EgressOptions{Static: cfg.Egress.IP, Discovery: cfg.Egress.Discovery,
+			Whoami: cfg.Egress.Whoami, Timeout: cfg.DNS.Timeout.D()},
+		DNSBL: cfg.Egress.DNSBL, Port25Probe: cfg.Egress.Port25Probe,
+	}
+	for _, f := range []dnscheck.Family{dnscheck.IPv4, dnscheck.IPv6} {
+		out.Reports = append(out.Reports, dnscheck.SelfCheck(ctx, opts, f))
+	}
+	if cfg.Smarthost.Configured() && d != "" {
+		host, _, err := net.SplitHostPort(cfg.Smarthost.Address)
+		if err == nil {
+			out.Smarthost = append(out.Smarthost, dnscheck.CheckSPFHost(ctx, res, d, host))
+		}
+	}
+	out.Verdict = dnscheck.Overall(out.Reports)
+	switch out.Verdict {
+	case dnscheck.VerdictDirectOK:
+		out.Exit = 0
+	case dnscheck.VerdictSmarthost:
+		out.Exit = 1
+	default:
+		out.Exit = 2
+	}
+	if *asJSON {
+		if err := writeJSON(stdout, out); err != nil {
+			return err
+		}
+	} else {
+		renderCheck(stdout, out, cfg.Smarthost.Configured())
+	}
+	if out.Exit != 0 {
+		return exitError{out.Exit}
+	}
+	return nil
+}
+
+// mxChecks walks MX of d -> host -> address, the first line of the Knowledge-Base checklist.
+func mxChecks(ctx context.Context, r *dnscheck.Resolver, d string) []dnscheck.Check {
+	c := dnscheck.Check{ID: "mx:" + d, Title: "MX of " + d}
+	mxs, err := r.LookupMX(ctx, d)
+	if err != nil {
+		c.Status, c.Detail = dnscheck.StatusPermError, err.Error()
+		c.Fix = "Publish an MX record for " + d + " that points to a host name with an A record."
+		if errors.Is(err, dnscheck.ErrTemporary) {
+			c.Status, c.Fix = dnscheck.StatusTempError, "Check that the resolvers in dns.resolvers (or /etc/resolv.conf) answer."
+		}
+		return []dnscheck.Check{c}
+	}
+	var parts []string
+	ok := true
+	for _, mx := range mxs {
+		addrs, err := r.LookupAddrs(ctx, mx.Host)
+		switch {
+		case err != nil:
+			ok = false
+			parts = append(parts, fmt.Sprintf("%s (%d) -> %v", mx.Host, mx.Pref, err))
+		default:
+			as := make([]string, len(addrs))
+			for i, a := range addrs {
+				as[i] = a.String()
+			}
+			label := fmt.Sprintf("%s (%d)", mx.Host, mx.Pref)
+			if mx.Implicit {
+				label = mx.Host + " (no MX: the domain's own address)"
+			}
+			parts = append(parts, label+" -> "+strings.Join(as, ", "))
+		}
+	}
+	c.Detail = strings.Join(parts, "; ")
+	c.Status = dnscheck.StatusPass
+	if !ok {
+		c.Status = dnscheck.StatusFail
+		c.Fix = "Give every MX host of " + d + " an A (or AAAA) record."
+	}
+	return []dnscheck.Check{c}
+}
+
+func renderCheck(w io.Writer, r checkResult, haveSmarthost bool) {
+	fmt.Fprintf(w, "ptrelay check: hostname %s", r.Hostname)
+	if r.Domain != "" {
+		fmt.Fprintf(w, ", domain %s", r.Domain)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w)
+	line := func(c dnscheck.Check) {
+		fmt.Fprintf(w, "  %-7s %s: %s\n", c.Level(), c.Title, c.Detail)
+		if c.Fix != "" && c.Level() != "ok" {
+			fmt.Fprintf(w, "          fix: %s\n", c.Fix)
+		}
+	}
+	for _, c := range r.MX {
+		line(c)
+	}
+	for _, rep := range r.Reports {
+		for _, c := range rep.Checks {
+			line(c)
+		}
+	}
+	for _, c := range r.Smarthost {
+		line(c)
+	}
+	fmt.Fprintln(w)
+	switch r.Verdict {
+	case dnscheck.VerdictDirectOK:
+		fmt.Fprintln(w, "Verdict: direct-ok. Receivers should accept mail sent directly from this machine.")
+	case dnscheck.VerdictSmarthost:
+		fmt.Fprintln(w, "Verdict: smarthost. Big receivers will refuse mail sent directly from this machine:")
+		for _, rep := range r.Reports {
+			for _, reason := range rep.Reasons {
+				if rep.Verdict == dnscheck.VerdictSmarthost {
+					fmt.Fprintf(w, "  - %s\n", reason)
+				}
+			}
+		}
+		if haveSmarthost {
+			fmt.Fprintln(w, "ptrelay sends through your smart host (routing.mode = \"auto\") until the lines marked fail are fixed.")
+		} else {
+			fmt.Fprintln(w, "Fix the lines marked fail, or configure a [smarthost] (your ISP's or provider's) and ptrelay will use it.")
+		}
+	default:
+		fmt.Fprintln(w, "Verdict: unknown. The checks could not finish (see the lines marked unknown); run again later.")
+	}
+}
