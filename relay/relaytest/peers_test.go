@@ -6,7 +6,9 @@ import (
 	"encoding/pem"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -65,4 +67,26 @@ func splitHostPort(t *testing.T, addr string) (string, int) {
 		t.Fatal(err)
 	}
 	return h, n
+}
+
+// TestRequire_FailsUnderE2E runs a test that requires a missing program in a child test process with
+// PTRELAY_E2E=1: the child must fail, naming the program and its package.
+func TestRequire_FailsUnderE2E(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestRequireHelper_Missing$", "-test.count=1")
+	cmd.Env = append(os.Environ(), E2EEnv+"=1", "RELAYTEST_HELPER=1")
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("child passed; want a failure:\n%s", out)
+	}
+	if !strings.Contains(string(out), "needs relaytest-no-such-program (apt-get install relaytest-no-such-program)") ||
+		!strings.Contains(string(out), "--- FAIL: TestRequireHelper_Missing") {
+		t.Errorf("child output:\n%s", out)
+	}
+}
+
+func TestRequireHelper_Missing(t *testing.T) {
+	if os.Getenv("RELAYTEST_HELPER") == "" {
+		t.Skip("run by TestRequire_FailsUnderE2E")
+	}
+	Require(t, "relaytest-no-such-program")
 }

@@ -65,12 +65,15 @@ func TestPostfix_RefusesWrongPasswordAndUnauthenticated(t *testing.T) {
 	}
 }
 
+// Two instances at once, one of them on IPv6 loopback relaying to an IPv6 sink.
 func TestPostfix_TwoInstancesAtOnce(t *testing.T) {
 	Require(t, "smtp-sink", "swaks", "postfix", "saslpasswd2")
 	RequireRoot(t)
 	sink := StartSink(t, SinkOptions{})
+	sink6 := StartSink(t, SinkOptions{Addr: "[::1]:0"})
 	a := StartPostfix(t, PostfixOptions{Users: map[string]string{"u": "p"}, RelayTo: sink.Addr(), AuthWithoutTLS: true})
-	b := StartPostfix(t, PostfixOptions{Users: map[string]string{"u": "p"}, RelayTo: sink.Addr(), AuthWithoutTLS: true})
+	b := StartPostfix(t, PostfixOptions{Addr: "[::1]:0", Users: map[string]string{"u": "p"}, RelayTo: sink6.Addr(),
+		AuthWithoutTLS: true})
 	for _, pf := range []*Postfix{a, b} {
 		out, err := Swaks(t, "--server", pf.Addr(), "--auth", "PLAIN", "--auth-user", "u", "--auth-password", "p",
 			"--from", "x@example.test", "--to", "y@example.org")
@@ -78,5 +81,11 @@ func TestPostfix_TwoInstancesAtOnce(t *testing.T) {
 			t.Fatalf("swaks to %s: %v\n%s\n%s", pf.Addr(), err, out, pf.Log())
 		}
 	}
-	sink.WaitMessages(t, 2, 30*time.Second)
+	sink.WaitMessages(t, 1, 30*time.Second)
+	if m := sink6.WaitMessages(t, 1, 30*time.Second)[0]; m.ClientAddr != "::1" {
+		t.Errorf("IPv6 instance relayed from %q, want ::1", m.ClientAddr)
+	}
+	if sink.MessageCount() != 1 {
+		t.Errorf("IPv4 sink has %d messages, want 1", sink.MessageCount())
+	}
 }

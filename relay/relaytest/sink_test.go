@@ -113,3 +113,14 @@ func TestMakeCert_Verifies(t *testing.T) {
 	verifyCert(t, certFile, keyFile, pool, "smarthost.test")
 	verifyCert(t, certFile, keyFile, pool, "127.0.0.1")
 }
+
+func TestSink_IPv6(t *testing.T) {
+	Require(t, "smtp-sink", "swaks")
+	s := StartSink(t, SinkOptions{Addr: "[::1]:0"})
+	if out, err := Swaks(t, "--server", s.Addr(), "--from", "a@example.test", "--to", "b@example.org"); err != nil {
+		t.Fatalf("swaks: %v\n%s", err, out)
+	}
+	if m := s.WaitMessages(t, 1, 10*time.Second)[0]; m.ClientAddr != "::1" || m.To[0] != "b@example.org" {
+		t.Errorf("client %q to %q", m.ClientAddr, m.To)
+	}
+}
