@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +20,7 @@ import (
 
 	"ptrelay/config"
 	"ptrelay/queue"
+	"ptrelay/relay/relaytest"
 )
 
 // testServer is an inbound server on 127.0.0.1:0 backed by a real queue in t.TempDir.
@@ -105,6 +105,25 @@ type serverOpt struct {
 	listener func(net.Listener) net.Listener // wraps the test listener (e.g. to fake a non-loopback client)
 	store    store                           // replaces the real queue (fault injection only)
 	idle     time.Duration
+	log      *slog.Logger
+}
+
+// syncBuffer collects log output written from session goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 // startServer starts a server with cfg (testConfig when nil) and stops it when the test ends.
@@ -123,7 +142,11 @@ func startServer(t *testing.T, cfg *config.Config, opt serverOpt) *testServer {
 	if opt.store != nil {
 		st = opt.store
 	}
-	ts.srv, err = newServer(cfg, st, testLogger(t), ts.hooks.hooks())
+	log := opt.log
+	if log == nil {
+		log = testLogger(t)
+	}
+	ts.srv, err = newServer(cfg, st, log, ts.hooks.hooks())
 	if err != nil {
 		t.Fatalf("inbound.New: %v", err)
 	}
@@ -145,8 +168,10 @@ func startServer(t *testing.T, cfg *config.Config, opt serverOpt) *testServer {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := ts.srv.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
+		if ts.srv != nil { // nil: the test shut it down itself
+			if err := ts.srv.Shutdown(ctx); err != nil {
+				t.Errorf("Shutdown: %v", err)
+			}
 		}
 		select {
 		case err := <-done:
@@ -324,6 +349,8 @@ func (d *dialog) startTLS(cfg *tls.Config) {
 	d.r = bufio.NewReader(tc)
 }
 
+func newReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }
+
 // queuedID extracts the ID from "250 2.0.0 Ok: queued as ID ...".
 func queuedID(t *testing.T, reply string) string {
 	t.Helper()
@@ -342,19 +369,7 @@ func queuedID(t *testing.T, reply string) string {
 // client config trusting it.
 func writeTestCert(t testing.TB, dir string) (certPath, keyPath string, client *tls.Config) {
 	t.Helper()
-	certPEM, keyPEM, err := selfSigned("relay.test", time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPath, keyPath = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certPath, certPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyPath, keyPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(certPEM)
+	certPath, keyPath, pool := relaytest.MakeCert(t, dir, "relay.test")
 	return certPath, keyPath, &tls.Config{RootCAs: pool, ServerName: "relay.test"}
 }
 
