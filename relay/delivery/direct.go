@@ -34,6 +34,8 @@ type hopDialer struct {
 	ready bool
 	i     int
 	last  *decision
+	// lastRelay is the relay the last failure happened with ("none" before any address answered).
+	lastRelay string
 }
 
 // next opens the next session, or returns the decision that applies to the hop's mail when every candidate
@@ -42,6 +44,7 @@ func (h *hopDialer) next(ctx context.Context) (*session, *decision) {
 	if !h.ready {
 		h.ready = true
 		if d := h.resolve(ctx); d != nil {
+			h.lastRelay = "none"
 			return nil, d
 		}
 	}
@@ -56,6 +59,7 @@ func (h *hopDialer) next(ctx context.Context) (*session, *decision) {
 			h.i++
 			if h.key.Route == route.Smarthost {
 				if d := h.s.authenticate(ss, h.cfg); d != nil {
+					h.lastRelay = ss.relay
 					ss.close(true)
 					return nil, d
 				}
@@ -63,11 +67,14 @@ func (h *hopDialer) next(ctx context.Context) (*session, *decision) {
 			return ss, nil
 		}
 		var se *stepError
-		st := stConnect
+		st, cause := stConnect, err
 		if errors.As(err, &se) {
-			st = se.Stage
+			st, cause = se.Stage, se.Err
+			if st != stConnect {
+				h.lastRelay = se.Relay
+			}
 		}
-		d := classify(st, h.key.Route, c.tls == tlsOpportunistic, false, err)
+		d := classify(st, h.key.Route, c.tls == tlsOpportunistic, false, cause)
 		h.s.log.Debug("delivery: session setup failed", "hop", h.key.Dest, "route", h.key.Route, "addr", c.addr, "err", err)
 		h.last = &d
 		if d.Plaintext && c.tls != tlsOff {
@@ -78,6 +85,9 @@ func (h *hopDialer) next(ctx context.Context) (*session, *decision) {
 		if !d.NextHost {
 			break
 		}
+	}
+	if h.lastRelay == "" {
+		h.lastRelay = "none"
 	}
 	if h.last == nil {
 		d := decision{Outcome: Deferred, Status: ours(stNoAnswer, "no address to try for "+h.key.Dest)}

@@ -270,7 +270,7 @@ func (s *Scheduler) runSession(ctx context.Context, cfg *config.Config, key hopK
 				// The destination failed as a whole: everything waiting for it shares the verdict.
 				aborted := ctx.Err() != nil
 				for _, w := range append([]*txn{t}, s.takeAll(key)...) {
-					s.record(cfg, w, resultsFor(w, *d, "none"), aborted)
+					s.record(cfg, w, resultsFor(w, *d, dialer.lastRelay), aborted)
 				}
 				return
 			}
