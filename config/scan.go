@@ -2,6 +2,7 @@ package config
 
 import (
 	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -15,6 +16,11 @@ import (
 // with their line; the scan stops there.
 func scanDocument(data []byte) (map[string]int, []*FieldError) {
 	s := &scan{lines: map[string]int{}, counts: map[string]int{}}
+	for i, b := range data {
+		if b == '\n' {
+			s.newlines = append(s.newlines, i)
+		}
+	}
 	s.p.Reset(data)
 	table := ""
 	tableKnown := true
@@ -50,6 +56,7 @@ type scan struct {
 	p        unstable.Parser
 	lines    map[string]int
 	counts   map[string]int // arrays of tables seen so far, by resolved path
+	newlines []int          // offsets of '\n', so a line number costs a binary search, not a rescan
 	problems []*FieldError
 }
 
@@ -57,7 +64,7 @@ func (s *scan) lineAt(n *unstable.Node) int {
 	if n == nil || n.Raw.Length == 0 {
 		return 0
 	}
-	return s.p.Shape(n.Raw).Start.Line
+	return sort.SearchInts(s.newlines, int(n.Raw.Offset)) + 1
 }
 
 func (s *scan) add(line int, key, msg string) {
