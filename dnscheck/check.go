@@ -17,14 +17,16 @@ const (
 
 // Check is one line of the egress checklist.
 type Check struct {
-	ID     string // stable: "ptr", "fcrdns", "hostname", "ptr-domain", "generic", "dnsbl:<zone>", "port25", "spf:<domain>"
-	Title  string // what was checked, for people
-	Status Status
+	// ID is stable, for programs: "egress", "ptr", "fcrdns", "hostname", "ptr-domain", "generic",
+	// "dnsbl:<zone>", "port25", "spf:<domain>".
+	ID     string `json:"id"`
+	Title  string `json:"title"` // what was checked, for people
+	Status Status `json:"status"`
 	// Blocking: a fail or permerror here means receivers will refuse direct mail, so the verdict is smarthost
 	// (and a temperror means the verdict is unknown). A non-blocking check that does not pass is a warning.
-	Blocking bool
-	Detail   string // what we found
-	Fix      string // one sentence for the admin; empty on pass
+	Blocking bool   `json:"blocking"`
+	Detail   string `json:"detail"`        // what we found
+	Fix      string `json:"fix,omitempty"` // one sentence for the admin; empty on pass
 }
 
 // Level is how `ptrelay check` shows the check: "ok", "warn", "fail" or "unknown".

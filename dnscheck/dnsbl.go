@@ -98,36 +98,21 @@ type DNSBLResult struct {
 
 // CheckDNSBL asks zone whether ip is listed and turns the answer into a check: listed is a blocking fail (a PBL
 // listing says the range is dynamic); a refusal is a non-blocking permerror ("cannot tell, use your own
-// resolver"); a DNS failure a temperror.
+// resolver"); a DNS failure a temperror. When ip is not listed, the list's test point (127.0.0.2, RFC 5782 5)
+// must be: a list that does not answer for it is misspelt, dead or refusing us, so "not listed" means nothing.
 func CheckDNSBL(ctx context.Context, r Lookuper, ip netip.Addr, zone string) DNSBLResult {
 	zone = strings.TrimSuffix(zone, ".")
 	res := DNSBLResult{Zone: zone}
 	c := Check{ID: "dnsbl:" + zone, Title: fmt.Sprintf("%s not listed in %s", ip.Unmap(), zone), Blocking: true}
-	addrs, err := r.LookupA(ctx, DNSBLName(ip, zone))
-	switch {
-	case errors.Is(err, ErrTemporary):
+	codes, err := queryDNSBL(ctx, r, ip, zone)
+	res.Codes = codes
+	if errors.Is(err, ErrTemporary) {
 		c.Status, c.Detail = StatusTempError, err.Error()
 		c.Fix = "Check that the DNS resolvers answer, then run the check again."
 		res.Check = c
 		return res
-	case err != nil: // NXDOMAIN or no A record: not listed (RFC 5782 2.1)
-		c.Status, c.Detail = StatusPass, "not listed"
-		res.Check = c
-		return res
 	}
-	var listed, refused []string
-	dynamic := false
-	for _, a := range addrs {
-		d := DecodeDNSBL(zone, a)
-		res.Codes = append(res.Codes, d)
-		switch {
-		case d.Listed:
-			listed = append(listed, fmt.Sprintf("%s (%s)", d.Meaning, a))
-			dynamic = dynamic || d.Dynamic
-		case d.Refused:
-			refused = append(refused, fmt.Sprintf("%s (%s)", d.Meaning, a))
-		}
-	}
+	listed, refused, dynamic := summarize(codes)
 	switch {
 	case len(listed) > 0:
 		c.Status, c.Detail = StatusFail, "listed: "+strings.Join(listed, "; ")
@@ -137,12 +122,67 @@ func CheckDNSBL(ctx context.Context, r Lookuper, ip netip.Addr, zone string) DNS
 			c.Fix = fmt.Sprintf("Send through the smart host, find and fix the cause, then request removal at the operator of %s.", zone)
 		}
 	case len(refused) > 0:
-		c.Status, c.Blocking = StatusPermError, false
-		c.Detail = "cannot tell: " + strings.Join(refused, "; ")
-		c.Fix = "Use your own resolver (not a public one such as 8.8.8.8) in dns.resolvers, or a DNSBL subscription."
+		cannotTell(&c, strings.Join(refused, "; "))
 	default:
-		c.Status, c.Detail = StatusPass, "not listed (ignored answer "+joinAddrs(addrs)+")"
+		c.Status, c.Detail = StatusPass, "not listed"
+		if why := testPointProblem(ctx, r, ip, zone); why != "" {
+			cannotTell(&c, why)
+		}
 	}
 	res.Check = c
 	return res
+}
+
+func cannotTell(c *Check, why string) {
+	c.Status, c.Blocking = StatusPermError, false
+	c.Detail = "cannot tell: " + why
+	c.Fix = "Use your own resolver (not a public one such as 8.8.8.8) in dns.resolvers, check the zone name, or use a DNSBL subscription."
+}
+
+// queryDNSBL returns the decoded A records for ip in zone; NXDOMAIN or no A records mean not listed
+// (RFC 5782 2.1) and give no codes and no error.
+func queryDNSBL(ctx context.Context, r Lookuper, ip netip.Addr, zone string) ([]DNSBLCode, error) {
+	addrs, err := r.LookupA(ctx, DNSBLName(ip, zone))
+	if errors.Is(err, ErrTemporary) {
+		return nil, err
+	}
+	var codes []DNSBLCode
+	for _, a := range addrs {
+		codes = append(codes, DecodeDNSBL(zone, a))
+	}
+	return codes, nil
+}
+
+func summarize(codes []DNSBLCode) (listed, refused []string, dynamic bool) {
+	for _, d := range codes {
+		switch {
+		case d.Listed:
+			listed = append(listed, fmt.Sprintf("%s (%s)", d.Meaning, d.Code))
+			dynamic = dynamic || d.Dynamic
+		case d.Refused:
+			refused = append(refused, fmt.Sprintf("%s (%s)", d.Meaning, d.Code))
+		}
+	}
+	return listed, refused, dynamic
+}
+
+// testPointProblem asks zone about its test point and says what is wrong, or "" when it is listed as it should
+// be (or when the question failed temporarily: the "not listed" answer stands).
+func testPointProblem(ctx context.Context, r Lookuper, ip netip.Addr, zone string) string {
+	tp := netip.MustParseAddr("127.0.0.2")
+	if !ip.Unmap().Is4() {
+		tp = netip.MustParseAddr("::ffff:7f00:2")
+	}
+	codes, err := queryDNSBL(ctx, r, tp, zone)
+	if err != nil {
+		return ""
+	}
+	listed, refused, _ := summarize(codes)
+	switch {
+	case len(listed) > 0:
+		return ""
+	case len(refused) > 0:
+		return strings.Join(refused, "; ")
+	}
+	return fmt.Sprintf("%s does not list its test point %s: the zone name is wrong, or the list does not answer this resolver", zone, tp)
 }

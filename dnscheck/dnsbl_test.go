@@ -2,6 +2,7 @@ package dnscheck_test
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -64,6 +65,7 @@ func TestCheckDNSBL(t *testing.T) {
 		"5.0.0.127.zen.spamhaus.org. A 10.0.0.1",
 	)
 	srv.Fail("6.0.0.127.zen.spamhaus.org", dns.TypeA, dnstest.ServFail)
+	srv.Add("2.0.0.127.public.test. A 127.255.255.254", "7.0.0.127.public.test. A 127.255.255.254")
 	r := newResolver(t, srv.Addr())
 	cases := []struct {
 		ip       string
@@ -83,7 +85,16 @@ func TestCheckDNSBL(t *testing.T) {
 			t.Errorf("%s: got %+v, want %s blocking=%v", c.ip, res.Check, c.want, c.blocking)
 		}
 	}
-	res := dnscheck.CheckDNSBL(ctxT(t), r, netip.MustParseAddr("127.0.0.2"), "zen.spamhaus.org")
+	// A list refusing our resolver answers 127.255.255.254 for the test point too: not listed means nothing.
+	res := dnscheck.CheckDNSBL(ctxT(t), r, netip.MustParseAddr("127.0.0.1"), "public.test")
+	if res.Check.Status != dnscheck.StatusPermError || res.Check.Blocking || !strings.Contains(res.Check.Detail, "cannot tell") {
+		t.Errorf("refusing list: %+v", res.Check)
+	}
+	res = dnscheck.CheckDNSBL(ctxT(t), r, netip.MustParseAddr("127.0.0.1"), "empty.test")
+	if res.Check.Status != dnscheck.StatusPermError || !strings.Contains(res.Check.Detail, "test point") {
+		t.Errorf("dead list: %+v", res.Check)
+	}
+	res = dnscheck.CheckDNSBL(ctxT(t), r, netip.MustParseAddr("127.0.0.2"), "zen.spamhaus.org")
 	if len(res.Codes) != 2 || res.Codes[0].Meaning == res.Codes[1].Meaning {
 		t.Errorf("both codes decoded: %+v", res.Codes)
 	}

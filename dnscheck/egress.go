@@ -20,6 +20,9 @@ const (
 	IPv6 Family = 6
 )
 
+// MarshalText makes a Family "ipv4" or "ipv6" in JSON.
+func (f Family) MarshalText() ([]byte, error) { return []byte(f.String()), nil }
+
 func (f Family) String() string {
 	if f == IPv6 {
 		return "ipv6"
@@ -37,12 +40,12 @@ func FamilyOf(a netip.Addr) Family {
 
 // Egress is the public address mail leaves from, and how it was found.
 type Egress struct {
-	IP     netip.Addr
-	Method string // "static", "dns", "local"
-	Source string // the whoami server that answered, or the probe address for "local"
+	IP     netip.Addr `json:"ip"`
+	Method string     `json:"method"`           // "static", "dns", "local"
+	Source string     `json:"source,omitempty"` // the whoami server that answered, or the target for "local"
 	// Private: the kernel picked a private, shared or loopback address ("local" discovery behind NAT): it is not
 	// what receivers see, so nothing can be judged from it.
-	Private bool
+	Private bool `json:"private,omitempty"`
 }
 
 // EgressOptions says how to find the egress IP.

@@ -27,6 +27,11 @@ var egressZone = []string{
 	// .25 PTR in the domain but not the hostname.
 	"25.0.0.127.in-addr.arpa. PTR relay.good.test.",
 	"relay.good.test. A 127.0.0.25",
+	// The lists' RFC 5782 test points, which a working list always lists.
+	"2.0.0.127.zen.spamhaus.org. A 127.0.0.2",
+	"2.0.0.127.zen.spamhaus.org. A 127.0.0.4",
+	"2.0.0.127.zen.spamhaus.org. A 127.0.0.10",
+	"2.0.0.127.bl.other.test. A 127.0.0.2",
 	// .26 good PTR, listed in the PBL (Spamhaus-maintained, 127.0.0.11).
 	"26.0.0.127.in-addr.arpa. PTR mail.good.test.",
 	"mail.good.test. A 127.0.0.26",
@@ -109,6 +114,17 @@ var egressScenarios = []egressCase{
 			"port25": "pass", "spf:good.test": "pass"},
 		verdict: dnscheck.VerdictSmarthost, blocking: []string{"dnsbl:bl.other.test"},
 	},
+}
+
+func init() {
+	egressScenarios = append(egressScenarios, egressCase{
+		// A list that does not answer for its test point (misspelt zone): "not listed" would be a guess.
+		name: "DNSBLDeadZone", ip: "127.0.0.21", dnsbl: []string{"zen.spamhuas.org"},
+		want: map[string]dnscheck.Status{"egress": "pass", "ptr": "pass", "fcrdns": "pass", "hostname": "pass",
+			"ptr-domain": "pass", "generic": "pass", "dnsbl:zen.spamhuas.org": "permerror", "port25": "pass",
+			"spf:good.test": "pass"},
+		verdict: dnscheck.VerdictDirectOK,
+	})
 }
 
 func TestSelfCheck_InProcess(t *testing.T) {

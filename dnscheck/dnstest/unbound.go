@@ -16,10 +16,10 @@ import (
 	"github.com/miekg/dns"
 )
 
-// RequireProgram returns the path of an external program the test needs. When it is missing the test is
+// requireProgram returns the path of an external program the test needs. When it is missing the test is
 // skipped with the reason, unless PTRELAY_E2E=1, where it fails: CI must not lose its end-to-end tests quietly.
 // (Same behaviour as relaytest.Require; kept here because dnstest must not import relay/...)
-func RequireProgram(t testing.TB, prog string) string {
+func requireProgram(t testing.TB, prog string) string {
 	t.Helper()
 	path, err := exec.LookPath(prog)
 	if err != nil {
@@ -48,7 +48,7 @@ func isExecutable(p string) bool {
 // is not installed.
 func StartUnbound(t testing.TB, records ...string) (addr string) {
 	t.Helper()
-	bin := RequireProgram(t, "unbound")
+	bin := requireProgram(t, "unbound")
 	rrs := parse(t, records)
 	if len(rrs) == 0 {
 		t.Fatal("dnstest: StartUnbound needs at least one record")
