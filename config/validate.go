@@ -62,6 +62,10 @@ func (c *Config) checkSMTP(k *checker) {
 		if !validNetwork(n) {
 			k.add(idx("smtp.allowed_networks", i), "%q is neither a network nor an IP address: "+
 				"write a CIDR such as \"192.168.1.0/24\" or an address such as \"192.168.1.10\"", n)
+		} else if p, err := netip.ParsePrefix(n); err == nil && p.Bits() == 0 {
+			// Postfix would accept it; nobody means it: every spammer on the Internet could relay through us.
+			k.add(idx("smtp.allowed_networks", i), "%q is the whole Internet and would make ptrelay an open relay: "+
+				"list your LAN (e.g. \"192.168.1.0/24\") and let other senders log in with [[smtp.users]]", n)
 		}
 	}
 	if s.MaxMessageSize <= 0 {
