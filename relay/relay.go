@@ -48,6 +48,8 @@ type Relay struct {
 	scheduler *delivery.Scheduler
 	admin     *admin.Server
 	listeners []net.Listener
+	adminLn   net.Listener
+	metricsLn net.Listener
 
 	lastErrors lastErrors
 }
@@ -99,6 +101,18 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 		}
 		r.listeners = append(r.listeners, l)
 	}
+	// Bind the admin socket and the metrics port now, so that a clash (a second daemon on the same socket)
+	// stops the start instead of showing up as a log line after READY=1.
+	r.adminLn, err = r.admin.Listen(cfg.AdminSocket(), "")
+	if err != nil {
+		return nil, fmt.Errorf("admin.socket: %w", err)
+	}
+	if cfg.Admin.MetricsListen != "" {
+		r.metricsLn, err = net.Listen("tcp", cfg.Admin.MetricsListen)
+		if err != nil {
+			return nil, fmt.Errorf("admin.metrics_listen %s: %w", cfg.Admin.MetricsListen, err)
+		}
+	}
 	ok = true
 	return r, nil
 }
@@ -131,14 +145,19 @@ func (r *Relay) Run(ctx context.Context) error {
 
 	adminCtx, stopAdmin := context.WithCancel(context.Background())
 	defer stopAdmin()
+	var adminWG sync.WaitGroup
+	adminWG.Add(1)
 	go func() {
-		if err := r.admin.Serve(adminCtx, cfg.AdminSocket(), ""); err != nil && adminCtx.Err() == nil {
-			r.log.Error("admin socket failed; queue commands fall back to nothing while the daemon runs", "socket", cfg.AdminSocket(), "err", err)
+		defer adminWG.Done()
+		if err := r.admin.ServeListener(adminCtx, r.adminLn); err != nil && adminCtx.Err() == nil {
+			r.log.Error("admin socket failed; queue commands cannot reach the daemon", "socket", cfg.AdminSocket(), "err", err)
 		}
 	}()
-	if cfg.Admin.MetricsListen != "" {
+	if r.metricsLn != nil {
+		adminWG.Add(1)
 		go func() {
-			if err := r.metrics.Serve(adminCtx, cfg.Admin.MetricsListen); err != nil && adminCtx.Err() == nil {
+			defer adminWG.Done()
+			if err := r.metrics.ServeListener(adminCtx, r.metricsLn); err != nil && adminCtx.Err() == nil {
 				r.log.Error("metrics listener failed", "addr", cfg.Admin.MetricsListen, "err", err)
 			}
 		}()
@@ -163,7 +182,9 @@ func (r *Relay) Run(ctx context.Context) error {
 	wg.Wait()
 	stopSched()
 	<-schedDone
+	// The admin API reads the store: let its requests in flight finish before the store closes.
 	stopAdmin()
+	adminWG.Wait()
 	if err := r.store.Close(); err != nil {
 		r.log.Error("closing the queue", "err", err)
 		if runErr == nil {
@@ -200,6 +221,11 @@ func (r *Relay) ReloadFailed(error) {
 func (r *Relay) closeAll() {
 	for _, l := range r.listeners {
 		_ = l.Close()
+	}
+	for _, l := range []net.Listener{r.adminLn, r.metricsLn} {
+		if l != nil {
+			_ = l.Close()
+		}
 	}
 	if r.store != nil {
 		_ = r.store.Close()

@@ -122,8 +122,13 @@ func runQueue(args []string, stdout, stderr io.Writer) error {
 // (bbolt locks the file, so while the daemon runs the socket is the only way in).
 func openQueue(cfg *config.Config, readOnly bool) (admin.Queue, func(), error) {
 	sock := cfg.AdminSocket()
-	if c, err := admin.Dial(sock); err == nil {
+	c, err := admin.Dial(sock)
+	if err == nil {
 		return c, func() { _ = c.Close() }, nil
+	}
+	if !errors.Is(err, admin.ErrNoDaemon) {
+		// A daemon is there but refuses us (permissions): opening the database would only time out on its lock.
+		return nil, nil, err
 	}
 	if _, err := os.Stat(cfg.DataDir); errors.Is(err, os.ErrNotExist) {
 		return nil, nil, fmt.Errorf("no queue at %s (data_dir) and no daemon answering on %s: is this the right -config?", cfg.DataDir, sock)

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"time"
 
 	"ptrelay/config"
 	"ptrelay/queue"
@@ -28,6 +29,7 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 			st.Queue, _ = store.Stats()
 			_ = store.Close()
 		}
+		st.SetDurations(time.Now())
 		if *asJSON {
 			_ = writeJSON(stdout, struct {
 				Running bool `json:"running"`

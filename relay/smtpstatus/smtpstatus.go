@@ -98,7 +98,7 @@ var (
 	AuthFailed         = New(535, Enhanced{5, 7, 8}, "Error: authentication failed") // 535 5.7.8
 	AuthRequired       = New(530, Enhanced{5, 7, 0}, "Authentication required")      // 530 5.7.0
 	TLSRequiredForAuth = New(538, Enhanced{5, 7, 11}, "Encryption required for requested authentication mechanism")
-	BadAddress         = New(501, Enhanced{5, 1, 3}, "Bad address syntax")      // 501 5.1.3
+	BadAddress         = New(501, Enhanced{5, 1, 3}, "Bad address syntax")        // 501 5.1.3
 	BadSender          = New(501, Enhanced{5, 1, 7}, "Bad sender address syntax") // 501 5.1.7
 	ShuttingDown       = New(421, Enhanced{4, 3, 2}, "Service shutting down, try again later")
 	TooManyConnections = New(421, Enhanced{4, 7, 0}, "Too many connections, try again later")
