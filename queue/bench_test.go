@@ -3,6 +3,7 @@ package queue
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -106,4 +107,116 @@ func BenchmarkBoltUpdate(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msg/s")
+}
+
+// BenchmarkInterleaved measures the same grid as BenchmarkCommit, but in short slices taken in turn, round after
+// round, and reports each configuration's median rate. The machine is shared and noisy (research/baseline.md:
+// ±20-30 % between runs), so only figures taken side by side in time compare. It ignores b.N; run it once:
+//
+//	go test -run '^$' -bench Interleaved -benchtime 1x -v ./queue/
+func BenchmarkInterleaved(b *testing.B) {
+	type config struct {
+		name      string
+		size      int
+		inlineMax int64
+		writers   int
+		store     *Store
+		rates     []float64
+	}
+	var cfgs []*config
+	add := func(name string, size int, inlineMax int64, writers int) {
+		s, err := Open(Options{Dir: b.TempDir(), InlineMax: inlineMax})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close() })
+		cfgs = append(cfgs, &config{name: name, size: size, inlineMax: inlineMax, writers: writers, store: s})
+	}
+	add("bbolt Update 4KiB (reference)", 4<<10, 0, 0)
+	for _, size := range []int{4 << 10, 64 << 10, 128 << 10, 256 << 10, 1 << 20} {
+		for _, writers := range []int{1, 20} {
+			add(fmt.Sprintf("%4dKiB inline w=%d", size>>10, writers), size, 1<<30, writers)
+			add(fmt.Sprintf("%4dKiB spool  w=%d", size>>10, writers), size, -1, writers)
+		}
+	}
+	ref, err := bolt.Open(filepath.Join(b.TempDir(), "ref.db"), 0o600, &bolt.Options{
+		Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ref.Close()
+	ref.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("b")); return err })
+	const rounds, slice = 5, 400 * time.Millisecond
+	for range rounds {
+		for _, c := range cfgs {
+			var n int
+			var err error
+			if c.writers == 0 {
+				n, err = refSlice(ref, c.size, slice)
+			} else {
+				n, err = commitSlice(c.store, c.size, c.writers, slice)
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			c.rates = append(c.rates, float64(n)/slice.Seconds())
+		}
+	}
+	for _, c := range cfgs {
+		slices.Sort(c.rates)
+		b.Logf("%-32s median %7.0f msg/s  (min %6.0f, max %6.0f)", c.name, c.rates[len(c.rates)/2], c.rates[0],
+			c.rates[len(c.rates)-1])
+	}
+}
+
+// commitSlice commits messages of size bytes from writers goroutines for d and returns how many committed.
+func commitSlice(s *Store, size, writers int, d time.Duration) (int, error) {
+	data := body("bench", size)
+	stop := time.Now().Add(d)
+	var count atomic.Int64
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	for range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(stop) {
+				w, err := s.NewWriter()
+				for p := data; err == nil && len(p) > 0; {
+					n := min(len(p), 32<<10)
+					_, err = w.Write(p[:n])
+					p = p[n:]
+				}
+				if err == nil {
+					_, err = w.Commit(Envelope{From: "bench@example.test"}, rcpts("r@example.org"))
+				}
+				if err != nil {
+					failed.Store(err)
+					return
+				}
+				count.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	err, _ := failed.Load().(error)
+	// Keep the stores from growing without bound across rounds: a delivered message leaves the queue too.
+	if err == nil {
+		_, err = s.Delete(Selector{All: true})
+	}
+	return int(count.Load()), err
+}
+
+func refSlice(db *bolt.DB, size int, d time.Duration) (int, error) {
+	data := body("bench", size)
+	g := idGen{now: time.Now}
+	n := 0
+	for stop := time.Now().Add(d); time.Now().Before(stop); n++ {
+		err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("b")).Put([]byte(g.next()), data) })
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
