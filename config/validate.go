@@ -236,7 +236,7 @@ func (c *Config) checkDelivery(k *checker) {
 	if d.PerDestination < 1 {
 		k.add("delivery.per_destination", "must be at least 1: write a number such as 20")
 	} else if d.Concurrency >= 1 && d.PerDestination > d.Concurrency {
-		k.add("delivery.per_destination", "(%d) is larger than delivery.concurrency (%d): lower it, or raise "+
+		k.add("delivery.per_destination", "%d is larger than delivery.concurrency (%d): lower it, or raise "+
 			"concurrency", d.PerDestination, d.Concurrency)
 	}
 }
@@ -247,10 +247,10 @@ func (c *Config) checkQueue(k *checker) {
 		k.add("queue.retry_min", "must be positive: write a duration such as \"5m\"")
 	}
 	if q.RetryMax < q.RetryMin {
-		k.add("queue.retry_max", "(%s) is shorter than queue.retry_min (%s): raise it, e.g. \"1h\"", q.RetryMax, q.RetryMin)
+		k.add("queue.retry_max", "%s is shorter than queue.retry_min (%s): raise it, e.g. \"1h\"", q.RetryMax, q.RetryMin)
 	}
 	if q.Lifetime <= q.RetryMin {
-		k.add("queue.lifetime", "(%s) must be longer than queue.retry_min (%s), or no retry would ever happen: "+
+		k.add("queue.lifetime", "%s is not longer than queue.retry_min (%s), so no retry would ever happen: "+
 			"write e.g. \"5d\"", q.Lifetime, q.RetryMin)
 	}
 	if q.DelayWarning < 0 {
