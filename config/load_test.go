@@ -229,6 +229,9 @@ func TestProblemsCarryKeyAndLine(t *testing.T) {
 	if len(ps) != 1 || ps[0].File != "" || ps[0].Error() != ps[0].Msg || !strings.HasPrefix(ps[0].Msg, "delivery.concurrency: ") {
 		t.Fatalf("Validate in code: %+v", ps)
 	}
+	if _, err := Parse([]byte("[smtp]\nmax_recipients = -1\n"), ""); err == nil || err.Error() != "line 2: smtp.max_recipients: must be positive: write a number such as 500" {
+		t.Errorf("Parse without a file name: %v", err)
+	}
 	if Problems(nil) != nil {
 		t.Fatal("Problems(nil) must be nil")
 	}
