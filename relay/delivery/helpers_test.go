@@ -185,6 +185,7 @@ type fakeMsg struct {
 	UTF8  bool
 	Body8 bool
 	TLS   bool
+	Rcpt  []string // "addr NOTIFY=... ORCPT=..." as the peer parsed them
 }
 
 // fakePeer is a go-smtp server with scripted faults, for what smtp-sink cannot do.
@@ -209,6 +210,7 @@ type fakePeer struct {
 	authUsers map[string]string // PLAIN/LOGIN credentials when set; AUTH offered then
 	mechs     []string
 	tls       *tls.Config // STARTTLS offered when set
+	ext       func(*smtp.Server)
 }
 
 func startFake(t *testing.T, addr string, configure func(*fakePeer)) *fakePeer {
@@ -227,6 +229,9 @@ func startFake(t *testing.T, addr string, configure func(*fakePeer)) *fakePeer {
 	}))
 	f.srv.Domain = "fake.test"
 	f.srv.TLSConfig = f.tls
+	if f.ext != nil {
+		f.ext(f.srv)
+	}
 	f.srv.AllowInsecureAuth = true
 	f.srv.ReadTimeout = 10 * time.Second
 	f.srv.WriteTimeout = 10 * time.Second
@@ -272,6 +277,7 @@ type fakeSession struct {
 	to    []string
 	opts  *smtp.MailOptions
 	nrcpt int
+	rcpt  []string
 }
 
 func (s *fakeSession) AuthMechanisms() []string {
@@ -337,18 +343,28 @@ func (s *fakeSession) Mail(from string, opts *smtp.MailOptions) error {
 			return err
 		}
 	}
-	s.from, s.opts, s.to, s.nrcpt = from, opts, nil, 0
+	s.from, s.opts, s.to, s.nrcpt, s.rcpt = from, opts, nil, 0, nil
 	return nil
 }
 
-func (s *fakeSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+func (s *fakeSession) Rcpt(to string, o *smtp.RcptOptions) error {
 	s.nrcpt++
+	desc := to
+	if o != nil {
+		for _, n := range o.Notify {
+			desc += " NOTIFY=" + string(n)
+		}
+		if o.OriginalRecipient != "" {
+			desc += " ORCPT=" + string(o.OriginalRecipientType) + ";" + o.OriginalRecipient
+		}
+	}
 	if s.f.rcptErr != nil {
 		if err := s.f.rcptErr(s.nrcpt, to); err != nil {
 			return err
 		}
 	}
 	s.to = append(s.to, to)
+	s.rcpt = append(s.rcpt, desc)
 	return nil
 }
 
@@ -371,7 +387,7 @@ func (s *fakeSession) Data(r io.Reader) error {
 			return err
 		}
 	}
-	m := fakeMsg{From: s.from, To: s.to, Data: b, Helo: s.c.Hostname(), Sess: s.sess}
+	m := fakeMsg{From: s.from, To: s.to, Data: b, Helo: s.c.Hostname(), Sess: s.sess, Rcpt: s.rcpt}
 	_, m.TLS = s.c.TLSConnectionState()
 	if s.opts != nil {
 		m.UTF8 = s.opts.UTF8
@@ -383,7 +399,7 @@ func (s *fakeSession) Data(r io.Reader) error {
 	return nil
 }
 
-func (s *fakeSession) Reset()        { s.from, s.to, s.nrcpt = "", nil, 0 }
+func (s *fakeSession) Reset()        { s.from, s.to, s.nrcpt, s.rcpt = "", nil, 0, nil }
 func (s *fakeSession) Logout() error { return nil }
 
 func replyErr4(code int, ec smtp.EnhancedCode, msg string) *smtp.SMTPError {

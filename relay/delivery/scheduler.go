@@ -191,12 +191,14 @@ func (s *Scheduler) nextTxn(key hopKey) *txn {
 	return t
 }
 
-// takeAll removes every waiting transaction of a hop (its destination just failed as a whole).
+// takeAll removes every waiting transaction of a hop whose destination just failed as a whole, so they share
+// the verdict instead of each repeating the failed MX walk. While another session of the hop is still working,
+// the failure may be ours alone (the peer's connection limit), so the waiting work is left to that session.
 func (s *Scheduler) takeAll(key hopKey) []*txn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	h := s.hops[key]
-	if h == nil {
+	if h == nil || h.sessions > 1 {
 		return nil
 	}
 	out := h.queue

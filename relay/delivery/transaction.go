@@ -3,6 +3,7 @@ package delivery
 import (
 	"errors"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/emersion/go-smtp"
@@ -107,7 +108,7 @@ func (ss *session) sendOnce(m *queue.Message, rcpts []rcptRef, body func() (io.R
 	}
 	var accepted, retry []rcptRef
 	for i, r := range rcpts {
-		err := ss.c.Rcpt(r.Addr, nil)
+		err := ss.c.Rcpt(r.Addr, rcptOptions(m, r.Index))
 		if err == nil {
 			accepted = append(accepted, r)
 			continue
@@ -217,3 +218,32 @@ func (b bodyReader) Read(p []byte) (int, error) {
 	return n, err
 }
 func (b bodyReader) Close() error { return b.rc.Close() }
+
+// rcptOptions passes the recipient's DSN parameters (RFC 3461 NOTIFY and ORCPT) on; go-smtp sends them only when
+// the next hop advertises DSN. Values that would not survive as parameters are dropped rather than mangled.
+func rcptOptions(m *queue.Message, i int) *smtp.RcptOptions {
+	if i < 0 || i >= len(m.Recipients) {
+		return nil
+	}
+	r := m.Recipients[i]
+	var o smtp.RcptOptions
+	valid := map[string]bool{"NEVER": true, "SUCCESS": true, "FAILURE": true, "DELAY": true}
+	for _, n := range r.Notify {
+		n = strings.ToUpper(n)
+		if !valid[n] {
+			return nil
+		}
+		o.Notify = append(o.Notify, smtp.DSNNotify(n))
+	}
+	if len(o.Notify) > 1 && slices.Contains(o.Notify, smtp.DSNNotifyNever) {
+		o.Notify = nil // NEVER excludes the others (RFC 3461 4.1); go-smtp would refuse the command
+	}
+	if typ, addr, ok := strings.Cut(r.ORcpt, ";"); ok && strings.EqualFold(strings.TrimSpace(typ), "rfc822") && isPrintable(addr) {
+		o.OriginalRecipientType = smtp.DSNAddressTypeRFC822
+		o.OriginalRecipient = addr
+	}
+	if len(o.Notify) == 0 && o.OriginalRecipient == "" {
+		return nil
+	}
+	return &o
+}
