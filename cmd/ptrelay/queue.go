@@ -121,8 +121,7 @@ func runQueue(args []string, stdout, stderr io.Writer) error {
 // openQueue reaches the running daemon through its admin socket; with no daemon it opens the database itself
 // (bbolt locks the file, so while the daemon runs the socket is the only way in).
 func openQueue(cfg *config.Config, readOnly bool) (admin.Queue, func(), error) {
-	sock := cfg.AdminSocket()
-	c, err := admin.Dial(sock)
+	c, sock, err := dialAdmin(cfg)
 	if err == nil {
 		return c, func() { _ = c.Close() }, nil
 	}
@@ -147,4 +146,22 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// systemdSocket is where the packaged unit's daemon listens (RuntimeDirectory=ptrelay): an admin's shell has no
+// $RUNTIME_DIRECTORY, so the CLI tries it after the configured socket.
+const systemdSocket = "/run/ptrelay/admin.sock"
+
+// dialAdmin reaches the daemon through the configured admin socket, or the packaged unit's. It returns
+// admin.ErrNoDaemon only when neither answers.
+func dialAdmin(cfg *config.Config) (*admin.Client, string, error) {
+	sock := cfg.AdminSocket()
+	c, err := admin.Dial(sock)
+	if err == nil || !errors.Is(err, admin.ErrNoDaemon) || sock == systemdSocket || cfg.Admin.Socket != "" {
+		return c, sock, err
+	}
+	if c2, err2 := admin.Dial(systemdSocket); !errors.Is(err2, admin.ErrNoDaemon) {
+		return c2, systemdSocket, err2
+	}
+	return nil, sock, err
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -21,7 +22,10 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("configuration: %v", joinLines(err))
 	}
-	c, err := admin.Dial(cfg.AdminSocket())
+	c, sock, err := dialAdmin(cfg)
+	if err != nil && !errors.Is(err, admin.ErrNoDaemon) {
+		return err
+	}
 	if err != nil {
 		// No daemon: say so, and still show what the queue holds.
 		st := admin.Status{Version: version}
@@ -36,7 +40,7 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 				admin.Status
 			}{false, st})
 		} else {
-			fmt.Fprintf(stdout, "ptrelay is not running (no answer on %s)\n", cfg.AdminSocket())
+			fmt.Fprintf(stdout, "ptrelay is not running (no answer on %s)\n", sock)
 			_ = admin.RenderStatus(stdout, st)
 		}
 		return exitError{3}
