@@ -5,17 +5,39 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/miekg/dns"
 )
 
 // DNSBLName returns the name to query for ip in zone (RFC 5782 2.1, 2.4): the IPv4 octets or the 32 IPv6 nibbles
-// in reverse order, then the zone. 192.0.2.99 in zen.spamhaus.org is 99.2.0.192.zen.spamhaus.org.
+// in reverse order, then the zone. 192.0.2.99 in zen.spamhaus.org is 99.2.0.192.zen.spamhaus.org. An
+// IPv4-mapped IPv6 address is queried as IPv4.
 func DNSBLName(ip netip.Addr, zone string) string {
-	arpa, _ := dns.ReverseAddr(ip.Unmap().String())
-	arpa = strings.TrimSuffix(strings.TrimSuffix(arpa, "in-addr.arpa."), "ip6.arpa.")
-	return arpa + dns.Fqdn(strings.TrimSuffix(zone, "."))
+	return reversed(ip.Unmap()) + dns.Fqdn(strings.TrimSuffix(zone, "."))
+}
+
+// reversed gives "4.3.2.1." for 1.2.3.4 and the reversed nibbles for any IPv6 address, mapped ones included
+// (the IPv6 test point ::ffff:7f00:2 must stay in nibble form).
+func reversed(ip netip.Addr) string {
+	var b strings.Builder
+	if ip.Is4() {
+		o := ip.As4()
+		for i := 3; i >= 0; i-- {
+			b.WriteString(strconv.Itoa(int(o[i])) + ".")
+		}
+		return b.String()
+	}
+	const hex = "0123456789abcdef"
+	a := ip.As16()
+	for i := 15; i >= 0; i-- {
+		b.WriteByte(hex[a[i]&0xf])
+		b.WriteByte('.')
+		b.WriteByte(hex[a[i]>>4])
+		b.WriteByte('.')
+	}
+	return b.String()
 }
 
 // DNSBLCode is what one return code of a DNS blocklist means.
@@ -104,7 +126,7 @@ func CheckDNSBL(ctx context.Context, r Lookuper, ip netip.Addr, zone string) DNS
 	zone = strings.TrimSuffix(zone, ".")
 	res := DNSBLResult{Zone: zone}
 	c := Check{ID: "dnsbl:" + zone, Title: fmt.Sprintf("%s not listed in %s", ip.Unmap(), zone), Blocking: true}
-	codes, err := queryDNSBL(ctx, r, ip, zone)
+	codes, err := queryDNSBL(ctx, r, ip.Unmap(), zone)
 	res.Codes = codes
 	if errors.Is(err, ErrTemporary) {
 		c.Status, c.Detail = StatusTempError, err.Error()
@@ -139,10 +161,10 @@ func cannotTell(c *Check, why string) {
 	c.Fix = "Use your own resolver (not a public one such as 8.8.8.8) in dns.resolvers, check the zone name, or use a DNSBL subscription."
 }
 
-// queryDNSBL returns the decoded A records for ip in zone; NXDOMAIN or no A records mean not listed
+// queryDNSBL returns the decoded A records for ip (not unmapped) in zone; NXDOMAIN or no A records mean not listed
 // (RFC 5782 2.1) and give no codes and no error.
 func queryDNSBL(ctx context.Context, r Lookuper, ip netip.Addr, zone string) ([]DNSBLCode, error) {
-	addrs, err := r.LookupA(ctx, DNSBLName(ip, zone))
+	addrs, err := r.LookupA(ctx, reversed(ip)+dns.Fqdn(zone))
 	if errors.Is(err, ErrTemporary) {
 		return nil, err
 	}

@@ -50,6 +50,17 @@ func CheckPTR(ctx context.Context, r Lookuper, ip netip.Addr, hostname, domain s
 		return res
 	}
 
+	// Try the hostname first: with several PTR names, the one we greet with is the one that should be verified.
+	names = slices.Clone(names)
+	slices.SortStableFunc(names, func(a, b string) int {
+		switch {
+		case sameName(a, hostname) && !sameName(b, hostname):
+			return -1
+		case sameName(b, hostname) && !sameName(a, hostname):
+			return 1
+		}
+		return 0
+	})
 	fc := fcrdns(ctx, r, ip, names)
 	res.Checks = append(res.Checks, fc.check)
 	res.Verified = fc.verified

@@ -14,6 +14,7 @@ import (
 
 	"ptrelay/dnscheck"
 	"ptrelay/dnscheck/dnstest"
+	"ptrelay/relay/relaytest"
 )
 
 // scenario is served both by the in-process server and by a real unbound, so the resolver is checked against
@@ -60,6 +61,7 @@ func TestResolver_InProcess(t *testing.T) {
 }
 
 func TestResolver_Unbound(t *testing.T) {
+	relaytest.Require(t, "unbound")
 	addr := dnstest.StartUnbound(t, scenario...)
 	runScenario(t, newResolver(t, addr))
 }
@@ -239,6 +241,39 @@ func closedPort(t *testing.T) string {
 	return addr
 }
 
+// An authoritative server for another zone answers with the CNAME alone: the resolver asks for the target.
+func TestResolver_FollowsBareCNAME(t *testing.T) {
+	srv := dnstest.New(t, scenario...)
+	srv.Dynamic("ext.test", func(netip.AddrPort, dns.Question) []string {
+		return []string{"ext.test. CNAME two.test."}
+	})
+	r := newResolver(t, srv.Addr())
+	mxs, err := r.LookupMX(ctxT(t), "ext.test")
+	if err != nil || len(mxs) != 2 || mxs[0].Host != "mx1.two.test" {
+		t.Fatalf("got %v, %v", mxs, err)
+	}
+	var asked []string
+	for _, q := range srv.Queries() {
+		asked = append(asked, q.Name)
+	}
+	if !slices.Equal(asked, []string{"ext.test.", "two.test."}) {
+		t.Fatalf("asked %v", asked)
+	}
+	// A CNAME loop ends with a temporary error, not a hang.
+	srv.Dynamic("loop1.test", func(netip.AddrPort, dns.Question) []string { return []string{"loop1.test. CNAME loop2.test."} })
+	srv.Dynamic("loop2.test", func(netip.AddrPort, dns.Question) []string { return []string{"loop2.test. CNAME loop1.test."} })
+	_, err = r.LookupMX(ctxT(t), "loop1.test")
+	wantErr(t, err, dnscheck.ErrTemporary)
+}
+
+func TestResolver_NullMXBesideRealMX(t *testing.T) {
+	srv := dnstest.New(t, "mixed.test. MX 0 .", "mixed.test. MX 10 mx.mixed.test.")
+	mxs, err := newResolver(t, srv.Addr()).LookupMX(ctxT(t), "mixed.test")
+	if err != nil || !slices.Equal(mxs, []dnscheck.MX{{Host: "mx.mixed.test", Pref: 10}}) {
+		t.Fatalf("got %v, %v", mxs, err)
+	}
+}
+
 func TestResolver_Failover(t *testing.T) {
 	bad := dnstest.New(t, scenario...)
 	bad.Fail("two.test", 0, dnstest.ServFail)
@@ -280,6 +315,7 @@ func TestResolver_TruncatedRetriesOverTCP(t *testing.T) {
 }
 
 func TestResolver_Unbound_TruncatedRetriesOverTCP(t *testing.T) {
+	relaytest.Require(t, "unbound")
 	var recs []string
 	for i := range 60 {
 		recs = append(recs, fmt.Sprintf("big.test. TXT \"record number %02d with some padding to make the answer large\"", i))

@@ -44,6 +44,11 @@ var egressZone = []string{
 	"28.0.0.127.in-addr.arpa. PTR mail.good.test.",
 	"mail.good.test. A 127.0.0.28",
 	"28.0.0.127.bl.other.test. A 127.0.0.2",
+	// .29 two PTR names, both forward-confirmed: the generic ISP one and ours.
+	"29.0.0.127.in-addr.arpa. PTR 127-0-0-29.dyn.isp.test.",
+	"29.0.0.127.in-addr.arpa. PTR mail.good.test.",
+	"127-0-0-29.dyn.isp.test. A 127.0.0.29",
+	"mail.good.test. A 127.0.0.29",
 	// SPF: good.test authorises .21 and includes the smart host; omit.test leaves the smart host out.
 	"good.test. TXT \"v=spf1 ip4:127.0.0.21 ip4:127.0.0.25/32 a:mail.good.test include:_spf.smarthost.test -all\"",
 	"omit.test. TXT \"v=spf1 ip4:127.0.0.21 -all\"",
@@ -118,6 +123,12 @@ var egressScenarios = []egressCase{
 
 func init() {
 	egressScenarios = append(egressScenarios, egressCase{
+		// With several PTR names the hostname is the one verified and judged.
+		name: "TwoPTRNames", ip: "127.0.0.29",
+		want: map[string]dnscheck.Status{"egress": "pass", "ptr": "pass", "fcrdns": "pass", "hostname": "pass",
+			"ptr-domain": "pass", "generic": "pass", "port25": "pass", "spf:good.test": "pass"},
+		verdict: dnscheck.VerdictDirectOK,
+	}, egressCase{
 		// A list that does not answer for its test point (misspelt zone): "not listed" would be a guess.
 		name: "DNSBLDeadZone", ip: "127.0.0.21", dnsbl: []string{"zen.spamhuas.org"},
 		want: map[string]dnscheck.Status{"egress": "pass", "ptr": "pass", "fcrdns": "pass", "hostname": "pass",
@@ -208,5 +219,52 @@ func assertReport(t *testing.T, rep dnscheck.Report, sc egressCase) {
 		for _, c := range rep.Checks {
 			t.Logf("%-24s %-9s %-5s %s | %s", c.ID, c.Status, c.Level(), c.Detail, c.Fix)
 		}
+	}
+}
+
+// IPv6 egress: nibble-format PTR and DNSBL names, AAAA for FCrDNS, ip6 in SPF.
+var egressZone6 = []string{
+	"5.2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa. PTR mail.good6.test.",
+	"mail.good6.test. AAAA 2001:db8::25",
+	"good6.test. TXT \"v=spf1 ip6:2001:db8::/64 -all\"",
+	"6.2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa. PTR mail.good6.test.",
+	"6.2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.zen.spamhaus.org. A 127.0.0.3",
+	"2.0.0.0.0.0.f.7.f.f.f.f.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.zen.spamhaus.org. A 127.0.0.2",
+}
+
+func TestSelfCheck_IPv6(t *testing.T) {
+	srv := dnstest.New(t, egressZone6...)
+	testSelfCheckIPv6(t, newResolver(t, srv.Addr()))
+}
+
+func TestSelfCheck_IPv6_Unbound(t *testing.T) {
+	relaytest.Require(t, "unbound")
+	testSelfCheckIPv6(t, newResolver(t, dnstest.StartUnbound(t, egressZone6...)))
+}
+
+func testSelfCheckIPv6(t *testing.T, r *dnscheck.Resolver) {
+	cases := []egressCase{
+		{
+			name: "Good", ip: "2001:db8::25", dnsbl: []string{"zen.spamhaus.org"},
+			want: map[string]dnscheck.Status{"egress": "pass", "ptr": "pass", "fcrdns": "pass", "hostname": "pass",
+				"ptr-domain": "pass", "generic": "pass", "dnsbl:zen.spamhaus.org": "pass", "spf:good6.test": "pass"},
+			verdict: dnscheck.VerdictDirectOK,
+		},
+		{
+			// PTR names a host whose AAAA is another address; and the address is on the SBL CSS.
+			name: "ElsewhereAndListed", ip: "2001:db8::26", dnsbl: []string{"zen.spamhaus.org"},
+			want: map[string]dnscheck.Status{"egress": "pass", "ptr": "pass", "fcrdns": "fail", "generic": "pass",
+				"dnsbl:zen.spamhaus.org": "fail", "spf:good6.test": "pass"},
+			verdict: dnscheck.VerdictSmarthost, blocking: []string{"fcrdns", "dnsbl:zen.spamhaus.org"},
+		},
+	}
+	for _, sc := range cases {
+		t.Run(sc.name, func(t *testing.T) {
+			rep := dnscheck.SelfCheck(ctxT(t), dnscheck.SelfCheckOptions{
+				Resolver: r, Hostname: "mail.good6.test", Domain: "good6.test",
+				Egress: dnscheck.EgressOptions{Static: sc.ip}, DNSBL: sc.dnsbl,
+			}, dnscheck.IPv6)
+			assertReport(t, rep, sc)
+		})
 	}
 }

@@ -31,7 +31,8 @@ type Query struct {
 	Type uint16
 }
 
-// AnswerFunc computes records for a query at run time, as zone-file lines (e.g. whoami answers).
+// AnswerFunc computes records for a query at run time, as zone-file lines (e.g. whoami answers). Records of
+// the type asked and CNAMEs are sent; an empty answer is NODATA.
 type AnswerFunc func(from netip.AddrPort, q dns.Question) []string
 
 type key struct {
@@ -221,7 +222,9 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 				s.t.Errorf("dnstest: dynamic answer for %s: bad record %q: %v", name, line, err)
 				continue
 			}
-			if rr.Header().Rrtype == q.Qtype {
+			// A CNAME is kept whatever the type asked: an answer that points elsewhere without following the
+			// chain is how authoritative servers for another zone answer.
+			if rr.Header().Rrtype == q.Qtype || rr.Header().Rrtype == dns.TypeCNAME {
 				m.Answer = append(m.Answer, rr)
 			}
 		}
