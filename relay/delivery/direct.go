@@ -10,6 +10,7 @@ import (
 	"ptrelay/config"
 	"ptrelay/dnscheck"
 	"ptrelay/relay/route"
+	"ptrelay/relay/smtpstatus"
 )
 
 // maxCandidates bounds the addresses one direct attempt tries (Postfix's smtp_mx_address_limit is 5; a few more
@@ -97,11 +98,12 @@ func (h *hopDialer) next(ctx context.Context) (*session, *decision) {
 }
 
 func (h *hopDialer) spec(c candidate) dialSpec {
-	sp := dialSpec{host: c.host, addr: c.addr, helo: h.cfg.Hostname, tls: c.tls, roots: h.s.hooks.RootCAs, timeout: h.s.hooks.IOTimeout}
+	// delivery.bind is the source of every outbound connection: the smart host may check it too.
+	sp := dialSpec{host: c.host, addr: c.addr, bind: h.cfg.Delivery.Bind, helo: h.cfg.Hostname, tls: c.tls,
+		roots: h.s.hooks.RootCAs, timeout: h.s.hooks.IOTimeout}
 	if h.key.Route == route.Smarthost {
 		sp.verify = h.cfg.Smarthost.TLSVerify
 	} else {
-		sp.bind = h.cfg.Delivery.Bind
 		sp.verify = c.tls == tlsRequired
 	}
 	if sp.helo == "" {
@@ -125,6 +127,10 @@ func (h *hopDialer) resolve(ctx context.Context) *decision {
 func (h *hopDialer) resolveMX(ctx context.Context) *decision {
 	if h.s.res == nil {
 		d := decision{Outcome: Deferred, Status: ours(stDNSTemporary, "no DNS resolver configured for direct delivery")}
+		return &d
+	}
+	if h.key.Dest == "" {
+		d := decision{Outcome: Bounced, Status: ours(smtpstatus.Enhanced{5, 1, 3}, "the recipient address has no domain")}
 		return &d
 	}
 	mxs, err := h.s.res.LookupMX(ctx, h.key.Dest)

@@ -92,8 +92,8 @@ func bounce(r *queue.Recipient, o Outcome, st, diag smtpstatus.Status, rt route.
 // claim commits the pick-up of snap's due recipients before anything is dialed (STYLE.md §5): each becomes
 // active with Attempts+1 and NextAttempt = now + backoff, so a crash leaves a retry for later, never a tight
 // loop. Recipients bounced by the admin, or past queue.lifetime, are bounced here with their DSN. It returns
-// one transaction per next hop.
-func (s *Scheduler) claim(cfg *config.Config, snap *queue.Message, now time.Time) []*txn {
+// one transaction per next hop, and whether anything changed (a claim or a bounce).
+func (s *Scheduler) claim(cfg *config.Config, snap *queue.Message, now time.Time) ([]*txn, bool) {
 	var headers []byte
 	if dsnAllowed(snap) {
 		for _, r := range snap.Recipients {
@@ -138,7 +138,7 @@ func (s *Scheduler) claim(cfg *config.Config, snap *queue.Message, now time.Time
 	})
 	if err != nil {
 		s.log.Error("delivery: cannot claim recipients", "id", snap.ID, "err", err)
-		return nil
+		return nil, false
 	}
 	for _, r := range results {
 		s.logAttempt(r)
@@ -160,7 +160,7 @@ func (s *Scheduler) claim(cfg *config.Config, snap *queue.Message, now time.Time
 		}
 		t.rcpts = append(t.rcpts, rcptRef{Index: i, Addr: r.Addr})
 	}
-	return out
+	return out, len(claimed)+len(results) > 0
 }
 
 func (s *Scheduler) queueDSNs(tx *queue.Tx, cfg *config.Config, m *queue.Message, f *fails, headers []byte, now time.Time) error {

@@ -89,13 +89,13 @@ func (s *Scheduler) pick(cfg *config.Config) time.Duration {
 		if len(msgs) == 0 {
 			return -1
 		}
-		claimed := 0
+		progress := false
 		for _, m := range msgs {
-			txns := s.claim(cfg, m, now)
-			claimed += len(txns)
+			txns, changed := s.claim(cfg, m, now)
+			progress = progress || changed
 			s.enqueue(txns)
 		}
-		if claimed == 0 {
+		if !progress {
 			// Due offered mail but nothing was ours to take (admin bounces handled, or a race with an Update):
 			// look again shortly instead of spinning on the same answer.
 			return time.Second
