@@ -39,6 +39,9 @@ type conn struct {
 	hangup  bool
 
 	authFailures atomic.Int32
+	// inputEnded: a Read met EOF or a connection error. go-smtp reads a BDAT chunk through an io.LimitReader,
+	// so a chunk cut short by the client's EOF looks complete to it; Data refuses to commit once this is set.
+	inputEnded atomic.Bool
 
 	// TLS handshake diagnosis: hello is set when a ClientHello arrived, tlsDone when a handshake completed.
 	hello     atomic.Pointer[tls.ClientHelloInfo]
@@ -81,6 +84,8 @@ func (c *conn) Read(p []byte) (int, error) {
 			c.mu.Unlock()
 			c.log.Info("client idle too long; dropping the connection", "idle_timeout", c.idle.String())
 			c.srv.refused(RefusedIdle)
+		} else {
+			c.inputEnded.Store(true)
 		}
 	}
 	return n, err

@@ -63,6 +63,12 @@ func (s *session) Data(r io.Reader) error {
 		}
 		return s.dataError(err, in.err)
 	}
+	if s.c.inputEnded.Load() {
+		// The last BDAT chunk may be short: go-smtp cannot tell (see conn.inputEnded). The client got no 250,
+		// so it still has the message.
+		s.log.Info("client connection ended before the end of the message; nothing queued")
+		return s.reply(smtpstatus.StorageFailure.With("Error: connection lost during the message transfer"))
+	}
 	id, err := w.Commit(env, rcpts)
 	if err != nil {
 		return s.fail(RefusedStorage, smtpstatus.StorageFailure, err)

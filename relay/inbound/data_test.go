@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -493,5 +494,26 @@ func TestInbound_StorageFailure451(t *testing.T) {
 		d.expect(250)
 		d.expect(250)
 		d.expect(451)
+	}
+}
+
+// A client whose connection ends inside the last BDAT chunk gets nothing queued: go-smtp's chunk reader takes
+// the early EOF for the end of the chunk.
+func TestInbound_BDATTruncatedByEOF(t *testing.T) {
+	ts := startServer(t, nil, serverOpt{})
+	for _, last := range []string{" LAST", ""} {
+		d := dial(t, ts.addr)
+		d.ehlo("x")
+		d.raw("MAIL FROM:<a@contoso.com>\r\nRCPT TO:<b@example.org>\r\nBDAT 100" + last + "\r\nSubject: cut\r\n\r\nonly part")
+		_ = d.c.(*net.TCPConn).CloseWrite()
+		_ = d.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if out, err := io.ReadAll(d.r); err != nil {
+			t.Fatalf("server did not hang up: %v (%q)", err, out)
+		} else if strings.Contains(string(out), "queued as") {
+			t.Fatalf("a truncated chunk was queued: %q", out)
+		}
+	}
+	if ms := ts.messages(); len(ms) != 0 {
+		t.Fatalf("queue holds %d messages after truncated BDAT", len(ms))
 	}
 }
