@@ -52,12 +52,30 @@ type Checker struct {
 
 // NewChecker validates o and returns a Checker with no verdict yet (unknown for every family).
 func NewChecker(o Options) (*Checker, error) {
+	c := &Checker{kick: make(chan struct{}, 1), reports: map[Family]Report{}}
+	if err := c.setOptions(o); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Update replaces the options (a configuration reload) and asks Run for a check at once. The cached
+// verdicts stay until that check replaces them.
+func (c *Checker) Update(o Options) error {
+	if err := c.setOptions(o); err != nil {
+		return err
+	}
+	c.Recheck()
+	return nil
+}
+
+func (c *Checker) setOptions(o Options) error {
 	if o.Resolver == nil {
-		return nil, errors.New("dnscheck: Options.Resolver is required")
+		return errors.New("dnscheck: Options.Resolver is required")
 	}
 	if o.EgressIP != "" {
 		if _, err := ParseStaticEgress(o.EgressIP); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if o.CheckInterval <= 0 {
@@ -72,8 +90,7 @@ func NewChecker(o Options) (*Checker, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Checker{o: o, kick: make(chan struct{}, 1), reports: map[Family]Report{}}
-	c.self = SelfCheckOptions{
+	self := SelfCheckOptions{
 		Resolver: o.Resolver,
 		Hostname: o.Hostname,
 		Domain:   o.Domain,
@@ -83,7 +100,17 @@ func NewChecker(o Options) (*Checker, error) {
 		Port25Probe: o.Port25Probe,
 		Timeout:     o.Timeout,
 	}
-	return c, nil
+	c.mu.Lock()
+	c.o, c.self = o, self
+	c.mu.Unlock()
+	return nil
+}
+
+// options returns the current options (Update may replace them at any time).
+func (c *Checker) options() (Options, SelfCheckOptions) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.o, c.self
 }
 
 // CheckNow runs the self-check of every family now, updates the cache and returns the reports (IPv4 first).
@@ -91,21 +118,22 @@ func NewChecker(o Options) (*Checker, error) {
 func (c *Checker) CheckNow(ctx context.Context) []Report {
 	c.runMu.Lock()
 	defer c.runMu.Unlock()
+	o, self := c.options()
 	var out []Report
-	for _, f := range c.o.Families {
-		cur := SelfCheck(ctx, c.self, f)
+	for _, f := range o.Families {
+		cur := SelfCheck(ctx, self, f)
 		c.mu.Lock()
 		prev, had := c.reports[f]
 		cur = hold(prev, had, cur)
 		c.reports[f] = cur
 		c.mu.Unlock()
-		c.logChange(prev, had, cur)
+		c.logChange(o, prev, had, cur)
 		out = append(out, cur)
 	}
 	return out
 }
 
-func (c *Checker) logChange(prev Report, had bool, cur Report) {
+func (c *Checker) logChange(o Options, prev Report, had bool, cur Report) {
 	if had && prev.Verdict == cur.Verdict && prev.Egress.IP == cur.Egress.IP {
 		return
 	}
@@ -113,11 +141,11 @@ func (c *Checker) logChange(prev Report, had bool, cur Report) {
 	if cur.Verdict != VerdictDirectOK {
 		level = slog.LevelWarn
 	}
-	c.o.Logger.Log(context.Background(), level, "egress verdict",
+	o.Logger.Log(context.Background(), level, "egress verdict",
 		"family", cur.Family.String(), "egress", cur.Egress.IP.String(), "verdict", string(cur.Verdict),
 		"previous", string(prev.Verdict), "reasons", cur.Reasons)
-	if c.o.OnChange != nil && (!had || prev.Verdict != cur.Verdict) {
-		c.o.OnChange(prev, cur)
+	if o.OnChange != nil && (!had || prev.Verdict != cur.Verdict) {
+		o.OnChange(prev, cur)
 	}
 }
 
@@ -138,9 +166,10 @@ func (c *Checker) Run(ctx context.Context) {
 	if none {
 		c.CheckNow(ctx)
 	}
-	full := time.NewTimer(c.o.CheckInterval)
+	o, _ := c.options()
+	full := time.NewTimer(o.CheckInterval)
 	defer full.Stop()
-	poll := time.NewTicker(c.o.EgressPoll)
+	poll := time.NewTicker(o.EgressPoll)
 	defer poll.Stop()
 	for {
 		select {
@@ -149,20 +178,27 @@ func (c *Checker) Run(ctx context.Context) {
 		case <-c.kick:
 		case <-full.C:
 		case <-poll.C:
-			if c.o.EgressIP != "" || !c.egressChanged(ctx) {
+			if !c.egressChanged(ctx) {
 				continue
 			}
 		}
 		c.CheckNow(ctx)
-		full.Reset(c.o.CheckInterval)
+		// Intervals may have changed with Update.
+		o, _ = c.options()
+		full.Reset(o.CheckInterval)
+		poll.Reset(o.EgressPoll)
 	}
 }
 
 // egressChanged rediscovers each family's address and compares it with the cached one. A failed discovery is
 // not a change (the full check will report it).
 func (c *Checker) egressChanged(ctx context.Context) bool {
-	for _, f := range c.o.Families {
-		eg, err := DiscoverEgress(ctx, c.self.Egress, f)
+	o, self := c.options()
+	if o.EgressIP != "" {
+		return false // static: only Update changes it
+	}
+	for _, f := range o.Families {
+		eg, err := DiscoverEgress(ctx, self.Egress, f)
 		if err != nil {
 			continue
 		}
@@ -170,7 +206,7 @@ func (c *Checker) egressChanged(ctx context.Context) bool {
 		prev := c.reports[f].Egress.IP
 		c.mu.Unlock()
 		if eg.IP != prev {
-			c.o.Logger.Info("egress address changed", "family", f.String(), "from", prev.String(), "to", eg.IP.String())
+			o.Logger.Info("egress address changed", "family", f.String(), "from", prev.String(), "to", eg.IP.String())
 			return true
 		}
 	}

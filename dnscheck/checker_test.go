@@ -203,3 +203,28 @@ func TestNewChecker_Validation(t *testing.T) {
 		t.Error("bad egress.ip accepted")
 	}
 }
+
+// A configuration reload with another egress.ip is judged at once, without a restart.
+func TestChecker_UpdateOnReload(t *testing.T) {
+	srv := dnstest.New(t, egressZone...)
+	o := dnscheck.Options{Resolver: newResolver(t, srv.Addr()), Hostname: "mail.good.test",
+		EgressIP: "127.0.0.21", Families: []dnscheck.Family{dnscheck.IPv4}, CheckInterval: time.Hour}
+	c := newChecker(t, o)
+	runChecker(t, c)
+	waitFor(t, "first verdict", func() bool {
+		r, ok := c.Report(dnscheck.IPv4)
+		return ok && r.Verdict == dnscheck.VerdictDirectOK
+	})
+	o.EgressIP = "127.0.0.22"
+	if err := c.Update(o); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "verdict after Update", func() bool {
+		r, _ := c.Report(dnscheck.IPv4)
+		return r.Egress.IP == netip.MustParseAddr("127.0.0.22") && r.Verdict == dnscheck.VerdictSmarthost
+	})
+	o.EgressIP = "not an address"
+	if err := c.Update(o); err == nil {
+		t.Fatal("Update accepted a bad egress.ip")
+	}
+}
