@@ -69,6 +69,10 @@ func seconds(d time.Duration) string {
 	return strconv.FormatInt(int64(d/time.Second), 10)
 }
 
+// Reply renders the attempt's reply for people: the remote's reply as on the wire ("550 5.1.1 ..."), or for a
+// failure where no server answered our enhanced code and description ("4.4.1 connect failed: ...").
+func (r Result) Reply() string { return replyText(r.Status) }
+
 // replyText renders a status for the log and the history: the wire form for a remote reply, "4.4.1 text" for
 // one of ours (Code 0: the peer said nothing).
 func replyText(st smtpstatus.Status) string {
