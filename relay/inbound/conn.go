@@ -42,6 +42,10 @@ type conn struct {
 	// inputEnded: a Read met EOF or a connection error. go-smtp reads a BDAT chunk through an io.LimitReader,
 	// so a chunk cut short by the client's EOF looks complete to it; Data refuses to commit once this is set.
 	inputEnded atomic.Bool
+	// inTxn: a mail transaction is open (MAIL accepted, not yet reset). draining: the server is shutting down;
+	// a connection between transactions is then ended at its next read (see Server.Shutdown).
+	inTxn    atomic.Bool
+	draining atomic.Bool
 
 	// TLS handshake diagnosis: hello is set when a ClientHello arrived, tlsDone when a handshake completed.
 	hello     atomic.Pointer[tls.ClientHelloInfo]
@@ -75,6 +79,7 @@ func (c *conn) Read(p []byte) (int, error) {
 	if c.idle > 0 {
 		_ = c.Conn.SetReadDeadline(time.Now().Add(c.idle))
 	}
+	c.interruptIfDraining()
 	n, err := c.Conn.Read(p)
 	if err != nil {
 		var ne net.Error
@@ -82,8 +87,12 @@ func (c *conn) Read(p []byte) (int, error) {
 			c.mu.Lock()
 			c.readErr = err
 			c.mu.Unlock()
-			c.log.Info("client idle too long; dropping the connection", "idle_timeout", c.idle.String())
-			c.srv.refused(RefusedIdle)
+			if c.draining.Load() {
+				c.log.Info("shutting down: closing the connection between transactions")
+			} else {
+				c.log.Info("client idle too long; dropping the connection", "idle_timeout", c.idle.String())
+				c.srv.refused(RefusedIdle)
+			}
 		} else {
 			c.inputEnded.Store(true)
 		}
@@ -99,6 +108,15 @@ func (c *conn) Write(p []byte) (int, error) {
 	}
 	c.wrote.Store(true)
 	return c.Conn.Write(p)
+}
+
+// interruptIfDraining ends a read between transactions during a shutdown: the read times out at once and
+// go-smtp answers 421 and hangs up. Shutdown calls it too, for reads already blocked; either order works
+// because both set the deadline after the flag is visible.
+func (c *conn) interruptIfDraining() {
+	if c.draining.Load() && !c.inTxn.Load() {
+		_ = c.Conn.SetReadDeadline(time.Now())
+	}
 }
 
 // closeAfterReply makes the next Read report EOF: go-smtp finishes writing the current reply, then hangs up.

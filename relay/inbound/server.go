@@ -261,9 +261,10 @@ func (s *Server) connClosed(c *conn) {
 	}
 }
 
-// Shutdown stops accepting, lets sessions in flight finish until ctx is done, then closes what is left (those
-// clients keep their mail and retry: nothing unacknowledged is lost). It returns ctx.Err() when it had to
-// close sessions.
+// Shutdown stops accepting and lets mail transactions in flight finish until ctx is done; a connection
+// between transactions is closed at once with 421 (go-smtp's timeout reply), so an idle connector does not
+// hold a restart for the whole bound. At ctx's end whatever is left is closed (those clients keep their mail
+// and retry: nothing unacknowledged is lost), and Shutdown returns ctx.Err().
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closing {
@@ -277,6 +278,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	for l := range s.listeners {
 		_ = l.Close()
+	}
+	for c := range s.conns {
+		c.draining.Store(true)
+		c.interruptIfDraining()
 	}
 	s.mu.Unlock()
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -130,10 +131,12 @@ func TestInbound_ReloadKeepsSessionsInFlight(t *testing.T) {
 	}
 }
 
-// Shutdown lets a session finish, refuses new connections, and closes what is left at the deadline.
+// Shutdown closes idle connections at once with 421, lets a transaction in flight finish, refuses new
+// connections, and returns when the last session is gone.
 func TestInbound_Shutdown(t *testing.T) {
-	cfg := testConfig(t)
-	ts := startServer(t, cfg, serverOpt{})
+	ts := startServer(t, nil, serverOpt{})
+	idle := dial(t, ts.addr)
+	idle.ehlo("x")
 	busy := dial(t, ts.addr)
 	busy.ehlo("x")
 	busy.send("MAIL FROM:<a@contoso.com>", "RCPT TO:<b@example.org>", "DATA")
@@ -141,18 +144,25 @@ func TestInbound_Shutdown(t *testing.T) {
 	busy.expect(250)
 	busy.expect(354)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- ts.srv.Shutdown(ctx) }()
-	// The message in flight can still be completed while Shutdown waits.
+	go func() { done <- ts.srv.Shutdown(context.Background()) }()
+	if text := idle.expect(421); !strings.HasPrefix(text, "421 4.4.2") || !idle.closed() {
+		t.Fatalf("idle connection at shutdown: %q", text)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned (%v) with a transaction in flight", err)
+	default:
+	}
+	// The message in flight is still accepted, then the session is closed.
 	busy.raw("Subject: last\r\n\r\nx\r\n.\r\n")
 	busy.expect(250)
-	if err := <-done; !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Shutdown with an idle session open: %v", err)
-	}
+	busy.expect(421)
 	if !busy.closed() {
-		t.Fatal("session still open after the shutdown deadline")
+		t.Fatal("session still open after its transaction during shutdown")
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown: %v", err)
 	}
 	if _, err := net.DialTimeout("tcp", ts.addr, time.Second); err == nil {
 		t.Error("listener still accepts after Shutdown")
@@ -160,6 +170,30 @@ func TestInbound_Shutdown(t *testing.T) {
 	if ms := ts.messages(); len(ms) != 1 {
 		t.Fatalf("queue holds %d messages", len(ms))
 	}
-	// startServer's cleanup shuts down again: make that a no-op success for this test.
+	ts.srv = nil // shut down already: the cleanup must not do it again
+}
+
+// At the deadline, a session stuck in the middle of a message is closed and nothing of it is queued.
+func TestInbound_ShutdownDeadline(t *testing.T) {
+	ts := startServer(t, nil, serverOpt{})
+	stuck := dial(t, ts.addr)
+	stuck.ehlo("x")
+	stuck.send("MAIL FROM:<a@contoso.com>", "RCPT TO:<b@example.org>", "DATA")
+	stuck.expect(250)
+	stuck.expect(250)
+	stuck.expect(354)
+	stuck.raw("Subject: never finished\r\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := ts.srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown with a stuck session: %v", err)
+	}
+	_ = stuck.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadAll(stuck.r); err != nil {
+		t.Fatalf("stuck session not closed: %v", err)
+	}
+	if ms := ts.messages(); len(ms) != 0 {
+		t.Fatalf("queue holds %d messages", len(ms))
+	}
 	ts.srv = nil
 }

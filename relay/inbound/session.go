@@ -181,6 +181,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	env.AuthUser = s.authUser
 	s.env, s.mailOK, s.rcpts = env, true, nil
 	s.mu.Unlock()
+	s.c.inTxn.Store(true)
 	return nil
 }
 
@@ -225,6 +226,7 @@ func (s *session) Reset() {
 	s.mu.Lock()
 	s.env, s.mailOK, s.rcpts = queue.Envelope{}, false, nil
 	s.mu.Unlock()
+	s.c.inTxn.Store(false)
 }
 
 func (s *session) Logout() error { return nil }
