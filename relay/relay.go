@@ -43,6 +43,7 @@ type Relay struct {
 
 	store     *queue.Store
 	resolver  *dnscheck.Resolver
+	checker   *dnscheck.Checker
 	metrics   *metrics.Metrics
 	inbound   *inbound.Server
 	scheduler *delivery.Scheduler
@@ -80,6 +81,10 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dns: %w", err)
 	}
+	r.checker, err = dnscheck.NewChecker(r.checkerOptions(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("egress: %w", err)
+	}
 	r.metrics = metrics.New()
 	r.metrics.SetQueueStats(r.queueStats)
 
@@ -91,7 +96,7 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.scheduler = delivery.New(cfg, store, r.resolver, nil, r.log, delivery.Hooks{OnAttempt: r.observeAttempt})
+	r.scheduler = delivery.New(cfg, store, r.resolver, r.checker, r.log, delivery.Hooks{OnAttempt: r.observeAttempt})
 	r.admin = admin.NewServer(store, r.status, r.scheduler.Kick, r.log)
 
 	for _, addr := range cfg.SMTP.Listen {
@@ -138,6 +143,8 @@ func (r *Relay) Run(ctx context.Context) error {
 	schedDone := make(chan struct{})
 	go func() {
 		defer close(schedDone)
+		// DESIGN.md: the first verdict is computed at start-up, before delivery begins.
+		r.startChecker(schedCtx)
 		if err := r.scheduler.Run(schedCtx); err != nil && !errors.Is(err, context.Canceled) {
 			serveErr <- fmt.Errorf("delivery: %w", err)
 		}
@@ -202,6 +209,9 @@ func (r *Relay) Reload(cfg *config.Config) error {
 	defer func() { _ = sdnotify.Ready() }()
 	old := r.cfg.Load()
 	if err := r.inbound.Reload(cfg); err != nil {
+		return err
+	}
+	if err := r.checker.Update(r.checkerOptions(cfg)); err != nil {
 		return err
 	}
 	r.scheduler.Reload(cfg)

@@ -67,6 +67,3 @@ func (r *Relay) status() admin.Status {
 	st.SetDurations(time.Now())
 	return st
 }
-
-// egressStatus reports the egress verdict per address family; filled in once the egress checker runs.
-func (r *Relay) egressStatus() []admin.EgressStatus { return nil }

@@ -1,0 +1,84 @@
+package relay
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"ptrelay/config"
+	"ptrelay/dnscheck"
+	"ptrelay/relay/admin"
+)
+
+// firstVerdictBound caps how long delivery waits for the first egress verdict at start-up (DNS unreachable).
+const firstVerdictBound = 30 * time.Second
+
+// checkerOptions maps the [egress] keys onto the checker. The sending domain is the domain of hostname: the
+// PTR should be in it and its SPF should authorise us.
+func (r *Relay) checkerOptions(cfg *config.Config) dnscheck.Options {
+	var domain string
+	if _, rest, ok := strings.Cut(cfg.Hostname, "."); ok {
+		domain = rest
+	}
+	return dnscheck.Options{
+		Resolver:      r.resolver,
+		Hostname:      cfg.Hostname,
+		Domain:        domain,
+		EgressIP:      cfg.Egress.IP,
+		Discovery:     cfg.Egress.Discovery,
+		Whoami:        cfg.Egress.Whoami,
+		DNSBL:         cfg.Egress.DNSBL,
+		Port25Probe:   cfg.Egress.Port25Probe,
+		CheckInterval: cfg.Egress.CheckInterval.D(),
+		Timeout:       cfg.DNS.Timeout.D(),
+		Logger:        r.log.With("component", "egress"),
+		OnChange:      r.verdictChanged,
+	}
+}
+
+// verdictChanged keeps the metrics current and says loudly when mail will go out directly from an address
+// that receivers refuse because no smart host is configured.
+func (r *Relay) verdictChanged(prev, cur dnscheck.Report) {
+	if prev.Verdict != "" {
+		r.metrics.SetVerdict(prev.Family.String(), string(prev.Verdict))
+	}
+	r.metrics.SetVerdict(cur.Family.String(), string(cur.Verdict))
+	cfg := r.cfg.Load()
+	if cur.Verdict == dnscheck.VerdictSmarthost && !cfg.Smarthost.Configured() && cfg.EffectiveRoutingMode() != "smarthost" {
+		r.log.Warn("receivers will likely refuse mail from this address, and no smart host is configured: delivering directly anyway; configure [smarthost] or fix the DNS (run `ptrelay check`)",
+			"family", cur.Family.String(), "egress", cur.Egress.IP.String(), "reasons", cur.Reasons)
+	}
+}
+
+// verdictGatesDelivery reports whether routing depends on the verdict, so delivery must wait for the first one.
+func verdictGatesDelivery(cfg *config.Config) bool {
+	return cfg.Smarthost.Configured() && cfg.EffectiveRoutingMode() == "auto"
+}
+
+// startChecker computes the first verdict (waiting for it when routing depends on it) and keeps it current.
+func (r *Relay) startChecker(ctx context.Context) {
+	if verdictGatesDelivery(r.cfg.Load()) {
+		first, cancel := context.WithTimeout(ctx, firstVerdictBound)
+		r.checker.CheckNow(first)
+		cancel()
+	}
+	go r.checker.Run(ctx)
+}
+
+// egressStatus reports the egress verdict per address family for `ptrelay status`.
+func (r *Relay) egressStatus() []admin.EgressStatus {
+	noSmarthost := !r.cfg.Load().Smarthost.Configured()
+	var out []admin.EgressStatus
+	for _, rep := range r.checker.Reports() {
+		es := admin.EgressStatus{Family: rep.Family.String(), Verdict: string(rep.Verdict), Checked: rep.At}
+		es.Reasons = append(es.Reasons, rep.Reasons...)
+		if rep.Verdict == dnscheck.VerdictSmarthost && noSmarthost {
+			es.Reasons = append(es.Reasons, "no smart host is configured: delivering directly anyway (configure [smarthost] or fix the above)")
+		}
+		if rep.Egress.IP.IsValid() {
+			es.IP = rep.Egress.IP.String()
+		}
+		out = append(out, es)
+	}
+	return out
+}
