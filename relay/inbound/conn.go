@@ -202,41 +202,26 @@ func connOf(nc net.Conn) *conn {
 	return c
 }
 
-// handoff is a net.Listener fed by our accept loop: it lets one generation's go-smtp server take the connections
-// accepted while it is current, and stop taking them at a reload without touching the real sockets.
-type handoff struct {
+// oneConn is a net.Listener that yields one connection, then reports itself closed: go-smtp serves
+// connections only through Serve, and each of ours gets its own go-smtp server (see Server).
+type oneConn struct {
 	ch   chan net.Conn
-	done chan struct{}
-	once sync.Once
 	addr net.Addr
 }
 
-func newHandoff() *handoff {
-	return &handoff{ch: make(chan net.Conn), done: make(chan struct{}), addr: &net.TCPAddr{}}
+func newOneConn(c net.Conn) *oneConn {
+	ch := make(chan net.Conn, 1)
+	ch <- c
+	close(ch)
+	return &oneConn{ch: ch, addr: c.LocalAddr()}
 }
 
-func (h *handoff) Accept() (net.Conn, error) {
-	select {
-	case c := <-h.ch:
+func (l *oneConn) Accept() (net.Conn, error) {
+	if c, ok := <-l.ch; ok {
 		return c, nil
-	case <-h.done:
-		return nil, net.ErrClosed
 	}
+	return nil, net.ErrClosed
 }
 
-// push hands c to the server; it fails when the handoff was closed (the generation was retired).
-func (h *handoff) push(c net.Conn) bool {
-	select {
-	case h.ch <- c:
-		return true
-	case <-h.done:
-		return false
-	}
-}
-
-func (h *handoff) Close() error {
-	h.once.Do(func() { close(h.done) })
-	return nil
-}
-
-func (h *handoff) Addr() net.Addr { return h.addr }
+func (l *oneConn) Close() error   { return nil }
+func (l *oneConn) Addr() net.Addr { return l.addr }

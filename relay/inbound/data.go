@@ -21,8 +21,8 @@ import (
 // On a content or storage failure Data keeps reading to the end of the message before answering, so the
 // reply comes once, after the last BDAT chunk, and the session stays in step; go-smtp does the same for DATA.
 func (s *session) Data(r io.Reader) error {
-	s.srv.data.Add(1)
-	defer s.srv.data.Done()
+	s.srv.dataStarted()
+	defer s.srv.dataDone()
 	env, rcpts, ok := s.transaction()
 	if !ok {
 		drain(r)

@@ -69,7 +69,8 @@ type Server struct {
 	conns     map[*conn]struct{}
 	closing   bool
 	drained   chan struct{} // closed when closing and no connection is left
-	data      sync.WaitGroup
+	inData    int           // Data calls running (they may commit after their connection closed)
+	dataIdle  chan struct{} // closed when inData drops to 0, while Shutdown waits for that
 }
 
 // New builds a server from cfg; nothing is served until Serve. Errors name the setting to fix.
@@ -196,7 +197,7 @@ func isTemporary(err error) bool {
 	return errors.As(err, &t) && t.Temporary()
 }
 
-// accept admits nc into the current generation, or refuses it with 421 when max_connections are in use.
+// accept admits nc with the current settings, or refuses it with 421 when max_connections are in use.
 func (s *Server) accept(nc net.Conn) {
 	remote := netip.Addr{}
 	if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
@@ -226,12 +227,46 @@ func (s *Server) accept(nc net.Conn) {
 	}
 	c.log.Info("connect", "client", nc.RemoteAddr().String(), "local", nc.LocalAddr().String())
 	srv := s.smtpServer(set, c)
-	in := newHandoff()
-	go func() { _ = srv.Serve(in) }() // returns once the one connection is handed over and in is closed
-	go func() {
-		in.push(c)
-		_ = in.Close()
-	}()
+	go func() { _ = srv.Serve(newOneConn(c)) }() // returns at once after starting the session's goroutine
+}
+
+// dataStarted and dataDone count Data calls, so Shutdown can let a commit in progress finish before the
+// caller closes the queue. (A WaitGroup would forbid a Data starting while Shutdown already waits.)
+func (s *Server) dataStarted() {
+	s.mu.Lock()
+	s.inData++
+	s.mu.Unlock()
+}
+
+func (s *Server) dataDone() {
+	s.mu.Lock()
+	s.inData--
+	if s.inData == 0 && s.dataIdle != nil {
+		close(s.dataIdle)
+		s.dataIdle = nil
+	}
+	s.mu.Unlock()
+}
+
+// commitGrace bounds how long Shutdown waits, after closing the sessions, for commits already running.
+const commitGrace = 10 * time.Second
+
+func (s *Server) waitData() {
+	s.mu.Lock()
+	if s.inData == 0 {
+		s.mu.Unlock()
+		return
+	}
+	if s.dataIdle == nil {
+		s.dataIdle = make(chan struct{})
+	}
+	ch := s.dataIdle
+	s.mu.Unlock()
+	select {
+	case <-ch:
+	case <-time.After(commitGrace):
+		s.log.Warn("shutdown: a message commit is still running; closing anyway")
+	}
 }
 
 // refuse answers a connection we will not serve and closes it, without waiting on a slow client for long.
@@ -296,8 +331,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		s.mu.Unlock()
 	}
-	// A message being committed when its connection closed still gets its commit's answer before the queue closes.
-	s.data.Wait()
+	// A message being committed when its connection closed finishes before the caller closes the queue.
+	s.waitData()
 	return err
 }
 
