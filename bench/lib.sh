@@ -22,8 +22,8 @@ free_port() { # HOST
 	python3 -c 'import socket,sys; s=socket.socket(); s.bind((sys.argv[1],0)); print(s.getsockname()[1])' "$1"
 }
 
-wait_port() { # HOST PORT [SECONDS]
-	python3 - "$1" "$2" "${3:-30}" <<'PY' || die "nothing accepts on $1:$2"
+wait_port() { # HOST PORT [SECONDS]: fails when nothing accepts in time
+	python3 - "$1" "$2" "${3:-30}" <<'PY'
 import socket, sys, time
 deadline = time.time() + float(sys.argv[3])
 while time.time() < deadline:
@@ -36,10 +36,10 @@ sys.exit(1)
 PY
 }
 
-# build_ptrelay WORK: builds ./cmd/ptrelay into WORK/ptrelay.
+# build_ptrelay WORK: builds ./cmd/ptrelay into WORK/bin/ptrelay.
 build_ptrelay() {
-	(cd "$REPO_DIR" && go build -o "$1/ptrelay" ./cmd/ptrelay) || die "go build ./cmd/ptrelay failed"
-	PTRELAY_BIN="$1/ptrelay"
+	(cd "$REPO_DIR" && go build -o "$1/bin/ptrelay" ./cmd/ptrelay) || die "go build ./cmd/ptrelay failed"
+	PTRELAY_BIN="$1/bin/ptrelay"
 }
 
 # start_sink WORK HOST: smtp-sink -c on HOST; sets SINK_PID, SINK_ADDR, SINK_OUT (its counters).
@@ -52,7 +52,7 @@ start_sink() {
 	smtp-sink "${user[@]}" -c "$2:$port" 1000 >"$SINK_OUT" 2>"$1/sink.err" &
 	SINK_PID=$!
 	SINK_ADDR="$2:$port"
-	wait_port "$2" "$port"
+	wait_port "$2" "$port" || die "smtp-sink did not start: $(cat "$1/sink.err")"
 }
 
 sink_count() { # the sink's completed-message counter
@@ -91,7 +91,7 @@ CF
 		{ print }' /etc/postfix/master.cf >"$dir/conf/master.cf"
 	postfix -c "$dir/conf" start >/dev/null 2>&1 || { tail -20 "$dir/maillog" >&2; die "postfix start failed"; }
 	POSTFIX_PID=$(tr -d ' ' <"$dir/queue/pid/master.pid")
-	wait_port "${listen%:*}" "${listen##*:}"
+	wait_port "${listen%:*}" "${listen##*:}" || { tail -20 "$dir/maillog" >&2; die "Postfix does not accept on $listen"; }
 }
 
 stop_postfix() { # DIR
