@@ -32,6 +32,51 @@ func TestCrashChild(t *testing.T) {
 		os.Exit(2)
 	}
 	var out sync.Mutex
+	say := func(format string, args ...any) {
+		out.Lock()
+		os.Stdout.WriteString(fmt.Sprintf(format, args...))
+		out.Unlock()
+	}
+	// A deliverer claims due messages (active, next attempt recorded first) and finishes some of them, so
+	// kills also land in the middle of updates and removals.
+	go func() {
+		for {
+			due, err := s.Due(time.Now(), 4)
+			if err != nil {
+				return
+			}
+			for _, m := range due {
+				err := s.Update(m.ID, func(m *Message, tx *Tx) error {
+					for i := range m.Recipients {
+						m.Recipients[i].State = StateActive
+						m.Recipients[i].Attempts++
+						m.Recipients[i].NextAttempt = time.Now().Add(time.Hour)
+					}
+					return nil
+				})
+				if err != nil {
+					return
+				}
+				say("CLAIM %s\n", m.ID)
+				if rand.IntN(2) == 0 {
+					continue // left active: the crash must turn it into deferred
+				}
+				err = s.Update(m.ID, func(m *Message, tx *Tx) error {
+					for i := range m.Recipients {
+						m.Recipients[i].State = StateDelivered
+					}
+					return nil
+				})
+				if err != nil {
+					return
+				}
+				say("GONE %s\n", m.ID)
+			}
+			if len(due) == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}()
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Add(1)
@@ -56,9 +101,7 @@ func TestCrashChild(t *testing.T) {
 				if err != nil {
 					return
 				}
-				out.Lock()
-				os.Stdout.WriteString(fmt.Sprintf("%s %s %d\n", id, seed, size))
-				out.Unlock()
+				say("%s %s %d\n", id, seed, size)
 			}
 		}()
 	}
@@ -71,6 +114,30 @@ type acked struct {
 	size int
 }
 
+// crashLog is what the child said before it died.
+type crashLog struct {
+	acked   map[string]acked
+	claimed map[string]bool // may be gone or deferred
+	gone    map[string]bool // must be gone
+}
+
+// line records one whole line of the child's output and reports whether it was an acknowledgement.
+func (l *crashLog) line(s string) bool {
+	f := strings.Fields(s)
+	switch {
+	case len(f) == 2 && f[0] == "CLAIM" && ValidID(f[1]):
+		l.claimed[f[1]] = true
+	case len(f) == 2 && f[0] == "GONE" && ValidID(f[1]):
+		l.gone[f[1]] = true
+	default:
+		if a, id, ok := parseAck(s); ok {
+			l.acked[id] = a
+			return true
+		}
+	}
+	return false
+}
+
 func TestCrash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test skipped in -short mode")
@@ -80,7 +147,7 @@ func TestCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	all := map[string]acked{}
+	all := &crashLog{acked: map[string]acked{}, claimed: map[string]bool{}, gone: map[string]bool{}}
 	const rounds = 4
 	for round := range rounds {
 		cmd := exec.Command(exe, "-test.run=^TestCrashChild$")
@@ -113,8 +180,7 @@ func TestCrash(t *testing.T) {
 				if !ok {
 					break wait
 				}
-				if a, id, ok := parseAck(l); ok {
-					all[id] = a
+				if all.line(l) {
 					got++
 				}
 			case <-deadline:
@@ -123,9 +189,8 @@ func TestCrash(t *testing.T) {
 		}
 		time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond)
 		cmd.Process.Signal(syscall.SIGKILL)
-		for l := range lines { // lines printed before the kill are acknowledged too
-			if a, id, ok := parseAck(l); ok {
-				all[id] = a
+		for l := range lines { // lines printed before the kill count too
+			if all.line(l) {
 				got++
 			}
 		}
@@ -134,7 +199,8 @@ func TestCrash(t *testing.T) {
 			t.Fatalf("round %d: the child acknowledged nothing", round)
 		}
 		checkCrashState(t, dir, all)
-		t.Logf("round %d: %d acknowledged before SIGKILL, %d in total", round, got, len(all))
+		t.Logf("round %d: %d acknowledged before SIGKILL; in total %d acknowledged, %d claimed, %d finished",
+			round, got, len(all.acked), len(all.claimed), len(all.gone))
 	}
 }
 
@@ -151,7 +217,7 @@ func parseAck(l string) (acked, string, bool) {
 	return acked{seed: f[1], size: n}, f[0], true
 }
 
-func checkCrashState(t *testing.T, dir string, all map[string]acked) {
+func checkCrashState(t *testing.T, dir string, all *crashLog) {
 	t.Helper()
 	s, err := Open(Options{Dir: dir, InlineMax: 16 << 10})
 	if err != nil {
@@ -164,22 +230,40 @@ func checkCrashState(t *testing.T, dir string, all map[string]acked) {
 	}
 	present := map[string]bool{}
 	spooled := map[string]bool{}
+	waiting := 0
 	for _, m := range list {
 		present[m.ID] = true
 		// Every message, acknowledged or not, must be whole: its body is the one its sender wrote.
 		seed := strings.TrimSuffix(m.Envelope.From, "@example.test")
 		checkBody(t, s, m.ID, body(seed, int(m.Size)))
-		if a, ok := all[m.ID]; ok && (a.seed != seed || a.size != int(m.Size)) {
+		if a, ok := all.acked[m.ID]; ok && (a.seed != seed || a.size != int(m.Size)) {
 			t.Fatalf("%s: stored %s/%d, acknowledged %s/%d", m.ID, seed, m.Size, a.seed, a.size)
 		}
 		if m.Size > 16<<10 {
 			spooled[m.ID] = true
 		}
+		if all.gone[m.ID] {
+			t.Fatalf("%s: finished (all delivered) before the kill, but still queued", m.ID)
+		}
+		for _, r := range m.Recipients {
+			switch {
+			case r.State == StateActive:
+				t.Fatalf("%s: still active after recovery", m.ID)
+			case r.State == StateDeferred && r.Attempts == 0:
+				t.Fatalf("%s: deferred without an attempt", m.ID)
+			}
+		}
+		if _, ok := dueAt(m); ok {
+			waiting++
+		}
 	}
-	for id := range all {
-		if !present[id] {
+	for id := range all.acked {
+		if !present[id] && !all.claimed[id] {
 			t.Fatalf("acknowledged message %s lost", id)
 		}
+	}
+	if due, _ := s.Due(time.Now().Add(48*time.Hour), 1<<20); len(due) != waiting {
+		t.Fatalf("due index has %d messages, %d are waiting", len(due), waiting)
 	}
 	if c, _ := s.Corrupt(); len(c) != 0 {
 		t.Fatalf("corrupt records after a crash: %v", c)
