@@ -7,14 +7,21 @@ import (
 	"time"
 
 	"ptrelay/config"
+	"ptrelay/queue"
 	"ptrelay/relay/route"
 )
 
 // hop is the work waiting for one next hop and the sessions serving it.
 type hop struct {
 	queue    []*txn
-	sessions int
+	sessions int           // running, idle ones included
+	idle     int           // sessions open and waiting for work (see awaitTxn)
+	avail    chan struct{} // one token per transaction queued, for idle sessions
 }
+
+// linger is how long an open session waits for more mail to its hop before it quits: mail arriving one
+// message at a time then shares a session (Postfix's connection cache keeps sessions 2 s for the same reason).
+const linger = time.Second
 
 // limits returns delivery.concurrency and delivery.per_destination with sane floors.
 func limits(cfg *config.Config) (total, perDest int) {
@@ -89,13 +96,7 @@ func (s *Scheduler) pick(cfg *config.Config) time.Duration {
 		if len(msgs) == 0 {
 			return -1
 		}
-		progress := false
-		for _, m := range msgs {
-			txns, changed := s.claim(cfg, m, now)
-			progress = progress || changed
-			s.enqueue(txns)
-		}
-		if !progress {
+		if !s.claimAll(cfg, msgs, now) {
 			// Due offered mail but nothing was ours to take (admin bounces handled, or a race with an Update):
 			// look again shortly instead of spinning on the same answer.
 			return time.Second
@@ -107,6 +108,34 @@ func (s *Scheduler) pick(cfg *config.Config) time.Duration {
 	return 0
 }
 
+// claimWorkers is how many claims run at once: each is a fsync'd Update, and concurrent ones share a commit
+// (the queue's group commit), so a burst of due mail is claimed in a few fsyncs instead of one per message.
+const claimWorkers = 16
+
+// claimAll claims msgs concurrently and queues their transactions in msgs' order (earliest due first); it
+// reports whether anything changed.
+func (s *Scheduler) claimAll(cfg *config.Config, msgs []*queue.Message, now time.Time) bool {
+	var wg sync.WaitGroup
+	txns := make([][]*txn, len(msgs))
+	changed := make([]bool, len(msgs))
+	sem := make(chan struct{}, claimWorkers)
+	for i, m := range msgs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			txns[i], changed[i] = s.claim(cfg, m, now)
+		}()
+	}
+	wg.Wait()
+	progress := false
+	for i := range msgs {
+		s.enqueue(txns[i])
+		progress = progress || changed[i]
+	}
+	return progress
+}
+
 func (s *Scheduler) enqueue(txns []*txn) {
 	if len(txns) == 0 {
 		return
@@ -116,11 +145,15 @@ func (s *Scheduler) enqueue(txns []*txn) {
 	for _, t := range txns {
 		h := s.hops[t.key]
 		if h == nil {
-			h = &hop{}
+			h = &hop{avail: make(chan struct{}, 64)}
 			s.hops[t.key] = h
 		}
 		h.queue = append(h.queue, t)
 		s.waiting++
+		select {
+		case h.avail <- struct{}{}:
+		default: // enough tokens are out: the idle sessions will find the queue non-empty
+		}
 	}
 }
 
@@ -162,7 +195,8 @@ func (s *Scheduler) dispatch(ctx context.Context, wg *sync.WaitGroup) {
 		return
 	}
 	for key, h := range s.hops {
-		for len(h.queue) > 0 && h.sessions < perDest && s.active < total {
+		// Idle sessions of the hop take queued work first; new sessions only for what they cannot.
+		for len(h.queue) > h.idle && h.sessions < perDest && s.active < total {
 			t := h.queue[0]
 			h.queue = h.queue[1:]
 			s.waiting--
@@ -189,6 +223,37 @@ func (s *Scheduler) nextTxn(key hopKey) *txn {
 	h.queue = h.queue[1:]
 	s.waiting--
 	return t
+}
+
+// awaitTxn keeps an open session for up to linger, for the next transaction of its hop.
+func (s *Scheduler) awaitTxn(ctx context.Context, key hopKey) *txn {
+	s.mu.Lock()
+	h := s.hops[key]
+	if s.stop || h == nil {
+		s.mu.Unlock()
+		return nil
+	}
+	h.idle++
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		h.idle--
+		s.mu.Unlock()
+	}()
+	timer := time.NewTimer(linger)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+			return nil
+		case <-h.avail:
+			if t := s.nextTxn(key); t != nil {
+				return t
+			}
+		}
+	}
 }
 
 // takeAll removes every waiting transaction of a hop whose destination just failed as a whole, so they share
@@ -298,6 +363,9 @@ func (s *Scheduler) runSession(ctx context.Context, cfg *config.Config, key hopK
 			ss, dialer = nil, nil // the next transaction starts the walk afresh
 		}
 		t = s.nextTxn(key)
+		if t == nil && ss != nil {
+			t = s.awaitTxn(ctx, key)
+		}
 	}
 }
 
