@@ -4,6 +4,14 @@
 // the queue, answering 250 only after the queue committed it. It is built on go-smtp's server and works around
 // the go-smtp traps recorded in research/libraries.md (per-read idle deadlines, AUTH error codes, Data's type
 // assertion). It knows nothing of delivery, routing or DNS: what it accepts ends in queue.Store.
+//
+// Decisions a reader should know:
+//   - Relay access is decided per recipient (as Postfix does): a client inside smtp.allowed_networks, or one
+//     that authenticated, may relay; every other RCPT gets 554 5.7.1. No address form is local.
+//   - DSN (RFC 3461) is advertised, because Exchange sends its parameters when it is: RET and ENVID are kept in
+//     queue.Envelope, NOTIFY and ORCPT in each queue.Recipient, for the delivery side to honour and pass on.
+//   - go-smtp's own success replies (MAIL, RCPT, 354, BDAT "Continue") and its protocol errors carry no session
+//     id; every reply this package writes does, and the final 250 names the queue ID too.
 package inbound
 
 import (

@@ -44,7 +44,7 @@ func (b *backend) NewSession(sc *smtp.Conn) (smtp.Session, error) {
 	if c == nil {
 		return nil, smtpstatus.ToSMTP(errors.New("inbound: connection not accepted through Serve"))
 	}
-	s := &session{srv: b.srv, set: b.set, c: c, sc: sc, log: c.log, helo: sc.Hostname()}
+	s := &session{srv: b.srv, set: b.set, c: c, log: c.log, helo: sc.Hostname()}
 	if st, ok := sc.TLSConnectionState(); ok {
 		s.tls = &st
 		c.tlsDone.Store(true)
@@ -61,7 +61,6 @@ type session struct {
 	srv  *Server
 	set  *settings
 	c    *conn
-	sc   *smtp.Conn
 	log  *slog.Logger
 	helo string
 	tls  *tls.ConnectionState

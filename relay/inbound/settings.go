@@ -64,6 +64,9 @@ func newSettings(cfg *config.Config, log *slog.Logger) (*settings, error) {
 	if err != nil {
 		return nil, err
 	}
+	if st.tls == nil && st.authRequiresTLS && !st.users.empty() {
+		log.Warn("smtp.users are set but no certificate: AUTH is offered to loopback clients only; set smtp.tls_cert (\"auto\" is enough) or auth_requires_tls = false")
+	}
 	if st.tls != nil {
 		st.smtpTLS = perConnTLS(st.tls)
 		if st.tlsLegacy {

@@ -102,6 +102,9 @@ func TestTLS_LegacyAccepted(t *testing.T) {
 		})
 	}
 	out := logs.String()
+	if strings.Contains(out, "handshake failed") {
+		t.Errorf("successful handshakes logged as failures:\n%s", out)
+	}
 	for _, c := range legacyClients {
 		if !strings.Contains(out, "version=TLS1.0 cipher="+tls.CipherSuiteName(c.suite)) {
 			t.Errorf("no log line names TLS1.0 with %s", tls.CipherSuiteName(c.suite))
