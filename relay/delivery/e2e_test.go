@@ -160,13 +160,18 @@ func TestE2E_ConnectionReuse(t *testing.T) {
 	st := openStore(t, t.TempDir())
 	cfg := testConfig(sink.Port())
 	cfg.Delivery.PerDestination = 5
+	cfg.Delivery.Bind = "127.0.0.12"
 	const n = 50
 	for i := range n {
 		put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody(fmt.Sprintf("reuse%d", i)), "x@reuse.test")
 	}
 	_, rec, _ := run(t, cfg, st, resolver(t, dnsAddr), Hooks{})
 	waitFor(t, "all delivered", 30*time.Second, func() bool { return rec.count(Sent) == n })
-	sink.WaitMessages(t, n, 10*time.Second)
+	for _, m := range sink.WaitMessages(t, n, 10*time.Second) {
+		if m.ClientAddr != "127.0.0.12" {
+			t.Fatalf("connection came from %s, want delivery.bind 127.0.0.12", m.ClientAddr)
+		}
+	}
 	if s := sink.Sessions(); s > 5 || s < 1 {
 		t.Errorf("%d sessions for %d messages, want 1..5 (per_destination)", s, n)
 	}

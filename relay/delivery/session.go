@@ -93,7 +93,9 @@ func relayName(host string, addr net.Addr) string {
 // open dials spec and speaks up to a ready EHLO (with STARTTLS when asked). On failure the connection is closed
 // and the error is a *stepError.
 func open(ctx context.Context, spec dialSpec) (*session, error) {
-	d := net.Dialer{Timeout: spec.timeout}
+	// A host that does not answer the SYN is usually down or filtered: 30 s (Postfix's smtp_connect_timeout)
+	// before the next MX, rather than the full I/O timeout.
+	d := net.Dialer{Timeout: min(spec.timeout, 30*time.Second)}
 	if spec.bind != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(spec.bind)}
 	}
