@@ -517,3 +517,54 @@ func TestInbound_BDATTruncatedByEOF(t *testing.T) {
 		t.Fatalf("queue holds %d messages after truncated BDAT", len(ms))
 	}
 }
+
+// The bare CR/LF check runs on the reassembled message: a CR ending one chunk pairs with an LF starting the
+// next, and a CR ending one chunk followed by anything else is bare.
+func TestInbound_BDATChunkBoundaries(t *testing.T) {
+	ts := startServer(t, nil, serverOpt{})
+	cases := []struct {
+		chunks []string
+		want   int
+	}{
+		{[]string{"Subject: a\r", "\n\r\nbody\r", "\n"}, 250},
+		{[]string{"Subject: a\r\n\r\nbody\r", ".\r\n"}, 550},
+		{[]string{"Subject: a\r\n\r\nbody\r", "", "\n.\r\n"}, 250},
+		{[]string{"Subject: a\r\n\r\nbody\r"}, 550},
+		{[]string{"Subject: a\r\n\r\nbody", "\n"}, 550},
+	}
+	queued := 0
+	for i, c := range cases {
+		d := dial(t, ts.addr)
+		d.ehlo("x")
+		var w strings.Builder
+		w.WriteString("MAIL FROM:<a@contoso.com>\r\nRCPT TO:<b@example.org>\r\n")
+		for j, ch := range c.chunks {
+			last := ""
+			if j == len(c.chunks)-1 {
+				last = " LAST"
+			}
+			fmt.Fprintf(&w, "BDAT %d%s\r\n%s", len(ch), last, ch)
+		}
+		d.raw(w.String())
+		d.expect(250)
+		d.expect(250)
+		for range c.chunks[:len(c.chunks)-1] {
+			d.expect(250)
+		}
+		if code, text := d.reply(); code != c.want {
+			t.Errorf("case %d %q: %q, want %d", i, c.chunks, text, c.want)
+		}
+		if c.want == 250 {
+			queued++
+		}
+	}
+	ms := ts.messages()
+	if len(ms) != queued {
+		t.Fatalf("queue holds %d messages, want %d", len(ms), queued)
+	}
+	for _, m := range ms {
+		if !onlyCRLF(m.body) {
+			t.Errorf("stored %q", m.body)
+		}
+	}
+}
