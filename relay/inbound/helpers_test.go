@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -72,6 +73,7 @@ type hookRecorder struct {
 	sessions int
 	accepted []string
 	refused  []string
+	tls      []string
 }
 
 func (h *hookRecorder) hooks() Hooks {
@@ -79,6 +81,11 @@ func (h *hookRecorder) hooks() Hooks {
 		OnSession:  func(d int) { h.mu.Lock(); h.sessions += d; h.mu.Unlock() },
 		OnAccepted: func(id string, _ int64) { h.mu.Lock(); h.accepted = append(h.accepted, id); h.mu.Unlock() },
 		OnRefused:  func(r string) { h.mu.Lock(); h.refused = append(h.refused, r); h.mu.Unlock() },
+		OnTLS: func(ip netip.Addr, v, c string) {
+			h.mu.Lock()
+			h.tls = append(h.tls, ip.String()+" "+v+" "+c)
+			h.mu.Unlock()
+		},
 	}
 }
 

@@ -57,6 +57,9 @@ type Hooks struct {
 	OnSession  func(delta int)             // +1 when a connection is accepted, -1 when it ends
 	OnAccepted func(id string, size int64) // a message was committed to the queue
 	OnRefused  func(reason string)         // one of the Refused* reasons
+	// OnTLS reports each completed STARTTLS: which client negotiated which version ("TLS1.0") and suite, so
+	// status pages can show who still needs tls_legacy.
+	OnTLS func(client netip.Addr, version, cipher string)
 }
 
 // Server is the inbound SMTP server. It serves any number of listeners (Serve once per listener).

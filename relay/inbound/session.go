@@ -49,6 +49,9 @@ func (b *backend) NewSession(sc *smtp.Conn) (smtp.Session, error) {
 		s.tls = &st
 		c.tlsDone.Store(true)
 		s.log.Info("tls", "client", c.RemoteAddr().String(), "version", tlsVersionName(st.Version), "cipher", tls.CipherSuiteName(st.CipherSuite), "helo", s.helo)
+		if b.srv.hooks.OnTLS != nil {
+			b.srv.hooks.OnTLS(c.remote, tlsVersionName(st.Version), tls.CipherSuiteName(st.CipherSuite))
+		}
 	} else {
 		s.log.Info("helo", "helo", s.helo)
 	}
@@ -200,7 +203,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		return s.reply(smtpstatus.BadAddress)
 	}
 	if !s.permitted() {
-		s.log.Info("relay denied", "to", canon, "from", s.env.From, "client", s.c.RemoteAddr().String(), "helo", s.helo)
+		s.log.Info("relay denied", "to", "<"+canon+">", "from", "<"+s.env.From+">", "client", s.c.RemoteAddr().String(), "helo", s.helo)
 		s.srv.refused(RefusedRelay)
 		return s.reply(smtpstatus.RelayDenied.With("<%s>: Relay access denied", canon))
 	}

@@ -101,6 +101,12 @@ func TestTLS_LegacyAccepted(t *testing.T) {
 			}
 		})
 	}
+	ts.hooks.mu.Lock()
+	tlsSeen := append([]string(nil), ts.hooks.tls...)
+	ts.hooks.mu.Unlock()
+	if len(tlsSeen) != len(legacyClients) || !strings.HasPrefix(tlsSeen[0], "192.168.1.20 TLS1.0 ") {
+		t.Errorf("OnTLS saw %q", tlsSeen)
+	}
 	out := logs.String()
 	if strings.Contains(out, "handshake failed") {
 		t.Errorf("successful handshakes logged as failures:\n%s", out)
