@@ -173,3 +173,31 @@ func TestDelivery_452AfterSomeRecipients(t *testing.T) {
 		t.Errorf("delivered to %v", seen)
 	}
 }
+
+// A peer that takes one message per connection (421 to the next MAIL): the next message goes at once on a new
+// session, without a deferral.
+func TestDelivery_StaleSessionRetriedOnce(t *testing.T) {
+	f, port, dns := fakeMX(t, func(f *fakePeer) {
+		f.mailErr = func(_, n int) error {
+			if n > 1 {
+				return replyErr4(421, smtp.EnhancedCode{4, 4, 2}, "one message per connection")
+			}
+			return nil
+		}
+	})
+	st := openStore(t, t.TempDir())
+	for i := range 3 {
+		put(t, st, queue.Envelope{From: ""}, msgBody("stale"+strconv.Itoa(i)), "b@dest.test")
+	}
+	cfg := testConfig(port)
+	cfg.Delivery.PerDestination = 1
+	cfg.Queue.RetryMin = config.Duration(time.Minute)
+	_, rec, _ := run(t, cfg, st, resolver(t, dns.Addr()), Hooks{})
+	waitFor(t, "all delivered", 10*time.Second, func() bool { return rec.count(Sent) == 3 })
+	if n := rec.count(Deferred); n != 0 {
+		t.Errorf("%d deferrals; a session closed by the peer must not cost the message an attempt", n)
+	}
+	if s := f.sessionCount(); s != 3 {
+		t.Errorf("%d sessions, want 3 (one per message)", s)
+	}
+}

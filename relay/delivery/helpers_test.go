@@ -203,7 +203,7 @@ type fakePeer struct {
 	rcptN    int
 
 	// scripts; nil means accept
-	mailErr   func(n int) error
+	mailErr   func(sess, n int) error // n counts MAIL commands within the session
 	rcptErr   func(txRcpt int, to string) error // txRcpt counts RCPTs within the transaction
 	dataErr   func(n int) error                 // n counts DATA commands, from 1
 	dataHook  func(n int, c *smtp.Conn, r io.Reader) error
@@ -277,6 +277,7 @@ type fakeSession struct {
 	to    []string
 	opts  *smtp.MailOptions
 	nrcpt int
+	nmail int
 	rcpt  []string
 }
 
@@ -338,8 +339,9 @@ func (s *fakeSession) Mail(from string, opts *smtp.MailOptions) error {
 	s.f.mu.Lock()
 	s.f.rcptN = 0
 	s.f.mu.Unlock()
+	s.nmail++
 	if s.f.mailErr != nil {
-		if err := s.f.mailErr(s.sess); err != nil {
+		if err := s.f.mailErr(s.sess, s.nmail); err != nil {
 			return err
 		}
 	}

@@ -315,6 +315,7 @@ func (s *Scheduler) runSession(ctx context.Context, cfg *config.Config, key hopK
 		ss     *session
 		dialer *hopDialer
 		fresh  bool
+		stale  bool // the current transaction was already retried after a stale session
 	)
 	defer func() {
 		if ss != nil {
@@ -346,6 +347,14 @@ func (s *Scheduler) runSession(ctx context.Context, cfg *config.Config, key hopK
 		res := ss.send(t.msg, t.rcpts, s.bodyOpener(t.msg.ID), txContext{
 			route: key.Route, tlsOpportunistic: cfg.Delivery.TLS != "verify" && cfg.Delivery.TLS != "none", firstTx: fresh})
 		fresh = false
+		if res.Stale && !stale && ctx.Err() == nil {
+			// The peer closed a session we kept open (idle timeout, or a limit of messages per connection):
+			// not the message's fault, so it goes again at once on a new session.
+			stale = true
+			ss.close(false)
+			ss, dialer = nil, nil
+			continue
+		}
 		if res.NextHost {
 			ss.close(false)
 			ss = nil
@@ -362,6 +371,7 @@ func (s *Scheduler) runSession(ctx context.Context, cfg *config.Config, key hopK
 			ss.close(false)
 			ss, dialer = nil, nil // the next transaction starts the walk afresh
 		}
+		stale = false
 		t = s.nextTxn(key)
 		if t == nil && ss != nil {
 			t = s.awaitTxn(ctx, key)

@@ -29,6 +29,9 @@ type txResult struct {
 	NextHost bool
 	// NextHostDecision is the failure that made NextHost.
 	NextHostDecision decision
+	// Stale: a reused session failed at MAIL (closed by the peer, or 421): the results say so, but the
+	// transaction deserves one more try on a new session before anything is deferred.
+	Stale bool
 }
 
 // send runs MAIL, RCPT for each recipient, DATA with the stored body, on an open session. A 452 to some RCPTs
@@ -41,7 +44,7 @@ func (ss *session) send(m *queue.Message, rcpts []rcptRef, body func() (io.ReadC
 		res, retry, stop := ss.sendOnce(m, pending, body, dc)
 		out.Results = append(out.Results, res.Results...)
 		if res.Broken || res.NextHost {
-			out.Broken, out.NextHost, out.NextHostDecision = res.Broken, res.NextHost, res.NextHostDecision
+			out.Broken, out.NextHost, out.NextHostDecision, out.Stale = res.Broken, res.NextHost, res.NextHostDecision, res.Stale
 			return out
 		}
 		if stop {
@@ -103,6 +106,11 @@ func (ss *session) sendOnce(m *queue.Message, rcpts []rcptRef, body func() (io.R
 			return out, nil, true
 		}
 		fail(stMail, err, rcpts)
+		var se *smtp.SMTPError
+		if ss.used > 0 && (!errors.As(err, &se) || se.Code == 421) {
+			out.Stale, out.Broken = true, true
+			return out, nil, true
+		}
 		ss.reset(&out)
 		return out, nil, true
 	}
