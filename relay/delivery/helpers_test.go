@@ -203,7 +203,7 @@ type fakePeer struct {
 	rcptN    int
 
 	// scripts; nil means accept
-	mailErr   func(sess, n int) error // n counts MAIL commands within the session
+	mailErr   func(sess, n int) error           // n counts MAIL commands within the session
 	rcptErr   func(txRcpt int, to string) error // txRcpt counts RCPTs within the transaction
 	dataErr   func(n int) error                 // n counts DATA commands, from 1
 	dataHook  func(n int, c *smtp.Conn, r io.Reader) error
