@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"ptrelay/config"
 	"ptrelay/relay/relaytest"
 )
 
@@ -213,5 +214,27 @@ func TestTLS_CertWithoutKey(t *testing.T) {
 	cfg.SMTP.TLSKey = "/nonexistent/key.pem"
 	if _, err := newServer(cfg, nil, testLogger(t), Hooks{}); err == nil || !strings.Contains(err.Error(), "smtp.tls_cert") {
 		t.Fatalf("missing files: %v", err)
+	}
+}
+
+// The ".\r" bare CR that go-smtp's DATA reader hides is caught inside STARTTLS too (the tap sits above TLS).
+func TestTLS_DotCRCaughtInsideTLS(t *testing.T) {
+	ts, client := tlsServer(t, func(c *config.Config) { c.SMTP.AllowedNetworks = []string{"192.168.1.0/24"} })
+	d := dial(t, ts.addr)
+	d.ehlo("x")
+	d.startTLS(client)
+	d.ehlo("x")
+	d.send("MAIL FROM:<a@contoso.com>", "RCPT TO:<b@example.org>", "DATA")
+	d.expect(250)
+	d.expect(250)
+	d.expect(354)
+	d.raw(smuggled("\r\n.\r") + ".\r\n")
+	d.expect(550)
+	code, text := d.sendMessage("a@contoso.com", []string{"b@example.org"}, "Subject: clean\r\n\r\nx\r\n")
+	if code != 250 {
+		t.Fatalf("clean message after the refusal: %q", text)
+	}
+	if ms := ts.messages(); len(ms) != 1 {
+		t.Fatalf("queue holds %d messages", len(ms))
 	}
 }
