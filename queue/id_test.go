@@ -2,6 +2,7 @@ package queue
 
 import (
 	"sort"
+	"strings"
 	"testing"
 	"time"
 )
@@ -87,4 +88,27 @@ func TestID_SortableUniqueMonotonic(t *testing.T) {
 	if next := g3.next(); next <= ids[len(ids)-1] {
 		t.Fatalf("after floor: %s not after %s", next, ids[len(ids)-1])
 	}
+}
+
+// FuzzValidID: admin input reaches spool paths only through ValidID, so whatever it accepts must be a canonical
+// ID (encoding its value gives the same string back) and a plain file name.
+func FuzzValidID(f *testing.F) {
+	for _, s := range []string{"0000000000000", "FZZZZZZZZZZZZ", "GZZZZZZZZZZZZ", "../../etc/pas", "0000000000O0I", "tmp-123"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v, ok := decodeID(s)
+		if ok != ValidID(s) {
+			t.Fatal("decodeID and ValidID disagree")
+		}
+		if !ok {
+			return
+		}
+		if encodeID(v) != s {
+			t.Fatalf("%q decodes to %d, which encodes to %q", s, v, encodeID(v))
+		}
+		if strings.ContainsAny(s, "/.\\\x00") {
+			t.Fatalf("%q accepted but not a plain file name", s)
+		}
+	})
 }

@@ -162,7 +162,7 @@ func Open(opts Options) (*Store, error) {
 	}
 	if err := s.floorIDs(); err != nil {
 		db.Close()
-		return nil, err
+		return nil, storageErr("open", err)
 	}
 	if !opts.ReadOnly {
 		s.reqs = make(chan *request, maxBatch)
