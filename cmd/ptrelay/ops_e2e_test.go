@@ -1,0 +1,537 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"ptrelay/queue"
+	"ptrelay/relay/relaytest"
+)
+
+// The operations tests drive the built binary the way an admin does: `ptrelay serve` as a process, the queue
+// and status commands against it while it runs and against its database once it is stopped, and smtp-sink as
+// the smart host, so that what they assert is what reached a real peer.
+
+// opsConfig is a daemon on listen that sends everything to smarthost without TLS or AUTH and keeps DNS and the
+// egress checks on dead loopback ports, so nothing leaves the machine. extra is appended as is (more tables).
+func opsConfig(listen, smarthost, retryMin, extra string) string {
+	return fmt.Sprintf(`hostname = "relay.ops.test"
+
+[smtp]
+listen = [%q]
+
+[smarthost]
+address = %q
+tls = "none"
+
+[routing]
+mode = "smarthost"
+
+[queue]
+retry_min = %q
+retry_max = "2h"
+
+[dns]
+resolvers = ["127.0.0.1:9"]
+timeout = "1s"
+
+[egress]
+ip = "192.0.2.10"
+whoami = ["127.0.0.1:9"]
+dnsbl = []
+port25_probe = "127.0.0.1:9"
+%s`, listen, smarthost, retryMin, extra)
+}
+
+// startDaemon is relaytest.StartDaemonWith with the race detector's one-second sleep at exit turned off: every
+// CLI command of a -race binary would otherwise take a second longer, and these tests run dozens.
+func startDaemon(t *testing.T, opt relaytest.DaemonOptions) *relaytest.Daemon {
+	t.Helper()
+	opt.Env = append([]string{"GORACE=" + strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0")}, opt.Env...)
+	return relaytest.StartDaemonWith(t, opt)
+}
+
+// loopbackAddr is a free "host:port" on host, for a listener started later (the daemon, or a sink that is "down"
+// at first).
+func loopbackAddr(t *testing.T, host string) string {
+	t.Helper()
+	return net.JoinHostPort(host, fmt.Sprint(relaytest.FreePort(t, host)))
+}
+
+// inject sends one message from 127.0.0.1 and returns the queue ID of the 250 reply; any other reply fails
+// the test.
+func inject(t *testing.T, addr, from, to, subject string) string {
+	t.Helper()
+	id, err := injectFrom(addr, "", from, to, subject)
+	if err != nil {
+		t.Fatalf("sending %q through %s: %v", subject, addr, err)
+	}
+	return id
+}
+
+// injectFrom sends one message, from the local address laddr when not "", and returns the queue ID of the 250
+// reply; the error is the relay's reply (*smtp.SMTPError) or a network failure.
+func injectFrom(addr, laddr, from, to, subject string) (string, error) {
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if laddr != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(laddr)}
+	}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	c := smtp.NewClient(conn)
+	defer c.Close()
+	if err := c.Hello("client.ops.test"); err != nil {
+		return "", err
+	}
+	if err := c.Mail(from, nil); err != nil {
+		return "", err
+	}
+	if err := c.Rcpt(to, nil); err != nil {
+		return "", err
+	}
+	w, err := c.Data()
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(w, "From: <%s>\r\nTo: <%s>\r\nSubject: %s\r\n\r\nbody of %s\r\n", from, to, subject, subject)
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		return "", err
+	}
+	_ = c.Quit()
+	m := queuedAsRE.FindStringSubmatch(resp.StatusText)
+	if m == nil {
+		return "", fmt.Errorf("250 without a queue ID: %q", resp.StatusText)
+	}
+	return m[1], nil
+}
+
+// ptrelay runs a subcommand against d's configuration and returns its combined output and exit code.
+func ptrelay(t *testing.T, d *relaytest.Daemon, args ...string) (string, int) {
+	t.Helper()
+	out, err := d.Command(t, args...)
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return out, 0
+	case errors.As(err, &ee):
+		return out, ee.ExitCode()
+	}
+	t.Fatalf("ptrelay %s: %v\n%s", strings.Join(args, " "), err, out)
+	return "", 0
+}
+
+// mustPtrelay runs a subcommand that must succeed.
+func mustPtrelay(t *testing.T, d *relaytest.Daemon, args ...string) string {
+	t.Helper()
+	out, code := ptrelay(t, d, args...)
+	if code != 0 {
+		t.Fatalf("ptrelay %s: exit %d\n%s\ndaemon log:\n%s", strings.Join(args, " "), code, out, tailLog(d))
+	}
+	return out
+}
+
+func tailLog(d *relaytest.Daemon) string {
+	s := d.Stderr()
+	if len(s) > 6000 {
+		s = "..." + s[len(s)-6000:]
+	}
+	return s
+}
+
+// queueList is `queue list -json` as a map from ID to message.
+func queueList(t *testing.T, d *relaytest.Daemon) map[string]*queue.Message {
+	t.Helper()
+	out := mustPtrelay(t, d, "queue", "list", "-json")
+	var l struct {
+		Messages []*queue.Message `json:"messages"`
+	}
+	if err := json.Unmarshal([]byte(out), &l); err != nil {
+		t.Fatalf("queue list -json: %v\n%s", err, out)
+	}
+	byID := make(map[string]*queue.Message, len(l.Messages))
+	for _, m := range l.Messages {
+		byID[m.ID] = m
+	}
+	return byID
+}
+
+// states is every recipient's state of m, in order.
+func states(m *queue.Message) string {
+	if m == nil {
+		return "gone"
+	}
+	var s []string
+	for _, r := range m.Recipients {
+		s = append(s, string(r.State))
+	}
+	return strings.Join(s, ",")
+}
+
+// waitFor polls cond until it holds, failing the test with what() after timeout.
+func waitFor(t *testing.T, timeout time.Duration, what func() string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", timeout, what())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitStates waits until every given message's recipients are in want ("gone" for a message no longer queued).
+func waitStates(t *testing.T, d *relaytest.Daemon, want string, ids ...string) {
+	t.Helper()
+	var q map[string]*queue.Message
+	waitFor(t, 30*time.Second, func() string {
+		var b strings.Builder
+		for _, id := range ids {
+			fmt.Fprintf(&b, "%s: %s (want %s)\n", id, states(q[id]), want)
+		}
+		return b.String() + "daemon log:\n" + tailLog(d)
+	}, func() bool {
+		q = queueList(t, d)
+		for _, id := range ids {
+			if states(q[id]) != want {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// waitDeferred waits until each message's recipients were tried and deferred.
+func waitDeferred(t *testing.T, d *relaytest.Daemon, ids ...string) {
+	t.Helper()
+	waitStates(t, d, "deferred", ids...)
+}
+
+// subjects lists the Subject of every message at the sink.
+func subjects(msgs []relaytest.SinkMessage) []string {
+	var s []string
+	for _, m := range msgs {
+		s = append(s, m.Header().Get("Subject"))
+	}
+	return s
+}
+
+// bySubject returns the sink's message with that subject, or nil.
+func bySubject(msgs []relaytest.SinkMessage, subject string) *relaytest.SinkMessage {
+	for i := range msgs {
+		if msgs[i].Header().Get("Subject") == subject {
+			return &msgs[i]
+		}
+	}
+	return nil
+}
+
+// dsnsAt returns the sink's multipart/report messages.
+func dsnsAt(msgs []relaytest.SinkMessage) []relaytest.SinkMessage {
+	var out []relaytest.SinkMessage
+	for _, m := range msgs {
+		if strings.HasPrefix(m.Header().Get("Content-Type"), "multipart/report") {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// assertDSN checks that dsn is a failure report from the null sender to sender about the message with subject.
+func assertDSN(t *testing.T, dsn relaytest.SinkMessage, sender, rcpt, subject string) {
+	t.Helper()
+	data := string(dsn.Data)
+	if dsn.From != "" || len(dsn.To) != 1 || dsn.To[0] != sender {
+		t.Errorf("DSN envelope from <%s> to %v, want <> to [%s]", dsn.From, dsn.To, sender)
+	}
+	for _, want := range []string{"report-type=delivery-status", "Action: failed", "Final-Recipient: rfc822;" + rcpt, subject} {
+		if !strings.Contains(strings.ReplaceAll(data, "rfc822; ", "rfc822;"), want) {
+			t.Errorf("DSN lacks %q:\n%s", want, data)
+		}
+	}
+}
+
+// dueSoon reports whether a recipient is due within d (retry or release made it due now).
+func dueSoon(r queue.Recipient, d time.Duration) bool {
+	return !r.NextAttempt.IsZero() && time.Until(r.NextAttempt) < d
+}
+
+var relativeTimeRE = regexp.MustCompile(`, in [0-9hms.]+\)`)
+
+// TestOps_QueueVerbsOnline runs every queue verb against the running daemon: the smart host (smtp-sink) is
+// down at first, so mail is deferred with an hour to wait; then it comes up and each verb's effect is read at
+// the sink and in the queue.
+func TestOps_QueueVerbsOnline(t *testing.T) {
+	relaytest.Require(t, "smtp-sink")
+	t.Parallel()
+	sinkAddr := loopbackAddr(t, "127.0.0.3")
+	d := startDaemon(t, relaytest.DaemonOptions{Config: opsConfig(loopbackAddr(t, "127.0.0.1"), sinkAddr, "1h", "")})
+
+	ids := map[string]string{} // subject -> ID
+	for _, s := range []string{"held", "retried", "deleted", "bounced", "rest"} {
+		ids[s] = inject(t, d.Addr(), "sender-"+s+"@example.com", "rcpt-"+s+"@example.org", "ops-"+s)
+	}
+	all := []string{ids["held"], ids["retried"], ids["deleted"], ids["bounced"], ids["rest"]}
+	waitDeferred(t, d, all...)
+
+	// list: the table names every message, its sender, recipient, state and the reply of the failed attempt.
+	table := mustPtrelay(t, d, "queue", "list")
+	for s, id := range ids {
+		for _, want := range []string{id, "sender-" + s + "@example.com", "rcpt-" + s + "@example.org"} {
+			if !strings.Contains(table, want) {
+				t.Errorf("queue list lacks %q:\n%s", want, table)
+			}
+		}
+	}
+	if !strings.Contains(table, "connection refused") || !strings.Contains(table, "5 deferred") {
+		t.Errorf("queue list does not show the deferral and the totals:\n%s", table)
+	}
+	// show: envelope, headers, history; -body adds the body; -json is the message.
+	id := ids["held"]
+	show := mustPtrelay(t, d, "queue", "show", id)
+	for _, want := range []string{"Message:    " + id, "Sender:     sender-held@example.com", "Subject: ops-held",
+		"<rcpt-held@example.org>  deferred, 1 attempt", "smarthost  deferred", "connection refused"} {
+		if !strings.Contains(show, want) {
+			t.Errorf("queue show lacks %q:\n%s", want, show)
+		}
+	}
+	if strings.Contains(show, "body of ops-held") {
+		t.Errorf("queue show without -body prints the body:\n%s", show)
+	}
+	if body := mustPtrelay(t, d, "queue", "show", id, "-body"); !strings.Contains(body, "\nbody of ops-held\n") {
+		t.Errorf("queue show -body lacks the body:\n%s", body)
+	}
+	var m queue.Message
+	if out := mustPtrelay(t, d, "queue", "show", "-json", id); json.Unmarshal([]byte(out), &m) != nil ||
+		m.ID != id || m.Envelope.From != "sender-held@example.com" || len(m.Recipients) != 1 ||
+		m.Recipients[0].Attempts != 1 || m.Recipients[0].History[0].Outcome != "deferred" {
+		t.Errorf("queue show -json: %s", out)
+	}
+
+	// Unknown IDs: a non-zero exit and a message naming the ID, for every verb.
+	for _, verb := range []string{"show", "delete", "hold", "release", "retry", "bounce"} {
+		out, code := ptrelay(t, d, "queue", verb, "NOSUCHID42")
+		if code == 0 || !strings.Contains(out, "NOSUCHID42") {
+			t.Errorf("queue %s NOSUCHID42: exit %d, output %q; want non-zero and the ID named", verb, code, out)
+		}
+	}
+
+	if out := mustPtrelay(t, d, "queue", "hold", ids["held"]); !strings.Contains(out, "hold: 1 message") {
+		t.Errorf("queue hold: %q", out)
+	}
+	if got := states(queueList(t, d)[ids["held"]]); got != "hold" {
+		t.Fatalf("held message is %s", got)
+	}
+
+	sink := relaytest.StartSink(t, relaytest.SinkOptions{Addr: sinkAddr})
+	// retry: the deferred message goes now, not in an hour.
+	mustPtrelay(t, d, "queue", "retry", ids["retried"])
+	if msgs := sink.WaitMessages(t, 1, 30*time.Second); msgs[0].Header().Get("Subject") != "ops-retried" {
+		t.Fatalf("after queue retry the sink got %v", subjects(msgs))
+	}
+	waitStates(t, d, "gone", ids["retried"])
+
+	// delete: gone without a trace; bounce: gone with a DSN to the sender through the same smart host.
+	mustPtrelay(t, d, "queue", "delete", ids["deleted"])
+	if _, ok := queueList(t, d)[ids["deleted"]]; ok {
+		t.Errorf("deleted message %s still listed", ids["deleted"])
+	}
+	mustPtrelay(t, d, "queue", "bounce", ids["bounced"])
+	msgs := sink.WaitMessages(t, 2, 30*time.Second)
+	if dsns := dsnsAt(msgs); len(dsns) != 1 {
+		t.Fatalf("after queue bounce: %d DSNs at the sink, want 1: %v", len(dsns), subjects(msgs))
+	} else {
+		assertDSN(t, dsns[0], "sender-bounced@example.com", "rcpt-bounced@example.org", "ops-bounced")
+	}
+	waitStates(t, d, "gone", ids["bounced"])
+
+	// retry -all flushes the rest but not the held message.
+	if out := mustPtrelay(t, d, "queue", "retry", "-all"); !strings.Contains(out, "retry: 1 message") {
+		t.Errorf("queue retry -all: %q (only the deferred message can be retried)", out)
+	}
+	sink.WaitMessages(t, 3, 30*time.Second)
+	waitStates(t, d, "gone", ids["rest"])
+	if got := states(queueList(t, d)[ids["held"]]); got != "hold" {
+		t.Errorf("held message after retry -all: %s", got)
+	}
+	if out := mustPtrelay(t, d, "queue", "release", "-all"); !strings.Contains(out, "release: 1 message") {
+		t.Errorf("queue release -all: %q", out)
+	}
+	sink.WaitMessages(t, 4, 30*time.Second)
+	waitStates(t, d, "gone", ids["held"])
+
+	msgs = sink.Messages()
+	if len(msgs) != 4 {
+		t.Errorf("sink has %d messages, want 4 (retried, DSN, rest, held): %v", len(msgs), subjects(msgs))
+	}
+	for _, s := range []string{"ops-retried", "ops-rest", "ops-held"} {
+		if m := bySubject(msgs, s); m == nil || m.To[0] != strings.Replace(s, "ops-", "rcpt-", 1)+"@example.org" {
+			t.Errorf("%s not delivered to its recipient: %v", s, subjects(msgs))
+		}
+	}
+	for _, m := range msgs {
+		if strings.Contains(string(m.Data), "ops-deleted") {
+			t.Errorf("the deleted message (or a DSN for it) reached the sink:\n%s", m.Data)
+		}
+	}
+	if len(queueList(t, d)) != 0 {
+		t.Errorf("queue not empty at the end:\n%s", mustPtrelay(t, d, "queue", "list"))
+	}
+}
+
+// TestOps_HoldOutlastsRetryTime: with a one-second retry_min, a held message stays held while the deferred
+// message beside it is retried and delivered once the smart host is back.
+func TestOps_HoldOutlastsRetryTime(t *testing.T) {
+	relaytest.Require(t, "smtp-sink")
+	t.Parallel()
+	sinkAddr := loopbackAddr(t, "127.0.0.3")
+	d := startDaemon(t, relaytest.DaemonOptions{Config: opsConfig(loopbackAddr(t, "127.0.0.1"), sinkAddr, "1s", "")})
+	held := inject(t, d.Addr(), "a@example.com", "held@example.org", "hold-held")
+	free := inject(t, d.Addr(), "a@example.com", "free@example.org", "hold-free")
+	waitDeferred(t, d, held, free)
+	mustPtrelay(t, d, "queue", "hold", held)
+	heldAt := time.Now()
+	sink := relaytest.StartSink(t, relaytest.SinkOptions{Addr: sinkAddr})
+	sink.WaitMessages(t, 1, 30*time.Second)
+	// The held message's own retry time (a few seconds with backoff) passes too.
+	q := queueList(t, d)
+	for _, r := range q[held].Recipients {
+		if wait := time.Until(r.NextAttempt); wait > 0 && wait < 10*time.Second {
+			time.Sleep(wait + 500*time.Millisecond)
+		}
+	}
+	if time.Since(heldAt) < 3*time.Second {
+		time.Sleep(3*time.Second - time.Since(heldAt))
+	}
+	if msgs := sink.Messages(); len(msgs) != 1 || msgs[0].Header().Get("Subject") != "hold-free" {
+		t.Fatalf("sink has %v, want only hold-free", subjects(msgs))
+	}
+	if got := states(queueList(t, d)[held]); got != "hold" {
+		t.Fatalf("held message is %s", got)
+	}
+	mustPtrelay(t, d, "queue", "release", held)
+	if msgs := sink.WaitMessages(t, 2, 30*time.Second); msgs[1].Header().Get("Subject") != "hold-held" {
+		t.Errorf("after release the sink got %v", subjects(msgs))
+	}
+}
+
+// TestOps_QueueVerbsOffline stops the daemon and uses the queue commands on its database: list and show print
+// what they printed online, the verbs change the stored queue, and the restarted daemon acts on the changes.
+func TestOps_QueueVerbsOffline(t *testing.T) {
+	relaytest.Require(t, "smtp-sink")
+	t.Parallel()
+	sinkAddr := loopbackAddr(t, "127.0.0.3")
+	d := startDaemon(t, relaytest.DaemonOptions{Config: opsConfig(loopbackAddr(t, "127.0.0.1"), sinkAddr, "1h", "")})
+	ids := map[string]string{}
+	for _, s := range []string{"held", "deleted", "bounced", "released", "retried", "waiting"} {
+		ids[s] = inject(t, d.Addr(), "sender-"+s+"@example.com", "rcpt-"+s+"@example.org", "off-"+s)
+	}
+	var all []string
+	for _, id := range ids {
+		all = append(all, id)
+	}
+	waitDeferred(t, d, all...)
+
+	id := ids["held"]
+	views := [][]string{{"queue", "list"}, {"queue", "list", "-json"}, {"queue", "show", id},
+		{"queue", "show", id, "-body"}, {"queue", "show", id, "-json"}}
+	online := make([]string, len(views))
+	for i, v := range views {
+		online[i] = mustPtrelay(t, d, v...)
+	}
+	if code := d.Stop(); code != 0 {
+		t.Fatalf("SIGTERM: exit %d\n%s", code, tailLog(d))
+	}
+	for i, v := range views {
+		off := mustPtrelay(t, d, v...)
+		// "in 59m58s" counts down between the two runs; everything else must be the same.
+		if relativeTimeRE.ReplaceAllString(off, ")") != relativeTimeRE.ReplaceAllString(online[i], ")") {
+			t.Errorf("ptrelay %s: offline output differs from online\nonline:\n%s\noffline:\n%s", strings.Join(v, " "), online[i], off)
+		}
+	}
+
+	if out := mustPtrelay(t, d, "queue", "hold", ids["held"], ids["released"]); !strings.Contains(out, "hold: 2 message") {
+		t.Errorf("offline hold: %q", out)
+	}
+	mustPtrelay(t, d, "queue", "release", ids["released"])
+	mustPtrelay(t, d, "queue", "retry", ids["retried"])
+	mustPtrelay(t, d, "queue", "delete", ids["deleted"])
+	mustPtrelay(t, d, "queue", "bounce", ids["bounced"])
+	out, code := ptrelay(t, d, "queue", "delete", "NOSUCHID42", ids["held"]+"X")
+	if code == 0 || !strings.Contains(out, "NOSUCHID42") || !strings.Contains(out, ids["held"]+"X") {
+		t.Errorf("offline delete of unknown IDs: exit %d, %q", code, out)
+	}
+	q := queueList(t, d)
+	if _, ok := q[ids["deleted"]]; ok {
+		t.Errorf("offline delete left %s in the queue", ids["deleted"])
+	}
+	if got := states(q[ids["held"]]); got != "hold" {
+		t.Errorf("held after offline hold: %s", got)
+	}
+	for _, s := range []string{"released", "retried", "bounced"} {
+		r := q[ids[s]].Recipients[0]
+		if r.State != queue.StateDeferred || !dueSoon(r, time.Minute) {
+			t.Errorf("%s after offline verbs: %s, next attempt %v; want deferred and due now", s, r.State, r.NextAttempt)
+		}
+	}
+	if r := q[ids["waiting"]].Recipients[0]; r.State != queue.StateDeferred || dueSoon(r, 30*time.Minute) {
+		t.Errorf("untouched message: %s, next attempt %v; want deferred for about an hour", r.State, r.NextAttempt)
+	}
+	if !q[ids["bounced"]].Recipients[0].BounceNow {
+		t.Errorf("offline bounce did not mark the recipient")
+	}
+
+	sink := relaytest.StartSink(t, relaytest.SinkOptions{Addr: sinkAddr})
+	d.Restart()
+	msgs := sink.WaitMessages(t, 3, 30*time.Second)
+	waitStates(t, d, "gone", ids["released"], ids["retried"], ids["bounced"])
+	for _, s := range []string{"off-released", "off-retried"} {
+		if bySubject(msgs, s) == nil {
+			t.Errorf("%s not delivered after the restart: %v", s, subjects(msgs))
+		}
+	}
+	if dsns := dsnsAt(msgs); len(dsns) != 1 {
+		t.Errorf("%d DSNs at the sink, want 1: %v", len(dsns), subjects(msgs))
+	} else {
+		assertDSN(t, dsns[0], "sender-bounced@example.com", "rcpt-bounced@example.org", "off-bounced")
+	}
+	q = queueList(t, d)
+	if states(q[ids["held"]]) != "hold" || states(q[ids["waiting"]]) != "deferred" || len(q) != 2 {
+		t.Errorf("after the restart: held %s, waiting %s, %d messages; want hold, deferred, 2",
+			states(q[ids["held"]]), states(q[ids["waiting"]]), len(q))
+	}
+
+	// -all offline: the daemon stopped again, everything left is deleted, and nothing more reaches the sink.
+	if code := d.Stop(); code != 0 {
+		t.Fatalf("second SIGTERM: exit %d", code)
+	}
+	if out := mustPtrelay(t, d, "queue", "delete", "-all"); !strings.Contains(out, "delete: 2 message") {
+		t.Errorf("offline delete -all: %q", out)
+	}
+	if out := mustPtrelay(t, d, "queue", "list"); !strings.Contains(out, "Mail queue is empty") {
+		t.Errorf("queue list after delete -all:\n%s", out)
+	}
+	for _, m := range sink.Messages() {
+		for _, s := range []string{"off-deleted", "off-held", "off-waiting"} {
+			if strings.Contains(string(m.Data), s) {
+				t.Errorf("%s (or a DSN for it) reached the sink:\n%s", s, m.Data)
+			}
+		}
+	}
+	if n := len(sink.Messages()); n != 3 {
+		t.Errorf("sink has %v, want 3 messages", subjects(sink.Messages()))
+	}
+}
