@@ -44,6 +44,9 @@ func openStore(t *testing.T, dir string) *queue.Store {
 	if err != nil {
 		t.Fatalf("queue.Open: %v", err)
 	}
+	// Registered before the scheduler's stop, so it runs after it (cleanups are last in, first out). A store the
+	// test closed itself only reports that it is closed already.
+	t.Cleanup(func() { _ = st.Close() })
 	return st
 }
 

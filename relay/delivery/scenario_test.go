@@ -342,3 +342,34 @@ func TestDelivery_SmarthostAuth(t *testing.T) {
 		})
 	}
 }
+
+// The same, across a restart: the queue is closed and reopened, and a new scheduler with a changed rule obeys it.
+func TestDelivery_RuleChangedByRestart(t *testing.T) {
+	direct, port, dns := fakeMX(t, nil)
+	sh := startFake(t, "127.0.0.2:0", func(f *fakePeer) {
+		f.rcptErr = func(int, string) error { return replyErr4(451, smtp.EnhancedCode{4, 3, 0}, "later") }
+	})
+	dir := t.TempDir()
+	st := openStore(t, dir)
+	cfg := testConfig(port)
+	cfg.Smarthost = config.Smarthost{Address: sh.addr, TLS: "none"}
+	cfg.Routing.Mode = "smarthost"
+	put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("restart"), "b@dest.test")
+	_, rec, stop := run(t, cfg, st, resolver(t, dns.Addr()), Hooks{})
+	waitFor(t, "a smart host deferral", 10*time.Second, func() bool { return rec.count(Deferred) >= 1 })
+	stop()
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st2 := openStore(t, dir)
+	cfg2 := *cfg
+	cfg2.Routing.Rules = []config.Rule{{Domains: []string{"dest.test"}, Via: "direct"}}
+	_, rec2, _ := run(t, &cfg2, st2, resolver(t, dns.Addr()), Hooks{})
+	waitFor(t, "direct delivery after the restart", 10*time.Second, func() bool { return rec2.count(Sent) == 1 })
+	if r := rec2.list()[len(rec2.list())-1]; r.Route != "direct" {
+		t.Errorf("delivered via %s", r.Route)
+	}
+	if len(direct.messages()) != 1 {
+		t.Errorf("direct MX got %d messages", len(direct.messages()))
+	}
+}
