@@ -203,6 +203,9 @@ func (d *Daemon) Signal(sig syscall.Signal) {
 // Kill sends SIGKILL (a crash: no drain, no clean close) and waits for the process to be gone.
 func (d *Daemon) Kill() {
 	d.t.Helper()
+	if d.Exited() {
+		return
+	}
 	d.Signal(syscall.SIGKILL)
 	if _, err := d.Wait(30 * time.Second); err != nil {
 		d.t.Fatal(err)
@@ -210,10 +213,13 @@ func (d *Daemon) Kill() {
 }
 
 // Stop sends SIGTERM and waits up to 60 s for the process to exit; it returns the exit code (0 for a clean
-// drain) and fails the test when the process does not exit.
+// drain) and fails the test when the process does not exit. On a process that already ended it only returns
+// the exit code.
 func (d *Daemon) Stop() int {
 	d.t.Helper()
-	d.Signal(syscall.SIGTERM)
+	if !d.Exited() {
+		d.Signal(syscall.SIGTERM)
+	}
 	code, err := d.Wait(60 * time.Second)
 	if err != nil {
 		d.t.Fatalf("relaytest: %v\nstderr:\n%s", err, tail(d.Stderr(), 8000))
