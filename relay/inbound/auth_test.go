@@ -129,12 +129,22 @@ func TestAuth_WrongPassword(t *testing.T) {
 	d.expect(334)
 	d.send(b64(testPass))
 	d.expect(535)
-	d.send("AUTH PLAIN " + b64("other\x00"+testUser+"\x00"+testPass)) // acting for someone else
-	d.expect(535)
+	d.send("AUTH PLAIN " + b64(testUser+"\x00"+testPass)) // malformed: one NUL
+	if text := d.expect(535); !strings.HasPrefix(text, "535 5.7.8 ") {
+		t.Errorf("malformed PLAIN: %q", text)
+	}
 	if !d.closed() {
 		t.Fatal("connection still open after three failed AUTH attempts")
 	}
-	if n := ts.hooks.refusedCount(RefusedAuth); n != 3 {
+	d = dial(t, ts.addr)
+	d.ehlo("x")
+	d.startTLS(client)
+	d.ehlo("x")
+	d.send("AUTH PLAIN " + b64("other\x00"+testUser+"\x00"+testPass)) // acting for someone else
+	d.expect(535)
+	d.send("AUTH PLAIN " + b64("\x00"+testUser+"\x00"+testPass))
+	d.expect(235) // a new connection has its own budget of failures
+	if n := ts.hooks.refusedCount(RefusedAuth); n != 4 {
 		t.Errorf("OnRefused(auth_failed) %d times", n)
 	}
 }

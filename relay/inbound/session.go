@@ -118,16 +118,34 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	}
 	switch mech {
 	case sasl.Plain:
-		return sasl.NewPlainServer(func(identity, user, pass string) error {
+		return saslGuard{s: s, mech: mech, Server: sasl.NewPlainServer(func(identity, user, pass string) error {
 			if !plainIdentityOK(identity, user) {
-				return s.authFailed(user, "PLAIN", "authorization identity differs from the user")
+				return s.authFailed(user, mech, "authorization identity differs from the user")
 			}
-			return s.authCheck(user, pass, "PLAIN")
-		}), nil
+			return s.authCheck(user, pass, mech)
+		})}, nil
 	case sasl.Login:
-		return &loginServer{check: func(user, pass string) error { return s.authCheck(user, pass, "LOGIN") }}, nil
+		return saslGuard{s: s, mech: mech, Server: &loginServer{check: func(user, pass string) error {
+			return s.authCheck(user, pass, mech)
+		}}}, nil
 	}
 	return nil, s.reply(authUnknown)
+}
+
+// saslGuard turns go-sasl's own errors (a malformed PLAIN response) into a counted 535: go-smtp would answer
+// any error that is not an *smtp.SMTPError with a temporary 454.
+type saslGuard struct {
+	sasl.Server
+	s    *session
+	mech string
+}
+
+func (g saslGuard) Next(response []byte) ([]byte, bool, error) {
+	challenge, done, err := g.Server.Next(response)
+	if _, ok := err.(*smtp.SMTPError); err != nil && !ok {
+		err = g.s.authFailed("", g.mech, "malformed response: "+err.Error())
+	}
+	return challenge, done, err
 }
 
 func (s *session) authCheck(user, pass, mech string) error {
