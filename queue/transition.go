@@ -29,11 +29,11 @@ var transitions = map[State][]State{
 	StateHold:     {StateQueued, StateDeferred},
 }
 
-// States lists every state, in life-cycle order.
-var States = []State{StateQueued, StateActive, StateDeferred, StateHold, StateDelivered, StateBounced}
+// allStates lists every state, in life-cycle order.
+var allStates = []State{StateQueued, StateActive, StateDeferred, StateHold, StateDelivered, StateBounced}
 
 func (s State) valid() bool {
-	for _, v := range States {
+	for _, v := range allStates {
 		if s == v {
 			return true
 		}

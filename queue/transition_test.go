@@ -20,8 +20,8 @@ func TestTransition_Table(t *testing.T) {
 		{StateHold, StateQueued}:      true,
 		{StateHold, StateDeferred}:    true,
 	}
-	for _, from := range States {
-		for _, to := range States {
+	for _, from := range allStates {
+		for _, to := range allStates {
 			want := from == to || allowed[[2]State{from, to}]
 			if got := CanTransition(from, to); got != want {
 				t.Errorf("CanTransition(%s, %s) = %v, want %v", from, to, got, want)
