@@ -39,6 +39,8 @@ type conn struct {
 	hangup  bool
 
 	authFailures atomic.Int32
+	queued       atomic.Int32 // messages accepted on this connection, for the disconnect line
+	denied       atomic.Int32 // recipients refused by the relay rule
 	// inputEnded: a Read met EOF or a connection error. go-smtp reads a BDAT chunk through an io.LimitReader,
 	// so a chunk cut short by the client's EOF looks complete to it; Data refuses to commit once this is set.
 	inputEnded atomic.Bool

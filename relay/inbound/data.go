@@ -74,6 +74,7 @@ func (s *session) Data(r io.Reader) error {
 		return s.fail(RefusedStorage, smtpstatus.StorageFailure, err)
 	}
 	s.log.Info("queued", "id", id, "from", "<"+env.From+">", "nrcpt", len(rcpts), "size", in.n, "body", env.BodyType, "auth", env.AuthUser)
+	s.c.queued.Add(1)
 	if s.srv.hooks.OnAccepted != nil {
 		s.srv.hooks.OnAccepted(id, in.n)
 	}

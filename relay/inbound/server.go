@@ -300,7 +300,7 @@ func (s *Server) connClosed(c *conn) {
 	}
 	s.mu.Unlock()
 	if ok {
-		c.log.Info("disconnect", "client", c.RemoteAddr().String())
+		c.log.Info("disconnect", "client", c.RemoteAddr().String(), "queued", c.queued.Load(), "relay_denied", c.denied.Load(), "auth_failures", c.authFailures.Load())
 		if s.hooks.OnSession != nil {
 			s.hooks.OnSession(-1)
 		}

@@ -223,6 +223,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if !s.permitted() {
 		s.log.Info("relay denied", "to", "<"+canon+">", "from", "<"+s.env.From+">", "client", s.c.RemoteAddr().String(), "helo", s.helo)
 		s.srv.refused(RefusedRelay)
+		s.c.denied.Add(1)
 		return s.reply(smtpstatus.RelayDenied.With("<%s>: Relay access denied", canon))
 	}
 	if max := s.set.maxRcpts; max > 0 && len(s.rcpts) >= max {
