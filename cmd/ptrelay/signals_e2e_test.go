@@ -1,0 +1,308 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"ptrelay/queue"
+	"ptrelay/relay/relaytest"
+)
+
+// notifyListener is a unixgram socket standing in for systemd's NOTIFY_SOCKET: it records every datagram.
+type notifyListener struct {
+	path string
+	mu   sync.Mutex
+	msgs []string
+}
+
+func listenNotify(t *testing.T) *notifyListener {
+	t.Helper()
+	// sun_path holds 108 bytes: t.TempDir under a long test name may not fit.
+	dir, err := os.MkdirTemp("", "ptrelay-notify-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	n := &notifyListener{path: filepath.Join(dir, "notify.sock")}
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: n.path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { conn.Close(); <-done })
+	go func() {
+		defer close(done)
+		buf := make([]byte, 4096)
+		for {
+			k, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			n.mu.Lock()
+			n.msgs = append(n.msgs, string(buf[:k]))
+			n.mu.Unlock()
+		}
+	}()
+	return n
+}
+
+func (n *notifyListener) all() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]string(nil), n.msgs...)
+}
+
+// index returns the position of the first datagram at or after from that starts with prefix, or -1.
+func (n *notifyListener) index(from int, prefix string) int {
+	msgs := n.all()
+	for i := from; i < len(msgs); i++ {
+		if strings.HasPrefix(msgs[i], prefix) {
+			return i
+		}
+	}
+	return -1
+}
+
+// wait waits for a datagram starting with prefix at or after from and returns its position.
+func (n *notifyListener) wait(t *testing.T, from int, prefix string) int {
+	t.Helper()
+	i := -1
+	waitFor(t, 30*time.Second, func() string {
+		return fmt.Sprintf("no %q datagram after #%d; got %q", prefix, from, n.all())
+	}, func() bool { i = n.index(from, prefix); return i >= 0 })
+	return i
+}
+
+func (n *notifyListener) count(prefix string) int {
+	c := 0
+	for _, m := range n.all() {
+		if strings.HasPrefix(m, prefix) {
+			c++
+		}
+	}
+	return c
+}
+
+// TestSignals_SdNotify runs the daemon as systemd's Type=notify would: READY=1 once serving, RELOADING=1 then
+// READY=1 around a SIGHUP, STOPPING=1 on SIGTERM, and WATCHDOG=1 at half of WATCHDOG_USEC meanwhile.
+func TestSignals_SdNotify(t *testing.T) {
+	relaytest.Require(t, "go")
+	t.Parallel()
+	n := listenNotify(t)
+	d := startDaemon(t, relaytest.DaemonOptions{
+		Config: opsConfig(loopbackAddr(t, "127.0.0.1"), "127.0.0.1:9", "1h", ""),
+		// WATCHDOG_PID is left unset: the daemon then takes the watchdog as its own.
+		Env: []string{"NOTIFY_SOCKET=" + n.path, "WATCHDOG_USEC=400000"},
+	})
+	ready := n.wait(t, 0, "READY=1")
+	if n.index(0, "STOPPING=1") >= 0 || n.index(0, "RELOADING=1") >= 0 {
+		t.Errorf("before any signal: %q", n.all())
+	}
+	waitFor(t, 30*time.Second, func() string { return fmt.Sprintf("fewer than 2 WATCHDOG=1: %q", n.all()) },
+		func() bool { return n.count("WATCHDOG=1") >= 2 })
+
+	d.Signal(syscall.SIGHUP)
+	reloading := n.wait(t, ready+1, "RELOADING=1")
+	if msg := n.all()[reloading]; !strings.Contains(msg, "\nMONOTONIC_USEC=") {
+		t.Errorf("RELOADING=1 without MONOTONIC_USEC (systemd's Type=notify-reload needs it): %q", msg)
+	}
+	n.wait(t, reloading+1, "READY=1")
+	// The daemon must still serve after the reload.
+	if _, err := injectFrom(d.Addr(), "", "a@example.com", "b@example.org", "after reload"); err != nil {
+		t.Errorf("after SIGHUP: %v", err)
+	}
+	before := n.count("WATCHDOG=1")
+	waitFor(t, 30*time.Second, func() string { return "no watchdog ping after the reload" },
+		func() bool { return n.count("WATCHDOG=1") > before })
+
+	if code := d.Stop(); code != 0 {
+		t.Errorf("SIGTERM: exit %d\n%s", code, tailLog(d))
+	}
+	stopping := n.wait(t, 0, "STOPPING=1")
+	if stopping < reloading {
+		t.Errorf("STOPPING=1 before the reload: %q", n.all())
+	}
+	if i := n.index(0, "STATUS="); i < 0 {
+		t.Errorf("no STATUS= line: %q", n.all())
+	}
+}
+
+// TestSignals_WatchdogForAnotherPid: WATCHDOG_PID naming another process means the watchdog is not ours.
+func TestSignals_WatchdogForAnotherPid(t *testing.T) {
+	relaytest.Require(t, "go")
+	t.Parallel()
+	n := listenNotify(t)
+	d := startDaemon(t, relaytest.DaemonOptions{
+		Config: opsConfig(loopbackAddr(t, "127.0.0.1"), "127.0.0.1:9", "1h", ""),
+		Env:    []string{"NOTIFY_SOCKET=" + n.path, "WATCHDOG_USEC=200000", "WATCHDOG_PID=1"},
+	})
+	n.wait(t, 0, "READY=1")
+	time.Sleep(time.Second) // ten watchdog periods
+	if c := n.count("WATCHDOG=1"); c != 0 {
+		t.Errorf("%d WATCHDOG=1 pings for a watchdog that belongs to pid 1: %q", c, n.all())
+	}
+	d.Stop()
+}
+
+// TestSignals_ReloadRefusesBrokenConfig: a SIGHUP with a broken file is refused with a log line naming the
+// problem and changes nothing, not even the valid parts of the broken file; the daemon keeps serving, and a
+// later valid file takes effect without a restart (smart host and allowed_networks).
+func TestSignals_ReloadRefusesBrokenConfig(t *testing.T) {
+	relaytest.Require(t, "smtp-sink")
+	t.Parallel()
+	sink := relaytest.StartSink(t, relaytest.SinkOptions{Addr: "127.0.0.3:0"})
+	listen := loopbackAddr(t, "127.0.0.1")
+	cfg := func(smarthost, networks, extra string) string {
+		return strings.Replace(opsConfig(listen, smarthost, "1h", extra), "[smtp]\n",
+			"[smtp]\nallowed_networks = "+networks+"\n", 1)
+	}
+	d := startDaemon(t, relaytest.DaemonOptions{Config: cfg("127.0.0.1:9", `["127.0.0.1/32"]`, "")})
+	first := inject(t, d.Addr(), "a@example.com", "b@example.org", "reload-first")
+	waitDeferred(t, d, first)
+	if _, err := injectFrom(d.Addr(), "127.0.0.5", "a@example.com", "b@example.org", "from .5"); err == nil ||
+		!strings.Contains(err.Error(), "Relay access denied") {
+		t.Fatalf("from 127.0.0.5 before the reload: %v, want 554 relay access denied", err)
+	}
+
+	// Broken: an unknown key, next to a smart host change that must not be applied.
+	broken := cfg(sink.Addr(), `["127.0.0.0/8"]`, "\n[delivery]\nbogus_knob = 3\n")
+	if err := os.WriteFile(d.ConfigFile(), []byte(broken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.Signal(syscall.SIGHUP)
+	waitFor(t, 30*time.Second, func() string { return "no refusal logged:\n" + tailLog(d) }, func() bool {
+		return strings.Contains(d.Stderr(), "reload refused")
+	})
+	var refusal string
+	for _, l := range strings.Split(d.Stderr(), "\n") {
+		if strings.Contains(l, "reload refused") {
+			refusal = l
+		}
+	}
+	if !strings.Contains(refusal, "bogus_knob") || !strings.Contains(refusal, "level=ERROR") {
+		t.Errorf("the refusal does not name the unknown key at level ERROR: %s", refusal)
+	}
+	// Still the old smart host: a retry goes to the dead port again, and the old networks still apply. The CLI
+	// reads the configuration too (for the admin socket) and would refuse the broken file: put the old one back
+	// on disk, without a signal.
+	if err := os.WriteFile(d.ConfigFile(), []byte(cfg("127.0.0.1:9", `["127.0.0.1/32"]`, "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustPtrelay(t, d, "queue", "retry", first)
+	waitFor(t, 30*time.Second, func() string { return "no second attempt:\n" + tailLog(d) }, func() bool {
+		m := queueList(t, d)[first]
+		return m != nil && m.Recipients[0].Attempts >= 2 && m.Recipients[0].State == queue.StateDeferred
+	})
+	if sink.MessageCount() != 0 {
+		t.Fatalf("the broken configuration's smart host was used: the sink got %v", subjects(sink.Messages()))
+	}
+	if _, err := injectFrom(d.Addr(), "127.0.0.5", "a@example.com", "b@example.org", "from .5"); err == nil {
+		t.Errorf("the broken configuration's allowed_networks were applied")
+	}
+	second := inject(t, d.Addr(), "a@example.com", "b@example.org", "reload-second")
+	waitDeferred(t, d, second)
+
+	// Valid: the smart host is the sink now, and 127.0.0.0/8 may relay.
+	if err := os.WriteFile(d.ConfigFile(), []byte(cfg(sink.Addr(), `["127.0.0.0/8"]`, "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.Signal(syscall.SIGHUP)
+	waitFor(t, 30*time.Second, func() string { return "no reload logged:\n" + tailLog(d) }, func() bool {
+		return strings.Contains(d.Stderr(), "configuration reloaded")
+	})
+	mustPtrelay(t, d, "queue", "retry", "-all")
+	msgs := sink.WaitMessages(t, 2, 30*time.Second)
+	if bySubject(msgs, "reload-first") == nil || bySubject(msgs, "reload-second") == nil {
+		t.Errorf("after the valid reload the sink has %v", subjects(msgs))
+	}
+	if _, err := injectFrom(d.Addr(), "127.0.0.5", "a@example.com", "b@example.org", "from .5"); err != nil {
+		t.Errorf("from 127.0.0.5 after allowed_networks grew: %v", err)
+	}
+	sink.WaitMessages(t, 3, 30*time.Second)
+	if d.Exited() {
+		t.Fatal("the daemon exited")
+	}
+	if code := d.Stop(); code != 0 {
+		t.Errorf("SIGTERM: exit %d", code)
+	}
+}
+
+// TestSignals_SIGTERMUnderLoad: clients inject concurrently while SIGTERM arrives; the daemon exits 0 and every
+// message it acknowledged with 250 is either at the sink or still in the queue.
+func TestSignals_SIGTERMUnderLoad(t *testing.T) {
+	relaytest.Require(t, "smtp-sink")
+	t.Parallel()
+	sink := relaytest.StartSink(t, relaytest.SinkOptions{Addr: "127.0.0.3:0"})
+	d := startDaemon(t, relaytest.DaemonOptions{Config: opsConfig(loopbackAddr(t, "127.0.0.1"), sink.Addr(), "1h", "")})
+
+	const clients = 6
+	var mu sync.Mutex
+	acked := map[string]string{} // queue ID -> subject
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range 300 {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				subject := fmt.Sprintf("load-%d-%d", c, n)
+				id, err := injectFrom(d.Addr(), "", "load@example.com", "x@example.org", subject)
+				mu.Lock()
+				if err == nil {
+					acked[id] = subject
+				}
+				mu.Unlock()
+				if err != nil && d.Exited() {
+					return
+				}
+			}
+		}()
+	}
+	waitFor(t, 30*time.Second, func() string { return "clients got no 250s:\n" + tailLog(d) }, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(acked) >= 30
+	})
+	code := d.Stop()
+	close(stop)
+	wg.Wait()
+	if code != 0 {
+		t.Errorf("SIGTERM under load: exit %d\n%s", code, tailLog(d))
+	}
+
+	q := queueList(t, d) // offline: the daemon is gone
+	atSink := map[string]bool{}
+	for _, m := range sink.Messages() {
+		atSink[m.Header().Get("Subject")] = true
+	}
+	lost := 0
+	for id, subject := range acked {
+		if q[id] == nil && !atSink[subject] {
+			lost++
+			t.Errorf("message %s (%s) was acknowledged but is neither at the sink nor in the queue", id, subject)
+		}
+	}
+	if len(atSink)+len(q) < len(acked) {
+		t.Errorf("sink %d + queue %d < acknowledged %d", len(atSink), len(q), len(acked))
+	}
+	for _, m := range q {
+		for _, r := range m.Recipients {
+			if r.State == queue.StateActive {
+				t.Errorf("message %s left active by the drain: deliveries in flight must go back to the queue", m.ID)
+			}
+		}
+	}
+	t.Logf("%d acknowledged, %d at the sink, %d left in the queue, %d lost", len(acked), len(atSink), len(q), lost)
+}
