@@ -2,6 +2,7 @@ package inbound
 
 import (
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 
@@ -190,4 +191,37 @@ func TestInbound_AddressSyntax(t *testing.T) {
 	d.expect(250)
 	d.send("RCPT TO:<m\xc3\xbcller@b\xc3\xbccher.example>")
 	d.expect(250)
+}
+
+// IPv6 loopback: ::1 is allowed by ::1/128 and relays; without it, ::1 may not relay unauthenticated but, being
+// loopback, is offered AUTH in clear.
+func TestInbound_IPv6Loopback(t *testing.T) {
+	l, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	}
+	l.Close()
+	for _, allowed := range []string{"::1/128", "127.0.0.1/32"} {
+		cfg := testConfig(t)
+		cfg.SMTP.AllowedNetworks = []string{allowed}
+		ts := startServer(t, cfg, serverOpt{listen: "[::1]:0"})
+		d := dial(t, ts.addr)
+		if caps := d.ehlo("v6.contoso.local"); !strings.Contains(caps, "AUTH PLAIN LOGIN") {
+			t.Errorf("::1 is loopback: AUTH must be offered:\n%s", caps)
+		}
+		d.send("MAIL FROM:<a@contoso.com>", "RCPT TO:<b@example.org>")
+		d.expect(250)
+		if allowed == "::1/128" {
+			d.expect(250)
+			d.send("DATA")
+			d.expect(354)
+			d.raw("Subject: v6\r\n\r\nx\r\n.\r\n")
+			d.expect(250)
+			if ms := ts.messages(); len(ms) != 1 || !strings.HasPrefix(ms[0].Envelope.ClientAddr, "[::1]:") {
+				t.Fatalf("queue: %+v", ms)
+			}
+		} else {
+			d.expect(554)
+		}
+	}
 }

@@ -113,6 +113,7 @@ type serverOpt struct {
 	store    store                           // replaces the real queue (fault injection only)
 	idle     time.Duration
 	log      *slog.Logger
+	listen   string // default 127.0.0.1:0
 }
 
 // syncBuffer collects log output written from session goroutines.
@@ -162,7 +163,10 @@ func startServer(t *testing.T, cfg *config.Config, opt serverOpt) *testServer {
 	} else {
 		ts.srv.idle = 20 * time.Second
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if opt.listen == "" {
+		opt.listen = "127.0.0.1:0"
+	}
+	l, err := net.Listen("tcp", opt.listen)
 	if err != nil {
 		t.Fatal(err)
 	}
