@@ -405,3 +405,22 @@ func (pf *Postfix) QueueCount() int {
 	}
 	return n
 }
+
+// Stop stops the instance now (a smart host going down) and returns once its listeners refuse connections
+// (its smtpd processes get the master's SIGTERM a moment after the master).
+func (pf *Postfix) Stop() {
+	pf.stop()
+	if pid := pf.masterPID(); pid > 0 {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	}
+	for _, addr := range []string{pf.addr, pf.implicitAddr} {
+		for i := 0; addr != "" && i < 200; i++ {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err != nil {
+				break
+			}
+			c.Close()
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}

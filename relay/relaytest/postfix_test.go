@@ -1,6 +1,7 @@
 package relaytest
 
 import (
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -62,6 +63,11 @@ func TestPostfix_RefusesWrongPasswordAndUnauthenticated(t *testing.T) {
 	}
 	if n := sink.MessageCount(); n != 0 || pf.QueueCount() != 0 {
 		t.Errorf("refused mail went somewhere: sink %d, queue %d", n, pf.QueueCount())
+	}
+	pf.Stop()
+	if c, err := net.DialTimeout("tcp", pf.Addr(), 2*time.Second); err == nil {
+		c.Close()
+		t.Errorf("a stopped Postfix still accepts connections on %s", pf.Addr())
 	}
 }
 

@@ -388,3 +388,7 @@ func tail(s string, n int) string {
 	}
 	return "..." + s[len(s)-n:]
 }
+
+// Stop kills the sink (a destination going down); its captured messages stay readable. Later connections to
+// Addr are refused. A new StartSink with the same Addr brings a destination back.
+func (s *Sink) Stop() { s.proc.kill() }

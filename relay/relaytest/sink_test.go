@@ -38,6 +38,13 @@ func TestSink_SwaksEnvelopeAndBody(t *testing.T) {
 	if s.Sessions() != 1 {
 		t.Errorf("sessions = %d, want 1", s.Sessions())
 	}
+	s.Stop()
+	if out, err := Swaks(t, "--server", s.Addr(), "--from", "a@example.test", "--to", "b@example.org"); err == nil {
+		t.Errorf("a stopped sink still accepts mail:\n%s", out)
+	}
+	if len(s.Messages()) != 1 {
+		t.Errorf("messages not readable after Stop")
+	}
 }
 
 func TestSink_RejectRcpt(t *testing.T) {
