@@ -328,20 +328,22 @@ postlog   unix-dgram n - n - 1 postlogd
 }
 
 // stop stops the instance as "postfix stop" does (SIGTERM to the master, which ends its children), without
-// its one-second polling; a master still alive after 10 s gets SIGKILL, with its process group.
+// its one-second polling; a master still alive after 10 s gets SIGKILL. The leftovers of the master's process
+// group get SIGKILL, and the pid file goes, so that a second stop cannot signal a recycled pid.
 func (pf *Postfix) stop() {
 	pid := pf.masterPID()
-	if pid <= 0 || !alive(pid) {
+	if pid <= 0 {
 		return
 	}
-	_ = syscall.Kill(pid, syscall.SIGTERM)
-	for i := 0; i < 200 && alive(pid); i++ {
-		time.Sleep(50 * time.Millisecond)
-	}
 	if alive(pid) {
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+		for i := 0; i < 200 && alive(pid); i++ {
+			time.Sleep(50 * time.Millisecond)
+		}
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	_ = os.Remove(filepath.Join(pf.dir, "queue", "pid", "master.pid"))
 }
 
 func (pf *Postfix) masterPID() int {
@@ -410,9 +412,6 @@ func (pf *Postfix) QueueCount() int {
 // (its smtpd processes get the master's SIGTERM a moment after the master).
 func (pf *Postfix) Stop() {
 	pf.stop()
-	if pid := pf.masterPID(); pid > 0 {
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
-	}
 	for _, addr := range []string{pf.addr, pf.implicitAddr} {
 		for i := 0; addr != "" && i < 200; i++ {
 			c, err := net.DialTimeout("tcp", addr, time.Second)
