@@ -92,6 +92,11 @@ func (s *session) dataError(err, readErr error) error {
 	case readErr != nil && errors.Is(readErr, smtp.ErrDataReset):
 		s.log.Info("message transfer aborted by the client; nothing queued")
 		return smtp.ErrDataReset
+	case readErr != nil && errors.Is(readErr, smtp.ErrTooLongLine):
+		// Permanent, so the sender does not retry for days; go-smtp closes the connection after this reply.
+		s.log.Info("message refused: a line is too long", "limit", maxLineLength)
+		s.srv.refused(RefusedSize)
+		return s.reply(lineTooLong)
 	case readErr != nil && errors.As(readErr, &ne) && ne.Timeout():
 		s.log.Info("client went idle during the message; nothing queued")
 		return s.reply(smtpstatus.IdleTimeout)

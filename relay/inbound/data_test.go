@@ -568,3 +568,32 @@ func TestInbound_BDATChunkBoundaries(t *testing.T) {
 		}
 	}
 }
+
+// Long lines: applications that write HTML on one line are relayed (go-smtp alone stops at 2000 bytes); a
+// line beyond maxLineLength is refused permanently and nothing is queued.
+func TestInbound_LongLines(t *testing.T) {
+	ts := startServer(t, nil, serverOpt{})
+	long := "Subject: html\r\n\r\n<html>" + strings.Repeat("<p>x</p>", 2500) + "</html>\r\n"
+	d := dial(t, ts.addr)
+	d.ehlo("app.contoso.local")
+	code, text := d.sendMessage("a@contoso.com", []string{"b@example.org"}, long)
+	if code != 250 {
+		t.Fatalf("20 KB line: %q", text)
+	}
+	ms := ts.messages()
+	if len(ms) != 1 || !bytes.HasSuffix(ms[0].body, []byte(long[len("Subject: html\r\n"):])) {
+		t.Fatalf("long line not stored intact")
+	}
+	tooLong := "Subject: x\r\n\r\n" + strings.Repeat("y", maxLineLength+10) + "\r\n"
+	d.send("MAIL FROM:<a@contoso.com>", "RCPT TO:<b@example.org>", "DATA")
+	d.expect(250)
+	d.expect(250)
+	d.expect(354)
+	d.raw(tooLong + ".\r\n")
+	if text := d.expect(554); !strings.HasPrefix(text, "554 5.6.0 ") {
+		t.Fatalf("line over the limit: %q", text)
+	}
+	if ms := ts.messages(); len(ms) != 1 {
+		t.Fatalf("queue holds %d messages", len(ms))
+	}
+}

@@ -37,6 +37,11 @@ import (
 // (Postfix's smtpd_timeout is 300s).
 const DefaultIdleTimeout = 5 * time.Minute
 
+// maxLineLength bounds a line, command or DATA (BDAT chunks are exempt). go-smtp's default of 2000 would turn
+// away the mail of applications that write HTML on one line, which Postfix relays; 64 KiB keeps them working
+// while a command line still cannot grow without bound.
+const maxLineLength = 64 << 10
+
 // Reasons passed to Hooks.OnRefused, stable for metrics labels.
 const (
 	RefusedRelay       = "relay_denied"
@@ -139,6 +144,7 @@ func (s *Server) smtpServer(set *settings, c *conn) *smtp.Server {
 	// (AuthMechanisms returns nothing where AUTH is not allowed), because loopback clients may AUTH in clear.
 	srv.AllowInsecureAuth = true
 	srv.WriteTimeout = time.Minute
+	srv.MaxLineLength = maxLineLength
 	srv.ErrorLog = slogPrinter{c.log}
 	srv.Debug = c.tap
 	if set.tls != nil {

@@ -3,6 +3,7 @@ package inbound
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 
@@ -26,6 +27,7 @@ var (
 	authNoUsers    = smtpstatus.New(502, smtpstatus.Enhanced{5, 5, 1}, "AUTH not available: no smtp.users configured")
 	authUnknown    = smtpstatus.New(504, smtpstatus.Enhanced{5, 5, 4}, "Unrecognized authentication type; use PLAIN or LOGIN")
 	authDone       = smtpstatus.New(503, smtpstatus.Enhanced{5, 5, 1}, "Already authenticated")
+	lineTooLong    = smtpstatus.New(554, smtpstatus.Enhanced{5, 6, 0}, fmt.Sprintf("Error: a line of the message is longer than %d bytes", maxLineLength))
 )
 
 // withSession appends the session id to a reply so an admin can find the log lines a client complains about.
