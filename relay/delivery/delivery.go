@@ -70,7 +70,7 @@ type Scheduler struct {
 	hooks   Hooks
 	cfg     atomic.Pointer[config.Config]
 	kick    chan struct{}
-	done    chan struct{} // a session finished: capacity may be free
+	done    chan struct{} // a session finished (capacity may be free) or recorded an outcome (a new due time)
 
 	mu      sync.Mutex
 	hops    map[hopKey]*hop

@@ -254,6 +254,7 @@ func (s *Scheduler) record(cfg *config.Config, t *txn, results []rcptResult, abo
 	for _, l := range logs {
 		s.logAttempt(l)
 	}
+	s.poke()
 }
 
 // release gives claimed recipients back without an attempt (shutdown before their turn): the claim's Attempts+1

@@ -281,6 +281,12 @@ func (s *Scheduler) sessionEnded(key hopKey) {
 		delete(s.hops, key)
 	}
 	s.mu.Unlock()
+	s.poke()
+}
+
+// poke wakes the loop to recompute its timer: the queue's Notify only fires for work due now, so a deferral
+// into the future would otherwise go unnoticed until something else woke the loop.
+func (s *Scheduler) poke() {
 	select {
 	case s.done <- struct{}{}:
 	default:
