@@ -225,3 +225,25 @@ func TestInbound_IPv6Loopback(t *testing.T) {
 		}
 	}
 }
+
+func TestParseNetwork(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.168.1.0/24": "192.168.1.0/24", "192.168.1.77/24": "192.168.1.0/24", "10.0.0.5": "10.0.0.5/32",
+		"::1": "::1/128", "2001:db8::/32": "2001:db8::/32", " 127.0.0.0/8 ": "127.0.0.0/8", "::ffff:10.1.2.3": "10.1.2.3/32",
+	} {
+		p, err := parseNetwork(in)
+		if err != nil || p.String() != want {
+			t.Errorf("parseNetwork(%q) = %v, %v; want %s", in, p, err, want)
+		}
+	}
+	for _, bad := range []string{"", "lan", "10.0.0.0/33", "10.0.0"} {
+		if _, err := parseNetwork(bad); err == nil {
+			t.Errorf("parseNetwork(%q) accepted", bad)
+		}
+	}
+	cfg := testConfig(t)
+	cfg.SMTP.AllowedNetworks = []string{"192.168.1.0/24", "office"}
+	if _, err := newServer(cfg, nil, testLogger(t), Hooks{}); err == nil || !strings.Contains(err.Error(), "smtp.allowed_networks") {
+		t.Fatalf("bad allowed_networks: %v", err)
+	}
+}

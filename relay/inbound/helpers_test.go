@@ -146,15 +146,15 @@ func startServer(t *testing.T, cfg *config.Config, opt serverOpt) *testServer {
 		t.Fatalf("queue.Open: %v", err)
 	}
 	ts.q = q
-	var st store = queueStore{q}
-	if opt.store != nil {
-		st = opt.store
-	}
 	log := opt.log
 	if log == nil {
 		log = testLogger(t)
 	}
-	ts.srv, err = newServer(cfg, st, log, ts.hooks.hooks())
+	if opt.store != nil {
+		ts.srv, err = newServer(cfg, opt.store, log, ts.hooks.hooks())
+	} else {
+		ts.srv, err = New(cfg, q, log, ts.hooks.hooks())
+	}
 	if err != nil {
 		t.Fatalf("inbound.New: %v", err)
 	}

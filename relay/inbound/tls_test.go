@@ -205,6 +205,39 @@ func TestTLS_AutoCertificate(t *testing.T) {
 	}
 }
 
+// A TLS 1.2 client that offers only RSA key exchange (Windows 2008 R2 without ECDHE updates) is refused by
+// default with a hint naming tls_legacy, and accepted with it.
+func TestTLS_RSAKeyExchangeOnly(t *testing.T) {
+	for _, legacy := range []bool{false, true} {
+		logs := &syncBuffer{}
+		cfg := testConfig(t)
+		cfg.SMTP.TLSCert, cfg.SMTP.TLSKey, _ = writeTestCert(t, t.TempDir())
+		cfg.SMTP.TLSLegacy = legacy
+		ts := startServer(t, cfg, serverOpt{log: slog.New(slog.NewTextHandler(logs, nil))})
+		d := dial(t, ts.addr)
+		d.ehlo("x")
+		d.send("STARTTLS")
+		d.expect(220)
+		tc := tls.Client(d.c, &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12,
+			CipherSuites: []uint16{tls.TLS_RSA_WITH_AES_128_GCM_SHA256}})
+		_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+		err := tc.Handshake()
+		tc.Close()
+		if (err == nil) != legacy {
+			t.Fatalf("tls_legacy=%v: handshake error %v", legacy, err)
+		}
+		if !legacy {
+			deadline := time.Now().Add(5 * time.Second)
+			for !strings.Contains(logs.String(), "handshake failed") && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if out := logs.String(); !strings.Contains(out, "no cipher suite in common") || !strings.Contains(out, "TLS_RSA_WITH_AES_128_GCM_SHA256") || !strings.Contains(out, "tls_legacy") {
+				t.Errorf("failure log lacks the reason:\n%s", out)
+			}
+		}
+	}
+}
+
 func TestTLS_CertWithoutKey(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.SMTP.TLSCert = "/nonexistent/cert.pem"
