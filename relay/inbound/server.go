@@ -181,6 +181,7 @@ func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
+		_ = l.Close()
 		return nil
 	}
 	s.listeners[l] = struct{}{}
