@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -514,9 +515,15 @@ func TestOps_QueueVerbsOffline(t *testing.T) {
 			states(q[ids["held"]]), states(q[ids["waiting"]]), len(q))
 	}
 
-	// -all offline: the daemon stopped again, everything left is deleted, and nothing more reaches the sink.
+	// -all offline: the daemon stopped again, everything left is held, then deleted; nothing more reaches the sink.
 	if code := d.Stop(); code != 0 {
 		t.Fatalf("second SIGTERM: exit %d", code)
+	}
+	if out := mustPtrelay(t, d, "queue", "hold", "-all"); !strings.Contains(out, "hold: 1 message") {
+		t.Errorf("offline hold -all with one message already held: %q", out)
+	}
+	if got := states(queueList(t, d)[ids["waiting"]]); got != "hold" {
+		t.Errorf("after offline hold -all: %s", got)
 	}
 	if out := mustPtrelay(t, d, "queue", "delete", "-all"); !strings.Contains(out, "delete: 2 message") {
 		t.Errorf("offline delete -all: %q", out)
@@ -533,5 +540,79 @@ func TestOps_QueueVerbsOffline(t *testing.T) {
 	}
 	if n := len(sink.Messages()); n != 3 {
 		t.Errorf("sink has %v, want 3 messages", subjects(sink.Messages()))
+	}
+}
+
+// TestOps_AdminSocketRefusesOtherUsers runs the CLI as nobody (setpriv) against a running daemon: the socket's
+// mode keeps it out, and when an admin loosens the mode by hand the daemon's own credential check still does.
+// Neither may fall back to the database or act on the queue.
+func TestOps_AdminSocketRefusesOtherUsers(t *testing.T) {
+	relaytest.Require(t, "setpriv")
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run the client as another user")
+	}
+	t.Parallel()
+	// A directory nobody can reach: the binary, its configuration and the socket live there; the queue does not.
+	pub, err := os.MkdirTemp("", "ptrelay-nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(pub) })
+	if err := os.Chmod(pub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := os.ReadFile(relaytest.BuildBinary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubBin := filepath.Join(pub, "ptrelay")
+	if err := os.WriteFile(pubBin, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(pub, "admin.sock")
+	cfg := strings.Replace(opsConfig(loopbackAddr(t, "127.0.0.1"), "127.0.0.1:9", "1h",
+		fmt.Sprintf("\n[admin]\nsocket = %q\n", sock)), "[smtp]\n",
+		fmt.Sprintf("data_dir = %q\n\n[smtp]\n", filepath.Join(pub, "data")), 1)
+	pubCfg := filepath.Join(pub, "ptrelay.toml")
+	if err := os.WriteFile(pubCfg, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, relaytest.DaemonOptions{Config: cfg})
+	id := inject(t, d.Addr(), "a@example.com", "b@example.org", "nobody-test")
+	waitDeferred(t, d, id)
+
+	asNobody := func(args ...string) (string, int) {
+		t.Helper()
+		cmd := exec.Command(relaytest.Path(t, "setpriv"), append([]string{"--reuid=65534", "--regid=65534",
+			"--clear-groups", pubBin}, append(args, "-config", pubCfg)...)...)
+		cmd.Dir = pub
+		cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatalf("setpriv: %v\n%s", err, out)
+		}
+		return string(out), cmd.ProcessState.ExitCode()
+	}
+	check := func(when string) {
+		t.Helper()
+		for _, args := range [][]string{{"queue", "list"}, {"queue", "delete", "-all"}, {"status"}} {
+			out, code := asNobody(args...)
+			if code == 0 || code == 3 || strings.Contains(out, id) || !strings.Contains(strings.ToLower(out), "permission denied") &&
+				!strings.Contains(out, "not allowed") {
+				t.Errorf("%s: nobody ran ptrelay %s: exit %d\n%s\nwant a refusal", when, strings.Join(args, " "), code, out)
+			}
+		}
+		if states(queueList(t, d)[id]) != "deferred" {
+			t.Fatalf("%s: the queue changed: %v", when, queueList(t, d))
+		}
+	}
+	check("socket mode 0600")
+	if err := os.Chmod(sock, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	check("socket mode loosened to 0666")
+	if !strings.Contains(d.Stderr(), "uid=65534") {
+		t.Errorf("the daemon did not log the refused uid:\n%s", tailLog(d))
 	}
 }
