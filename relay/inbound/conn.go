@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"ptrelay/relay/smtpstatus"
 )
 
 // conn wraps every accepted TCP connection, below TLS. It owns three things go-smtp does not do:
@@ -48,6 +50,7 @@ type conn struct {
 	// a connection between transactions is then ended at its next read (see Server.Shutdown).
 	inTxn    atomic.Bool
 	draining atomic.Bool
+	inData   atomic.Bool // a Data call is reading the message (DATA body or BDAT chunks)
 
 	// TLS handshake diagnosis: hello is set when a ClientHello arrived, tlsDone when a handshake completed.
 	hello     atomic.Pointer[tls.ClientHelloInfo]
@@ -73,7 +76,7 @@ func (c *conn) Read(p []byte) (int, error) {
 	err, hangup := c.readErr, c.hangup
 	c.mu.Unlock()
 	if err != nil {
-		return 0, err
+		return 0, c.timeoutErr(err)
 	}
 	if hangup {
 		return 0, io.EOF
@@ -95,11 +98,26 @@ func (c *conn) Read(p []byte) (int, error) {
 				c.log.Info("client idle too long; dropping the connection", "idle_timeout", c.idle.String())
 				c.srv.refused(RefusedIdle)
 			}
-		} else {
-			c.inputEnded.Store(true)
+			return n, c.timeoutErr(err)
 		}
+		c.inputEnded.Store(true)
 	}
 	return n, err
+}
+
+// timeoutErr is what a timed-out Read reports. Between commands it is the net.Error itself, which go-smtp
+// answers with "421 4.4.2 Idle timeout". While a message is being read it is a 421 *smtp.SMTPError instead:
+// go-smtp answers a failed BDAT chunk read with the error itself when it is an SMTPError, and with a permanent
+// "554 5.0.0 ... i/o timeout" otherwise, which would make the sender bounce a message it should retry.
+func (c *conn) timeoutErr(err error) error {
+	if !c.inData.Load() {
+		return err
+	}
+	st := smtpstatus.IdleTimeout
+	if c.draining.Load() {
+		st = smtpstatus.ShuttingDown
+	}
+	return withSession(st, c.id).SMTPError()
 }
 
 // Write watches for the TLS alert the server sends when a handshake fails, since go-smtp swallows the

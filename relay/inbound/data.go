@@ -23,6 +23,8 @@ import (
 func (s *session) Data(r io.Reader) error {
 	s.srv.dataStarted()
 	defer s.srv.dataDone()
+	s.c.inData.Store(true)
+	defer s.c.inData.Store(false)
 	env, rcpts, ok := s.transaction()
 	if !ok {
 		drain(r)
@@ -84,6 +86,7 @@ func (s *session) Data(r io.Reader) error {
 // dataError turns what stopped the copy into the reply. readErr is set when the client side failed.
 func (s *session) dataError(err, readErr error) error {
 	var ne net.Error
+	var se *smtp.SMTPError
 	switch {
 	case readErr != nil && errors.Is(readErr, smtp.ErrDataTooLarge):
 		s.log.Info("message refused: over smtp.max_message_size", "limit", s.set.maxSize)
@@ -97,6 +100,9 @@ func (s *session) dataError(err, readErr error) error {
 		s.log.Info("message refused: a line is too long", "limit", maxLineLength)
 		s.srv.refused(RefusedSize)
 		return s.reply(lineTooLong)
+	case readErr != nil && errors.As(readErr, &se) && se.Code == 421: // idle or shutting down: see conn.timeoutErr
+		s.log.Info("client went idle during the message, or the server is stopping; nothing queued")
+		return se
 	case readErr != nil && errors.As(readErr, &ne) && ne.Timeout():
 		s.log.Info("client went idle during the message; nothing queued")
 		return s.reply(smtpstatus.IdleTimeout)

@@ -597,3 +597,25 @@ func TestInbound_LongLines(t *testing.T) {
 		t.Fatalf("queue holds %d messages", len(ms))
 	}
 }
+
+// A client that goes quiet inside a BDAT chunk gets a temporary 421 (go-smtp alone would send a permanent 554
+// carrying "i/o timeout"), is dropped, and nothing is queued.
+func TestInbound_IdleMidBDAT(t *testing.T) {
+	ts := startServer(t, nil, serverOpt{idle: 500 * time.Millisecond})
+	d := dial(t, ts.addr)
+	d.ehlo("x")
+	d.raw("MAIL FROM:<a@contoso.com>\r\nRCPT TO:<b@example.org>\r\nBDAT 100 LAST\r\nSubject: slow\r\n")
+	d.expect(250)
+	d.expect(250)
+	_ = d.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	rest, err := io.ReadAll(d.r)
+	if err != nil {
+		t.Fatalf("connection not closed after the idle timeout: %v (read %q)", err, rest)
+	}
+	if !strings.HasPrefix(string(rest), "421 4.4.2 ") || strings.Contains(string(rest), "554") || strings.Contains(string(rest), "i/o") {
+		t.Fatalf("idle inside a BDAT chunk: %q", rest)
+	}
+	if ms := ts.messages(); len(ms) != 0 {
+		t.Fatalf("queue holds %d messages", len(ms))
+	}
+}
