@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"errors"
 	"math/rand/v2"
 	"time"
 
@@ -137,7 +138,9 @@ func (s *Scheduler) claim(cfg *config.Config, snap *queue.Message, now time.Time
 		return s.queueDSNs(tx, cfg, m, &f, headers, now)
 	})
 	if err != nil {
-		s.log.Error("delivery: cannot claim recipients", "id", snap.ID, "err", err)
+		if !errors.Is(err, queue.ErrNotFound) {
+			s.log.Error("delivery: cannot claim recipients", "id", snap.ID, "err", err)
+		}
 		return nil, false
 	}
 	for _, r := range results {
@@ -247,7 +250,10 @@ func (s *Scheduler) record(cfg *config.Config, t *txn, results []rcptResult, abo
 		}
 		return s.queueDSNs(tx, cfg, m, &f, headers, now)
 	})
-	if err != nil {
+	switch {
+	case errors.Is(err, queue.ErrNotFound):
+		s.log.Info("delivery: message deleted while it was being delivered", "id", snap.ID)
+	case err != nil:
 		s.log.Error("delivery: cannot record the outcome; the recipients stay claimed until the next start",
 			"id", snap.ID, "err", err)
 	}
@@ -281,7 +287,7 @@ func (s *Scheduler) release(t *txn) {
 		}
 		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, queue.ErrNotFound) {
 		s.log.Error("delivery: cannot return recipients to the queue; they are retried at the next start", "id", t.msg.ID, "err", err)
 	}
 }
