@@ -156,6 +156,17 @@ metrics_listen = %q
 	if !strings.Contains(strings.Join(live.Listeners, " "), "smtp "+listen) {
 		t.Errorf("status -json listeners %q", live.Listeners)
 	}
+	// The egress check ran on the static egress.ip; the port-25 probe's dead port makes the verdict "smarthost".
+	if len(live.Egress) == 0 || live.Egress[0].Family != "ipv4" || live.Egress[0].IP != "192.0.2.10" ||
+		live.Egress[0].Verdict != "smarthost" || !strings.Contains(strings.Join(live.Egress[0].Reasons, " "), "port 25") {
+		t.Errorf("status -json egress %+v, want ipv4 192.0.2.10 smarthost because of port 25", live.Egress)
+	}
+	if !strings.Contains(text, "192.0.2.10  smarthost") {
+		t.Errorf("status does not show the egress verdict:\n%s", text)
+	}
+	if v := after[`ptrelay_egress_verdict{family="ipv4",verdict="smarthost"}`]; v != 1 {
+		t.Errorf("ptrelay_egress_verdict{ipv4,smarthost} = %v, want 1", v)
+	}
 	if len(live.LastErrors) == 0 || live.LastErrors[0].ID != deferred || live.LastErrors[0].Rcpt != "user@deferred.test" ||
 		live.LastErrors[0].Reply == "" {
 		t.Errorf("status -json last errors %+v, want the deferred recipient first", live.LastErrors)

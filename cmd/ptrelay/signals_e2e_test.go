@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"net"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-smtp"
 
 	"ptrelay/queue"
 	"ptrelay/relay/relaytest"
@@ -108,12 +111,17 @@ func TestSignals_SdNotify(t *testing.T) {
 	waitFor(t, 30*time.Second, func() string { return fmt.Sprintf("fewer than 2 WATCHDOG=1: %q", n.all()) },
 		func() bool { return n.count("WATCHDOG=1") >= 2 })
 
+	// A transaction open across the reload completes.
+	open := openTransaction(t, d.Addr(), "a@example.com", "b@example.org")
 	d.Signal(syscall.SIGHUP)
 	reloading := n.wait(t, ready+1, "RELOADING=1")
 	if msg := n.all()[reloading]; !strings.Contains(msg, "\nMONOTONIC_USEC=") {
 		t.Errorf("RELOADING=1 without MONOTONIC_USEC (systemd's Type=notify-reload needs it): %q", msg)
 	}
 	n.wait(t, reloading+1, "READY=1")
+	if id := open.finish(t, "open across reload"); states(queueList(t, d)[id]) != "deferred" && states(queueList(t, d)[id]) != "queued" {
+		t.Errorf("message %s accepted across the reload is not in the queue", id)
+	}
 	// The daemon must still serve after the reload.
 	if _, err := injectFrom(d.Addr(), "", "a@example.com", "b@example.org", "after reload"); err != nil {
 		t.Errorf("after SIGHUP: %v", err)
@@ -319,5 +327,86 @@ func TestSignals_SIGTERMUnderLoad(t *testing.T) {
 		if !atSink[subject] {
 			t.Errorf("message %s (%s) never reached the sink", id, subject)
 		}
+	}
+}
+
+// transaction is an SMTP client stopped after RCPT, to hold a session open across a signal.
+type transaction struct {
+	c *smtp.Client
+}
+
+func openTransaction(t *testing.T, addr, from, to string) *transaction {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetDeadline(time.Now().Add(60 * time.Second))
+	c := smtp.NewClient(conn)
+	t.Cleanup(func() { c.Close() })
+	if err := c.Hello("client.ops.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Mail(from, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt(to, nil); err != nil {
+		t.Fatal(err)
+	}
+	return &transaction{c}
+}
+
+// finish sends DATA and returns the queue ID of the 250; any other outcome fails the test.
+func (tr *transaction) finish(t *testing.T, subject string) string {
+	t.Helper()
+	w, err := tr.c.Data()
+	if err != nil {
+		t.Fatalf("DATA of %q: %v", subject, err)
+	}
+	fmt.Fprintf(w, "Subject: %s\r\n\r\nbody\r\n", subject)
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		t.Fatalf("end of data of %q: %v", subject, err)
+	}
+	m := queuedAsRE.FindStringSubmatch(resp.StatusText)
+	if m == nil {
+		t.Fatalf("%q: 250 without a queue ID: %q", subject, resp.StatusText)
+	}
+	return m[1]
+}
+
+// TestSignals_SIGTERMLetsTransactionsFinish: at SIGTERM a transaction in progress completes and is queued, an idle
+// session is closed with a 421, and the daemon exits 0 once they are done, well inside the drain bound.
+func TestSignals_SIGTERMLetsTransactionsFinish(t *testing.T) {
+	relaytest.Require(t, "go")
+	t.Parallel()
+	d := startDaemon(t, relaytest.DaemonOptions{Config: opsConfig(loopbackAddr(t, "127.0.0.1"), "127.0.0.1:9", "1h", "")})
+	busy := openTransaction(t, d.Addr(), "a@example.com", "b@example.org")
+	idle, err := net.DialTimeout("tcp", d.Addr(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	_ = idle.SetDeadline(time.Now().Add(60 * time.Second))
+	r := bufio.NewReader(idle)
+	if greeting, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(greeting, "220 ") {
+		t.Fatalf("greeting %q, %v", greeting, err)
+	}
+	d.Signal(syscall.SIGTERM)
+	waitFor(t, 30*time.Second, func() string { return "no drain logged:\n" + tailLog(d) }, func() bool {
+		return strings.Contains(d.Stderr(), "stopping")
+	})
+	// The idle session is told and closed.
+	if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "421 ") {
+		t.Errorf("idle session at SIGTERM got %q, %v; want a 421", line, err)
+	}
+	id := busy.finish(t, "finished during drain")
+	_ = busy.c.Quit()
+	code, err := d.Wait(30 * time.Second)
+	if err != nil || code != 0 {
+		t.Fatalf("after the drain: exit %d, %v\n%s", code, err, tailLog(d))
+	}
+	if got := states(queueList(t, d)[id]); got != "queued" && got != "deferred" {
+		t.Errorf("message %s acknowledged during the drain is %s", id, got)
 	}
 }
