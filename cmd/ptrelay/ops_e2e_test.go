@@ -285,7 +285,9 @@ func TestOps_QueueVerbsOnline(t *testing.T) {
 	for _, s := range []string{"held", "retried", "deleted", "bounced", "rest"} {
 		ids[s] = inject(t, d.Addr(), "sender-"+s+"@example.com", "rcpt-"+s+"@example.org", "ops-"+s)
 	}
-	all := []string{ids["held"], ids["retried"], ids["deleted"], ids["bounced"], ids["rest"]}
+	// A message from the null sender (a bounce from elsewhere) must never cause a DSN, even when bounced.
+	null := inject(t, d.Addr(), "", "rcpt-null@example.org", "ops-null")
+	all := []string{ids["held"], ids["retried"], ids["deleted"], ids["bounced"], ids["rest"], null}
 	waitDeferred(t, d, all...)
 
 	// list: the table names every message, its sender, recipient, state and the reply of the failed attempt.
@@ -297,7 +299,7 @@ func TestOps_QueueVerbsOnline(t *testing.T) {
 			}
 		}
 	}
-	if !strings.Contains(table, "connection refused") || !strings.Contains(table, "5 deferred") {
+	if !strings.Contains(table, "connection refused") || !strings.Contains(table, "6 messages, 6 recipients: 0 queued, 0 active, 6 deferred, 0 hold") {
 		t.Errorf("queue list does not show the deferral and the totals:\n%s", table)
 	}
 	// show: envelope, headers, history; -body adds the body; -json is the message.
@@ -358,6 +360,8 @@ func TestOps_QueueVerbsOnline(t *testing.T) {
 		assertDSN(t, dsns[0], "sender-bounced@example.com", "rcpt-bounced@example.org", "ops-bounced")
 	}
 	waitStates(t, d, "gone", ids["bounced"])
+	mustPtrelay(t, d, "queue", "bounce", null)
+	waitStates(t, d, "gone", null)
 
 	// retry -all flushes the rest but not the held message.
 	if out := mustPtrelay(t, d, "queue", "retry", "-all"); !strings.Contains(out, "retry: 1 message") {
@@ -376,7 +380,7 @@ func TestOps_QueueVerbsOnline(t *testing.T) {
 
 	msgs = sink.Messages()
 	if len(msgs) != 4 {
-		t.Errorf("sink has %d messages, want 4 (retried, DSN, rest, held): %v", len(msgs), subjects(msgs))
+		t.Errorf("sink has %d messages, want 4 (retried, DSN, rest, held; no DSN for the null sender): %v", len(msgs), subjects(msgs))
 	}
 	for _, s := range []string{"ops-retried", "ops-rest", "ops-held"} {
 		if m := bySubject(msgs, s); m == nil || m.To[0] != strings.Replace(s, "ops-", "rcpt-", 1)+"@example.org" {
@@ -384,8 +388,8 @@ func TestOps_QueueVerbsOnline(t *testing.T) {
 		}
 	}
 	for _, m := range msgs {
-		if strings.Contains(string(m.Data), "ops-deleted") {
-			t.Errorf("the deleted message (or a DSN for it) reached the sink:\n%s", m.Data)
+		if strings.Contains(string(m.Data), "ops-deleted") || strings.Contains(string(m.Data), "ops-null") {
+			t.Errorf("a deleted message, a bounced null-sender message or a DSN for one reached the sink:\n%s", m.Data)
 		}
 	}
 	if len(queueList(t, d)) != 0 {
@@ -440,7 +444,12 @@ func TestOps_QueueVerbsOffline(t *testing.T) {
 	for _, s := range []string{"held", "deleted", "bounced", "released", "retried", "waiting"} {
 		ids[s] = inject(t, d.Addr(), "sender-"+s+"@example.com", "rcpt-"+s+"@example.org", "off-"+s)
 	}
-	var all []string
+	// A body large enough to live in a spool file rather than in bbolt: it streams through the socket.
+	big := sendOneRaw(d.Addr(), crashMessage(0, 3))
+	if big == "" {
+		t.Fatal("the 300 KB message was not accepted")
+	}
+	all := []string{big}
 	for _, id := range ids {
 		all = append(all, id)
 	}
@@ -448,10 +457,13 @@ func TestOps_QueueVerbsOffline(t *testing.T) {
 
 	id := ids["held"]
 	views := [][]string{{"queue", "list"}, {"queue", "list", "-json"}, {"queue", "show", id},
-		{"queue", "show", id, "-body"}, {"queue", "show", id, "-json"}}
+		{"queue", "show", id, "-body"}, {"queue", "show", id, "-json"}, {"queue", "show", big, "-body"}}
 	online := make([]string, len(views))
 	for i, v := range views {
 		online[i] = mustPtrelay(t, d, v...)
+	}
+	if body := online[len(online)-1]; len(body) < 290<<10 || !strings.HasSuffix(body, "\nEND\n") {
+		t.Errorf("queue show -body of the 300 KB message printed %d bytes ending %q", len(body), body[max(0, len(body)-20):])
 	}
 	if code := d.Stop(); code != 0 {
 		t.Fatalf("SIGTERM: exit %d\n%s", code, tailLog(d))
@@ -510,8 +522,8 @@ func TestOps_QueueVerbsOffline(t *testing.T) {
 		assertDSN(t, dsns[0], "sender-bounced@example.com", "rcpt-bounced@example.org", "off-bounced")
 	}
 	q = queueList(t, d)
-	if states(q[ids["held"]]) != "hold" || states(q[ids["waiting"]]) != "deferred" || len(q) != 2 {
-		t.Errorf("after the restart: held %s, waiting %s, %d messages; want hold, deferred, 2",
+	if states(q[ids["held"]]) != "hold" || states(q[ids["waiting"]]) != "deferred" || len(q) != 3 {
+		t.Errorf("after the restart: held %s, waiting %s, %d messages; want hold, deferred, 3 with the big one",
 			states(q[ids["held"]]), states(q[ids["waiting"]]), len(q))
 	}
 
@@ -519,13 +531,13 @@ func TestOps_QueueVerbsOffline(t *testing.T) {
 	if code := d.Stop(); code != 0 {
 		t.Fatalf("second SIGTERM: exit %d", code)
 	}
-	if out := mustPtrelay(t, d, "queue", "hold", "-all"); !strings.Contains(out, "hold: 1 message") {
-		t.Errorf("offline hold -all with one message already held: %q", out)
+	if out := mustPtrelay(t, d, "queue", "hold", "-all"); !strings.Contains(out, "hold: 2 message") {
+		t.Errorf("offline hold -all with one of three messages already held: %q", out)
 	}
 	if got := states(queueList(t, d)[ids["waiting"]]); got != "hold" {
 		t.Errorf("after offline hold -all: %s", got)
 	}
-	if out := mustPtrelay(t, d, "queue", "delete", "-all"); !strings.Contains(out, "delete: 2 message") {
+	if out := mustPtrelay(t, d, "queue", "delete", "-all"); !strings.Contains(out, "delete: 3 message") {
 		t.Errorf("offline delete -all: %q", out)
 	}
 	if out := mustPtrelay(t, d, "queue", "list"); !strings.Contains(out, "Mail queue is empty") {
