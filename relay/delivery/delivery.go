@@ -30,6 +30,7 @@ const (
 	Deferred Outcome = "deferred" // temporary failure; retried after the backoff
 	Bounced  Outcome = "bounced"  // permanent failure or an admin bounce; a DSN goes to the sender
 	Expired  Outcome = "expired"  // still failing after queue.lifetime; bounced with the last reply
+	Rerouted Outcome = "rerouted" // refused for this host's rDNS or reputation: retried at once via the smart host
 )
 
 // Result is one recipient attempt, as logged and as handed to Hooks.OnAttempt.

@@ -151,6 +151,9 @@ func (s *Scheduler) claim(cfg *config.Config, snap *queue.Message, now time.Time
 	for _, i := range claimed {
 		r := final.Recipients[i]
 		rt := route.Decide(cfg, final.Envelope.From, r.Addr, s.verdict)
+		if rt == route.Direct && wasRerouted(&r) && cfg.Smarthost.Configured() {
+			rt = route.Smarthost // a receiver refused this host for it: do not knock again
+		}
 		key := hopKey{Route: rt, Dest: route.Domain(r.Addr)}
 		if rt == route.Smarthost {
 			key.Dest = cfg.Smarthost.Address
@@ -207,9 +210,12 @@ func (s *Scheduler) record(cfg *config.Config, t *txn, results []rcptResult, abo
 			}
 		}
 	}
-	var logs []Result
+	var (
+		logs     []Result
+		rerouted bool
+	)
 	err := s.store.Update(snap.ID, func(m *queue.Message, tx *queue.Tx) error {
-		logs = nil
+		logs, rerouted = nil, false
 		var f fails
 		for _, res := range results {
 			if res.Index >= len(m.Recipients) {
@@ -224,12 +230,19 @@ func (s *Scheduler) record(cfg *config.Config, t *txn, results []rcptResult, abo
 			case o == Sent:
 				r.State = queue.StateDelivered
 				addHistory(r, attemptOf(now, t.key.Route, res.Relay, o, st))
-			case o == Bounced:
-				bounce(r, o, st, smtpstatus.Status{}, t.key.Route, res.Relay, now, &f)
-			case r.BounceNow:
+			case r.BounceNow && o != Bounced:
 				addHistory(r, attemptOf(now, t.key.Route, res.Relay, o, st))
 				o, st = Bounced, ours(stAdminBounce, "bounced by the administrator")
 				bounce(r, o, st, smtpstatus.Status{}, "", "", now, &f)
+			case t.key.Route == route.Direct && canReroute(cfg, st):
+				// Not the recipient's fault: this host was refused. The smart host takes it, at once.
+				o = Rerouted
+				r.State = queue.StateDeferred
+				r.NextAttempt = now
+				addHistory(r, attemptOf(now, t.key.Route, res.Relay, o, st))
+				rerouted = true
+			case o == Bounced:
+				bounce(r, o, st, smtpstatus.Status{}, t.key.Route, res.Relay, now, &f)
 			case !aborted && expired(m, cfg, now):
 				last := st
 				o, st = Expired, expiredStatus(cfg, st)
@@ -260,7 +273,46 @@ func (s *Scheduler) record(cfg *config.Config, t *txn, results []rcptResult, abo
 	for _, l := range logs {
 		s.logAttempt(l)
 	}
+	if rerouted && err == nil {
+		s.rerouted(logs)
+	}
 	s.poke()
+}
+
+// canReroute: routing.reroute is on, a smart host exists, the mode lets direct delivery fall back (auto or
+// direct), and the reply refuses this host rather than the message (route.PolicyRefusal).
+func canReroute(cfg *config.Config, st smtpstatus.Status) bool {
+	if !cfg.Routing.Reroute || !cfg.Smarthost.Configured() || cfg.EffectiveRoutingMode() == "smarthost" || st.Code == 0 {
+		return false
+	}
+	_, ok := route.PolicyRefusal(st.Code, st.Enhanced.String(), st.Text)
+	return ok
+}
+
+func wasRerouted(r *queue.Recipient) bool {
+	for _, a := range r.History {
+		if a.Outcome == string(Rerouted) {
+			return true
+		}
+	}
+	return false
+}
+
+// rerouted tells the admin what to fix, once per recorded transaction, and asks the verdict to look again: a
+// refusal for rDNS or a listing means the verdict that sent this mail direct was wrong or stale.
+func (s *Scheduler) rerouted(logs []Result) {
+	for _, l := range logs {
+		if l.Outcome != Rerouted {
+			continue
+		}
+		ref, _ := route.PolicyRefusal(l.Status.Code, l.Status.Enhanced.String(), l.Status.Text)
+		s.log.Warn("delivery: direct delivery refused for this host; rerouted via the smart host",
+			"id", l.ID, "relay", l.Relay, "reason", ref.Reason, "reply", l.Reply(), "fix", ref.Fix)
+		break
+	}
+	if rc, ok := s.verdict.(route.Rechecker); ok {
+		rc.Recheck()
+	}
 }
 
 // release gives claimed recipients back without an attempt (shutdown before their turn): the claim's Attempts+1

@@ -373,3 +373,37 @@ func TestDelivery_RuleChangedByRestart(t *testing.T) {
 		t.Errorf("direct MX got %d messages", len(direct.messages()))
 	}
 }
+
+func TestDelivery_RerouteOnPolicyRefusal(t *testing.T) {
+	gmail := func(_ int, to string) error {
+		if strings.HasSuffix(to, "@dest.test") {
+			return replyErr4(550, smtp.EnhancedCode{5, 7, 25}, "[192.0.2.1] The IP address sending this message does not have a PTR record setup")
+		}
+		return nil
+	}
+	for _, reroute := range []bool{true, false} {
+		t.Run("reroute="+strconv.FormatBool(reroute), func(t *testing.T) {
+			direct, port, dns := fakeMX(t, func(f *fakePeer) { f.rcptErr = gmail })
+			sh := startFake(t, "127.0.0.2:0", nil)
+			st := openStore(t, t.TempDir())
+			cfg := testConfig(port)
+			cfg.Routing.Mode = "direct"
+			cfg.Routing.Reroute = reroute
+			cfg.Smarthost = config.Smarthost{Address: sh.addr, TLS: "none"}
+			id := put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("reroute"), "b@dest.test")
+			_, rec, _ := run(t, cfg, st, resolver(t, dns.Addr()), Hooks{})
+			if !reroute {
+				waitFor(t, "the bounce", 10*time.Second, func() bool { return rec.count(Bounced) == 1 })
+				return
+			}
+			waitFor(t, "delivery via the smart host", 10*time.Second, func() bool { return rec.count(Sent) == 1 })
+			got := rec.list()
+			if got[0].Outcome != Rerouted || got[0].Route != "direct" || got[1].Route != "smarthost" || got[1].ID != id {
+				t.Errorf("attempts %+v, want rerouted (direct) then sent (smarthost)", got)
+			}
+			if rec.count(Bounced) != 0 || len(direct.messages()) != 0 || len(sh.messages()) != 1 {
+				t.Errorf("bounced %d, direct got %d, smart host got %d", rec.count(Bounced), len(direct.messages()), len(sh.messages()))
+			}
+		})
+	}
+}
