@@ -1,6 +1,9 @@
 package route
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // Real receiver texts from research/peers.md §4.
 func TestPolicyRefusal(t *testing.T) {
@@ -39,4 +42,21 @@ func TestPolicyRefusal(t *testing.T) {
 			t.Errorf("no fix for %q", c.reason)
 		}
 	}
+}
+
+// FuzzPolicyRefusal: remote reply texts are untrusted; matching must never panic and must never reroute a
+// success or an authentication refusal.
+func FuzzPolicyRefusal(f *testing.F) {
+	f.Add(550, "5.7.25", "The IP address sending this message does not have a PTR record setup")
+	f.Add(550, "5.7.26", "unauthenticated, SPF did not pass; listed in spamhaus")
+	f.Add(250, "", "blocked using zen.spamhaus.org")
+	f.Fuzz(func(t *testing.T, code int, enhanced, text string) {
+		r, ok := PolicyRefusal(code, enhanced, text)
+		if ok && (code/100 != 4 && code/100 != 5 || r.Reason == "" || r.Fix == "") {
+			t.Fatalf("PolicyRefusal(%d, %q, %q) = %+v", code, enhanced, text, r)
+		}
+		if ok && authRefusal.MatchString(strings.ToLower(enhanced+" "+text)) {
+			t.Fatalf("rerouted an authentication refusal: %q %q", enhanced, text)
+		}
+	})
 }

@@ -1,8 +1,9 @@
 // Package route decides, per recipient and per delivery attempt, whether mail goes straight to the recipient
 // domain's MX hosts or through the configured smart host. It owns the order of precedence (the first matching
-// [[routing.rules]] entry, then routing.mode, then the egress verdict for "auto") and nothing else: it does not
-// dial, resolve or touch the queue. Because the decision is made again at every attempt, a configuration change
-// applies to mail that is already queued.
+// [[routing.rules]] entry, then routing.mode, then the egress verdict for "auto"), and the table of receiver
+// replies that refuse this host for its reverse DNS or reputation (reroute.go), which routing.reroute sends via
+// the smart host instead of bouncing. It does not dial, resolve or touch the queue. Because the decision is made
+// again at every attempt, a configuration change applies to mail that is already queued.
 package route
 
 import (
