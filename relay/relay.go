@@ -53,6 +53,7 @@ type Relay struct {
 	metricsLn net.Listener
 
 	lastErrors lastErrors
+	tlsClients tlsClients
 }
 
 // New opens the queue and the listeners; nothing is served until Run. Errors say what to fix.
@@ -92,6 +93,7 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 		OnSession:  r.metrics.SessionDelta,
 		OnAccepted: func(id string, size int64) { r.metrics.Accepted(size) },
 		OnRefused:  r.metrics.Refused,
+		OnTLS:      r.tlsClients.add,
 	})
 	if err != nil {
 		return nil, err

@@ -1,6 +1,8 @@
 package relay
 
 import (
+	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -36,6 +38,44 @@ func (l *lastErrors) newestFirst() []admin.LastError {
 	return out
 }
 
+// maxTLSClients bounds the client addresses remembered for `ptrelay status`.
+const maxTLSClients = 50
+
+// tlsClients remembers the last TLS negotiation per client address.
+type tlsClients struct {
+	mu      sync.Mutex
+	clients map[netip.Addr]admin.TLSClient
+}
+
+func (t *tlsClients) add(ip netip.Addr, version, cipher string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.clients == nil {
+		t.clients = map[netip.Addr]admin.TLSClient{}
+	}
+	if _, ok := t.clients[ip]; !ok && len(t.clients) >= maxTLSClients {
+		var oldest netip.Addr
+		for a, c := range t.clients {
+			if !oldest.IsValid() || c.At.Before(t.clients[oldest].At) {
+				oldest = a
+			}
+		}
+		delete(t.clients, oldest)
+	}
+	t.clients[ip] = admin.TLSClient{Client: ip.String(), Version: version, Cipher: cipher, At: time.Now()}
+}
+
+func (t *tlsClients) newestFirst() []admin.TLSClient {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]admin.TLSClient, 0, len(t.clients))
+	for _, c := range t.clients {
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b admin.TLSClient) int { return b.At.Compare(a.At) })
+	return out
+}
+
 // observeAttempt receives every recipient attempt from the delivery side's log-line function.
 func (r *Relay) observeAttempt(res delivery.Result) {
 	r.metrics.Delivery(string(res.Route), string(res.Outcome), res.Delay)
@@ -51,7 +91,8 @@ func (r *Relay) observeAttempt(res delivery.Result) {
 
 // status is what `ptrelay status` shows of the running daemon.
 func (r *Relay) status() admin.Status {
-	st := admin.Status{Version: r.opts.Version, Started: r.started, LastErrors: r.lastErrors.newestFirst()}
+	st := admin.Status{Version: r.opts.Version, Started: r.started, LastErrors: r.lastErrors.newestFirst(),
+		TLSClients: r.tlsClients.newestFirst()}
 	for _, l := range r.listeners {
 		st.Listeners = append(st.Listeners, "smtp "+l.Addr().String())
 	}

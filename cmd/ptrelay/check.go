@@ -11,6 +11,7 @@ import (
 
 	"ptrelay/config"
 	"ptrelay/dnscheck"
+	"ptrelay/relay/admin"
 )
 
 // checkResult is `ptrelay check -json`'s document.
@@ -20,8 +21,10 @@ type checkResult struct {
 	MX        []dnscheck.Check  `json:"mx,omitempty"`
 	Reports   []dnscheck.Report `json:"reports"`
 	Smarthost []dnscheck.Check  `json:"smarthost,omitempty"`
-	Verdict   dnscheck.Verdict  `json:"verdict"`
-	Exit      int               `json:"exit"`
+	// TLSClients are the running daemon's recent STARTTLS clients, when it answers on its admin socket.
+	TLSClients []admin.TLSClient `json:"tls_clients,omitempty"`
+	Verdict    dnscheck.Verdict  `json:"verdict"`
+	Exit       int               `json:"exit"`
 }
 
 // runCheck is the Knowledge-Base checklist: what receivers will see of this machine, one line per check with
@@ -69,6 +72,12 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 		if err == nil {
 			out.Smarthost = append(out.Smarthost, dnscheck.CheckSPFHost(ctx, res, d, host))
 		}
+	}
+	if c, _, err := dialAdmin(cfg); err == nil {
+		if st, err := c.Status(); err == nil {
+			out.TLSClients = st.TLSClients
+		}
+		_ = c.Close()
 	}
 	out.Verdict = dnscheck.Overall(out.Reports)
 	switch out.Verdict {
@@ -156,6 +165,13 @@ func renderCheck(w io.Writer, r checkResult, haveSmarthost bool) {
 	}
 	for _, c := range r.Smarthost {
 		line(c)
+	}
+	for _, c := range r.TLSClients {
+		level, note := "ok", ""
+		if c.Legacy() {
+			level, note = "warn", " (allowed only by smtp.tls_legacy: upgrade that server's TLS when you can)"
+		}
+		fmt.Fprintf(w, "  %-7s TLS client %s: negotiated %s %s%s\n", level, c.Client, c.Version, c.Cipher, note)
 	}
 	fmt.Fprintln(w)
 	switch r.Verdict {

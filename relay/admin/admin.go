@@ -46,7 +46,20 @@ type Status struct {
 	Queue      queue.Stats    `json:"queue"`
 	OldestAge  string         `json:"oldest_age,omitempty"`
 	LastErrors []LastError    `json:"last_errors,omitempty"` // newest first
+	TLSClients []TLSClient    `json:"tls_clients,omitempty"` // who negotiated which TLS version, newest first
 }
+
+// TLSClient is the last STARTTLS negotiation of one client address: what an admin needs to see which senders
+// still depend on smtp.tls_legacy (TLS 1.0/1.1).
+type TLSClient struct {
+	Client  string    `json:"client"`
+	Version string    `json:"version"` // "TLS1.0" ... "TLS1.3"
+	Cipher  string    `json:"cipher"`
+	At      time.Time `json:"at"`
+}
+
+// Legacy reports a TLS version below 1.2, which only smtp.tls_legacy allows.
+func (c TLSClient) Legacy() bool { return c.Version == "TLS1.0" || c.Version == "TLS1.1" }
 
 // EgressStatus is the egress check's result for one address family.
 type EgressStatus struct {

@@ -42,6 +42,16 @@ func RenderStatus(w io.Writer, st Status) error {
 		ew.printf("%-14s %d %s quarantined: see ptrelay queue list\n", "Corrupt:", st.Queue.Corrupt,
 			plural(st.Queue.Corrupt, "record"))
 	}
+	if len(st.TLSClients) > 0 {
+		ew.printf("TLS clients:\n")
+		for _, c := range st.TLSClients {
+			note := ""
+			if c.Legacy() {
+				note = "  (legacy: needs smtp.tls_legacy)"
+			}
+			ew.printf("  %s  %-39s %s %s%s\n", stamp(c.At), c.Client, c.Version, c.Cipher, note)
+		}
+	}
 	if len(st.LastErrors) > 0 {
 		ew.printf("Last errors:\n")
 		for _, e := range st.LastErrors {
