@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -322,5 +323,74 @@ func TestObserve_ConfigCheckHashPasswordVersion(t *testing.T) {
 	out, _, code = runBinary(t, dir, "", "version")
 	if code != 0 || !strings.HasPrefix(out, "ptrelay ") || len(strings.Fields(out)) != 2 {
 		t.Errorf("version: exit %d, %q", code, out)
+	}
+}
+
+// TestObserve_SendWithAuthOverSTARTTLS: from a network that may not relay, `ptrelay send` is refused without
+// credentials and with wrong ones, and delivers with the right ones, over STARTTLS to the relay's own
+// self-signed certificate (tls_cert = "auto").
+func TestObserve_SendWithAuthOverSTARTTLS(t *testing.T) {
+	relaytest.Require(t, "smtp-sink")
+	t.Parallel()
+	sink := relaytest.StartSink(t, relaytest.SinkOptions{Addr: "127.0.0.3:0"})
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret pass"), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(opsConfig(loopbackAddr(t, "127.0.0.1"), sink.Addr(), "1h", ""), "[smtp]\n",
+		"[smtp]\nallowed_networks = [\"127.0.0.2/32\"]\ntls_cert = \"auto\"\n", 1) +
+		fmt.Sprintf("\n[[smtp.users]]\nname = \"exchange\"\npassword_hash = %q\n", hash)
+	d := startDaemon(t, relaytest.DaemonOptions{Config: cfg})
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "good.pass"), filepath.Join(dir, "bad.pass")
+	if os.WriteFile(good, []byte("s3cret pass\n"), 0o600) != nil || os.WriteFile(bad, []byte("wrong\n"), 0o600) != nil {
+		t.Fatal("writing password files")
+	}
+
+	if out, code := ptrelay(t, d, "send", "-to", "a@example.org", "-server", d.Addr()); code == 0 ||
+		!strings.Contains(out, "Relay access denied") {
+		t.Errorf("send without credentials from a network that may not relay: exit %d, %q", code, out)
+	}
+	if out, code := ptrelay(t, d, "send", "-to", "a@example.org", "-server", d.Addr(), "-user", "exchange",
+		"-password-file", bad); code == 0 || !strings.Contains(out, "535") {
+		t.Errorf("send with a wrong password: exit %d, %q", code, out)
+	}
+	out := mustPtrelay(t, d, "send", "-to", "a@example.org", "-server", d.Addr(), "-user", "exchange",
+		"-password-file", good, "-subject", "authenticated test")
+	if !strings.Contains(out, "queued as") {
+		t.Errorf("send with credentials: %q", out)
+	}
+	msgs := sink.WaitMessages(t, 1, 30*time.Second)
+	if len(msgs) != 1 || msgs[0].Header().Get("Subject") != "authenticated test" || msgs[0].To[0] != "a@example.org" {
+		t.Fatalf("sink got %v", subjects(msgs))
+	}
+	// The relay's Received header says how the message came in: ESMTPSA is SMTP with TLS and AUTH (RFC 3848).
+	if rcvd := msgs[0].Header().Get("Received"); !strings.Contains(rcvd, "ESMTPSA") {
+		t.Errorf("Received header %q does not record STARTTLS and AUTH", rcvd)
+	}
+	if !strings.Contains(d.Stderr(), "auth=exchange") {
+		t.Errorf("the daemon's log does not record the authenticated user:\n%s", tailLog(d))
+	}
+
+	// A new password takes effect at SIGHUP: the old one is refused, the new one works.
+	newHash, err := bcrypt.GenerateFromPassword([]byte("wrong"), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(d.ConfigFile(), []byte(strings.Replace(cfg, string(hash), string(newHash), 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.Signal(syscall.SIGHUP)
+	waitFor(t, 30*time.Second, func() string { return "no reload logged:\n" + tailLog(d) }, func() bool {
+		return strings.Contains(d.Stderr(), "configuration reloaded")
+	})
+	if out, code := ptrelay(t, d, "send", "-to", "a@example.org", "-server", d.Addr(), "-user", "exchange",
+		"-password-file", good); code == 0 || !strings.Contains(out, "535") {
+		t.Errorf("send with the password replaced at reload: exit %d, %q", code, out)
+	}
+	mustPtrelay(t, d, "send", "-to", "a@example.org", "-server", d.Addr(), "-user", "exchange", "-password-file", bad,
+		"-subject", "after reload")
+	if msgs := sink.WaitMessages(t, 2, 30*time.Second); msgs[1].Header().Get("Subject") != "after reload" {
+		t.Errorf("sink got %v", subjects(msgs))
 	}
 }
