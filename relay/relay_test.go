@@ -1,0 +1,103 @@
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"ptrelay/config"
+)
+
+// startRelay runs a daemon in-process on a loopback port with the given extra TOML and returns it with its
+// SMTP address; it stops when the test ends and the stop must be clean.
+func startRelay(t *testing.T, extra string) (*Relay, string) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+hostname = "relay.test"
+data_dir = %q
+[smtp]
+listen = ["127.0.0.1:0"]
+%s
+[smarthost]
+address = "127.0.0.1:9"
+tls = "none"
+[routing]
+mode = "smarthost"
+[egress]
+ip = "192.0.2.1"
+discovery = []
+dnsbl = []
+port25_probe = ""
+[dns]
+resolvers = ["127.0.0.1:9"]
+timeout = "1s"
+[admin]
+socket = %q
+`, dir, extra, filepath.Join(dir, "admin.sock"))), "test.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(cfg, Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run returned %v on a clean stop", err)
+			}
+		case <-time.After(45 * time.Second):
+			t.Error("Run did not return after its context ended")
+		}
+	})
+	return r, r.listeners[0].Addr().String()
+}
+
+func TestStatus_RecordsTLSVersionPerClient(t *testing.T) {
+	r, addr := startRelay(t, `tls_cert = "auto"
+tls_legacy = true`)
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A Windows 2008-style client: TLS 1.0 with an ECDHE-RSA CBC suite.
+	c, err := smtp.NewClientStartTLS(conn, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS10,
+		MaxVersion: tls.VersionTLS10, CipherSuites: []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Hello("sbs2008.contoso.local"); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Quit()
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := r.status()
+		if len(st.TLSClients) == 1 {
+			got := st.TLSClients[0]
+			if got.Client != "127.0.0.1" || got.Version != "TLS1.0" || got.Cipher != "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA" || !got.Legacy() {
+				t.Fatalf("TLS client recorded as %+v", got)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no TLS client in status after a TLS 1.0 session: %+v", st.TLSClients)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
