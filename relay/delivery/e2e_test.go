@@ -216,6 +216,20 @@ func TestE2E_SmarthostPostfix(t *testing.T) {
 		{"wrong password defers", shCfg(pf.Addr(), "starttls", bad), true, Deferred, "4.7.8"},
 		{"untrusted certificate with tls_verify defers", shCfg(pf.Addr(), "starttls", good), false, Deferred, "4.7.5"},
 	}
+	// Office 365 offers LOGIN only: a second instance filters its mechanisms down to LOGIN.
+	loginOnly := relaytest.StartPostfix(t, relaytest.PostfixOptions{
+		Addr:    "127.0.0.13:0",
+		Users:   map[string]string{"relayuser": "goodpass"},
+		RelayTo: sink.Addr(),
+		MainCF:  []string{"smtpd_sasl_mechanism_filter = login"},
+	})
+	cases = append(cases, struct {
+		name     string
+		cfg      *config.Config
+		trust    bool
+		outcome  Outcome
+		enhanced string
+	}{"AUTH LOGIN when the server offers only LOGIN", shCfg(loginOnly.Addr(), "starttls", good), true, Sent, ""})
 	delivered := 0
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -226,6 +240,9 @@ func TestE2E_SmarthostPostfix(t *testing.T) {
 			h := Hooks{}
 			if c.trust {
 				h.RootCAs = pf.Pool()
+				if strings.HasPrefix(c.cfg.Smarthost.Address, "127.0.0.13:") {
+					h.RootCAs = loginOnly.Pool()
+				}
 			}
 			_, rec, stop := run(t, c.cfg, st, nil, h)
 			waitFor(t, "an attempt", 20*time.Second, func() bool { return len(rec.list()) >= 1 })
@@ -239,6 +256,11 @@ func TestE2E_SmarthostPostfix(t *testing.T) {
 			}
 			if rec.count(Bounced) != 0 {
 				t.Errorf("a smart host failure bounced mail")
+			}
+			if strings.HasPrefix(c.cfg.Smarthost.Address, "127.0.0.13:") {
+				waitFor(t, "Postfix to log the LOGIN mechanism", 10*time.Second, func() bool {
+					return strings.Contains(loginOnly.Log(), "sasl_method=LOGIN")
+				})
 			}
 			if c.outcome == Sent {
 				delivered++
