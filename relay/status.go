@@ -2,6 +2,7 @@ package relay
 
 import (
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -96,10 +97,17 @@ func (r *Relay) status() admin.Status {
 	for _, l := range r.listeners {
 		st.Listeners = append(st.Listeners, "smtp "+l.Addr().String())
 	}
-	cfg := r.cfg.Load()
-	st.Listeners = append(st.Listeners, "admin "+cfg.AdminSocket())
-	if cfg.Admin.MetricsListen != "" {
-		st.Listeners = append(st.Listeners, "metrics "+cfg.Admin.MetricsListen)
+	// What is bound, not what the configuration says now: a reload does not move these, and a relative socket
+	// path means nothing to an admin whose shell is not in the daemon's working directory.
+	if r.adminLn != nil {
+		sock := r.adminLn.Addr().String()
+		if abs, err := filepath.Abs(sock); err == nil {
+			sock = abs
+		}
+		st.Listeners = append(st.Listeners, "admin "+sock)
+	}
+	if r.metricsLn != nil {
+		st.Listeners = append(st.Listeners, "metrics "+r.metricsLn.Addr().String())
 	}
 	st.Egress = r.egressStatus()
 	if qs, err := r.store.Stats(); err == nil {
