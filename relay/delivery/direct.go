@@ -77,6 +77,11 @@ func (h *hopDialer) next(ctx context.Context) (*session, *decision) {
 		}
 		d := classify(st, h.key.Route, c.tls == tlsOpportunistic, false, cause)
 		h.s.log.Debug("delivery: session setup failed", "hop", h.key.Dest, "route", h.key.Route, "addr", c.addr, "err", err)
+		if h.key.Route == route.Smarthost && st == stTLS {
+			// Like a refused login, a TLS failure with the smart host is the admin's to fix; mail waits meanwhile.
+			h.s.log.Error("delivery: TLS with the smart host failed; mail is deferred", "relay", h.lastRelay, "err", cause,
+				"fix", "check that smarthost.address names the host in its certificate and smarthost.tls matches the port (starttls: 587, implicit: 465)")
+		}
 		h.last = &d
 		if d.Plaintext && c.tls != tlsOff {
 			c.tls = tlsOff // same address again, without TLS (opportunistic: a broken TLS stack must not block mail)

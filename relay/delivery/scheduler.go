@@ -363,9 +363,9 @@ func (s *Scheduler) runSession(ctx context.Context, cfg *config.Config, key hopK
 		}
 		if res.NextHost {
 			ss.close(false)
-			ss = nil
 			d := res.NextHostDecision
-			dialer.last = &d
+			dialer.last, dialer.lastRelay = &d, ss.relay
+			ss = nil
 			continue // same transaction, next MX
 		}
 		aborted := ctx.Err() != nil
