@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -218,10 +219,28 @@ func (r *Relay) Reload(cfg *config.Config) error {
 	}
 	r.scheduler.Reload(cfg)
 	r.cfg.Store(cfg)
-	if fmt.Sprint(old.SMTP.Listen) != fmt.Sprint(cfg.SMTP.Listen) || old.DataDir != cfg.DataDir {
-		r.log.Warn("smtp.listen and data_dir changes take effect at the next restart")
+	if keys := restartKeys(old, cfg); len(keys) > 0 {
+		r.log.Warn("some changes take effect only at the next restart", "keys", strings.Join(keys, ", "))
 	}
 	return nil
+}
+
+// restartKeys names the changed settings a reload cannot apply: what was bound or opened at start (listeners,
+// the queue, the admin socket, the metrics port) and the resolver shared by delivery and the egress checker.
+func restartKeys(old, cfg *config.Config) []string {
+	var keys []string
+	changed := func(key string, a, b any) {
+		if fmt.Sprint(a) != fmt.Sprint(b) {
+			keys = append(keys, key)
+		}
+	}
+	changed("smtp.listen", old.SMTP.Listen, cfg.SMTP.Listen)
+	changed("data_dir", old.DataDir, cfg.DataDir)
+	changed("admin.socket", old.AdminSocket(), cfg.AdminSocket())
+	changed("admin.metrics_listen", old.Admin.MetricsListen, cfg.Admin.MetricsListen)
+	changed("dns.resolvers", old.DNS.Resolvers, cfg.DNS.Resolvers)
+	changed("dns.timeout", old.DNS.Timeout, cfg.DNS.Timeout)
+	return keys
 }
 
 // ReloadFailed tells systemd the reload is over although nothing changed.
