@@ -217,14 +217,19 @@ func TestSignals_ReloadRefusesBrokenConfig(t *testing.T) {
 	second := inject(t, d.Addr(), "a@example.com", "b@example.org", "reload-second")
 	waitDeferred(t, d, second)
 
-	// Valid: the smart host is the sink now, and 127.0.0.0/8 may relay.
-	if err := os.WriteFile(d.ConfigFile(), []byte(cfg(sink.Addr(), `["127.0.0.0/8"]`, "")), 0o600); err != nil {
+	// Valid: the smart host is the sink now, and 127.0.0.0/8 may relay. The DNS timeout changes too, which a
+	// reload cannot apply: the log must say so.
+	valid := strings.Replace(cfg(sink.Addr(), `["127.0.0.0/8"]`, ""), `timeout = "1s"`, `timeout = "2s"`, 1)
+	if err := os.WriteFile(d.ConfigFile(), []byte(valid), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	d.Signal(syscall.SIGHUP)
 	waitFor(t, 30*time.Second, func() string { return "no reload logged:\n" + tailLog(d) }, func() bool {
 		return strings.Contains(d.Stderr(), "configuration reloaded")
 	})
+	if !strings.Contains(d.Stderr(), "next restart") || !strings.Contains(d.Stderr(), "dns.timeout") {
+		t.Errorf("a changed dns.timeout was not reported as needing a restart:\n%s", tailLog(d))
+	}
 	mustPtrelay(t, d, "queue", "retry", "-all")
 	msgs := sink.WaitMessages(t, 2, 30*time.Second)
 	if bySubject(msgs, "reload-first") == nil || bySubject(msgs, "reload-second") == nil {
