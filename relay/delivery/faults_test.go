@@ -201,3 +201,23 @@ func TestDelivery_StaleSessionRetriedOnce(t *testing.T) {
 		t.Errorf("%d sessions, want 3 (one per message)", s)
 	}
 }
+
+// A 4xx to the first MAIL of a session (greylisting, an overloaded host) moves the transaction to the next MX.
+func TestDelivery_MAIL4xxTriesNextMX(t *testing.T) {
+	busy := startFake(t, "127.0.0.1:0", func(f *fakePeer) {
+		f.mailErr = func(int, int) error { return replyErr4(451, smtp.EnhancedCode{4, 7, 1}, "greylisted") }
+	})
+	port := portOf(t, busy.addr)
+	ok := startFake(t, net.JoinHostPort("127.0.0.3", strconv.Itoa(port)), nil)
+	dns := dnstest.New(t, mxZone("dest.test", "127.0.0.1", "127.0.0.3")...)
+	st := openStore(t, t.TempDir())
+	put(t, st, queue.Envelope{From: ""}, msgBody("mail4xx"), "b@dest.test")
+	_, rec, _ := run(t, testConfig(port), st, resolver(t, dns.Addr()), Hooks{})
+	waitFor(t, "delivery", 10*time.Second, func() bool { return rec.count(Sent) == 1 })
+	if r := rec.list()[0]; r.Attempt != 1 || !strings.HasPrefix(r.Relay, "mx2.dest.test[127.0.0.3]") {
+		t.Errorf("delivered %+v, want by mx2 on the first attempt", r)
+	}
+	if len(ok.messages()) != 1 || len(busy.messages()) != 0 {
+		t.Errorf("mx2 got %d, mx1 got %d", len(ok.messages()), len(busy.messages()))
+	}
+}
