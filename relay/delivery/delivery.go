@@ -1,7 +1,7 @@
 // Package delivery owns outbound delivery: the scheduler that picks due recipients from the queue, groups them
 // per next hop and limits sessions; the SMTP client dialogue (direct MX walk with opportunistic STARTTLS, the
-// authenticated smart host); the classification of every reply into delivered, deferred, bounced or expired per
-// recipient; the DSNs that follow; and the one log line per recipient attempt.
+// authenticated smart host); the classification of every reply into delivered, deferred, bounced, expired or
+// rerouted per recipient; the DSNs that follow; and the one log line per recipient attempt.
 //
 // It decides what a reply means and records plain data in the queue (queue.Attempt). It must not know about the
 // inbound side (relay/inbound): messages reach it only through the queue. Delivery is at-least-once: the attempt
