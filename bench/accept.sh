@@ -2,7 +2,7 @@
 # Accept benchmark: how fast ptrelay and Postfix take mail (every message has had its 250, i.e. is durable),
 # and what that costs in CPU, method of shared/research/baseline.md.
 #
-#   bench/accept.sh [-n REPS] [-m MESSAGES] [-l BYTES] [-c "20 1"] [-r "ptrelay postfix"] [-k]
+#   bench/accept.sh [-n REPS] [-m MESSAGES] [-l BYTES] [-c "20 1"] [-r "ptrelay postfix"] [-D] [-k]
 #
 # For each concurrency in -c (default 20 then 1) and each repetition (default 5), runs
 # `smtp-source -s C -m N -l BYTES` against ptrelay, then against Postfix (interleaved), and prints per run the
@@ -10,21 +10,23 @@
 # (/proc/PID/stat utime+stime, children included) and its peak PSS; then the medians and ptrelay/Postfix ratios.
 #
 # Delivery: Postfix relays to an smtp-sink (as in the baseline); ptrelay's smart host is a closed port, so its mail
-# stays queued (one refused connection per attempt, then the 5-minute backoff). ptrelay starts with an empty
-# data_dir for every run. -k keeps the work directory. Needs root, Go, and the peers of scripts/install-peers.
+# stays queued (one refused connection per attempt, then the 5-minute backoff); with -D ptrelay delivers to the
+# sink too, which makes the CPU figures comparable. ptrelay starts with an empty data_dir for every run. -k keeps
+# the work directory. Needs root, Go, and the peers of scripts/install-peers.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-reps=5 msgs=5000 size=4096 concs="20 1" keep= relays="ptrelay postfix"
-while getopts n:m:l:c:r:k opt; do
+reps=5 msgs=5000 size=4096 concs="20 1" keep= relays="ptrelay postfix" deliver=
+while getopts n:m:l:c:r:Dk opt; do
 	case $opt in
 	n) reps=$OPTARG ;;
 	m) msgs=$OPTARG ;;
 	l) size=$OPTARG ;;
 	c) concs=$OPTARG ;;
 	r) relays=$OPTARG ;;
+	D) deliver=1 ;;
 	k) keep=1 ;;
-	*) sed -n '2,16p' "$0" >&2; exit 2 ;;
+	*) sed -n '2,17p' "$0" >&2; exit 2 ;;
 	esac
 done
 need smtp-sink smtp-source postfix go python3
@@ -45,6 +47,7 @@ pf_listen=127.0.0.5:$(free_port 127.0.0.5)
 start_postfix "$WORK/postfix" "$pf_listen" "$SINK_ADDR"
 pt_listen=127.0.0.6:$(free_port 127.0.0.6)
 dead=127.0.0.1:9
+[ -n "$deliver" ] && dead=$SINK_ADDR
 results="$WORK/results"
 : >"$results"
 
