@@ -26,7 +26,7 @@ while getopts n:m:l:c:r:Dk opt; do
 	r) relays=$OPTARG ;;
 	D) deliver=1 ;;
 	k) keep=1 ;;
-	*) sed -n '2,17p' "$0" >&2; exit 2 ;;
+	*) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 	esac
 done
 need smtp-sink smtp-source postfix go python3

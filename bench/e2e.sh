@@ -24,7 +24,7 @@ while getopts n:w:c:r:k opt; do
 	c) c=$OPTARG ;;
 	r) relays=$OPTARG ;;
 	k) keep=1 ;;
-	*) sed -n '2,17p' "$0" >&2; exit 2 ;;
+	*) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 	esac
 done
 need smtp-sink smtp-source postfix go python3
