@@ -251,6 +251,10 @@ func (s *Scheduler) record(cfg *config.Config, t *txn, results []rcptResult, abo
 				r.State = queue.StateDeferred
 				if aborted {
 					r.NextAttempt = now
+				} else if next := now.Add(s.backoff(cfg, r.Attempts)); next.After(r.NextAttempt) {
+					// The claim's next attempt counted from the pick-up; a transaction that waited for a session
+					// would otherwise be due again the moment it failed.
+					r.NextAttempt = next
 				}
 				addHistory(r, attemptOf(now, t.key.Route, res.Relay, o, st))
 				dw := cfg.Queue.DelayWarning.D()

@@ -71,10 +71,12 @@ func (s *Scheduler) Run(ctx context.Context) error {
 }
 
 // maxWaiting bounds the transactions claimed but not yet in a session, so a flood of due mail is taken from the
-// queue as fast as sessions free up rather than all at once.
+// queue as sessions free up rather than all at once. It is generous (like Postfix's active queue) because the
+// route is only known after the claim: a small budget would let one slow destination's backlog hold back mail
+// for every other one.
 func maxWaiting(cfg *config.Config) int {
 	total, _ := limits(cfg)
-	return 2*total + 64
+	return 20*total + 500
 }
 
 // pick claims due recipients while there is room. It returns a delay after which to look again when it could
