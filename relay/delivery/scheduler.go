@@ -79,35 +79,38 @@ func maxWaiting(cfg *config.Config) int {
 	return 20*total + 500
 }
 
-// pick claims due recipients while there is room. It returns a delay after which to look again when it could
-// not make progress (a store error, or due messages of which nothing could be claimed), else -1.
+// pickChunk is how many messages one pass claims before the loop dispatches what it got: a large backlog is
+// claimed in chunks so the first sessions start at once.
+const pickChunk = 128
+
+// pick claims one chunk of due recipients if there is room. It returns 0 when more may be due at once, a delay
+// after which to look again when it could not make progress (a store error, or due messages of which nothing
+// could be claimed), else -1.
 func (s *Scheduler) pick(cfg *config.Config) time.Duration {
-	for range 16 { // bounded: a pass ends when Due runs dry or room is exhausted
-		s.mu.Lock()
-		room := maxWaiting(cfg) - s.waiting
-		s.mu.Unlock()
-		if room <= 0 {
-			return -1
-		}
-		now := s.now()
-		msgs, err := s.store.Due(now, room)
-		if err != nil {
-			s.log.Error("delivery: reading due mail from the queue", "err", err)
-			return time.Second
-		}
-		if len(msgs) == 0 {
-			return -1
-		}
-		if !s.claimAll(cfg, msgs, now) {
-			// Due offered mail but nothing was ours to take (admin bounces handled, or a race with an Update):
-			// look again shortly instead of spinning on the same answer.
-			return time.Second
-		}
-		if len(msgs) < room {
-			return -1
-		}
+	s.mu.Lock()
+	room := min(maxWaiting(cfg)-s.waiting, pickChunk)
+	s.mu.Unlock()
+	if room <= 0 {
+		return -1
 	}
-	return 0
+	now := s.now()
+	msgs, err := s.store.Due(now, room)
+	if err != nil {
+		s.log.Error("delivery: reading due mail from the queue", "err", err)
+		return time.Second
+	}
+	if len(msgs) == 0 {
+		return -1
+	}
+	if !s.claimAll(cfg, msgs, now) {
+		// Due offered mail but nothing was ours to take (a race with an admin change): look again shortly
+		// instead of spinning on the same answer.
+		return time.Second
+	}
+	if len(msgs) == room {
+		return 0
+	}
+	return -1
 }
 
 // claimWorkers is how many claims run at once: each is a fsync'd Update, and concurrent ones share a commit
