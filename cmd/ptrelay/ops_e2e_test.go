@@ -54,12 +54,20 @@ port25_probe = "127.0.0.1:9"
 %s`, listen, smarthost, retryMin, extra)
 }
 
-// startDaemon is relaytest.StartDaemonWith with the race detector's one-second sleep at exit turned off: every
-// CLI command of a -race binary would otherwise take a second longer, and these tests run dozens.
+// startDaemon is relaytest.StartDaemonWith with the race detector's one-second sleep at exit turned off (every
+// CLI command of a -race binary would otherwise take a second longer, and these tests run dozens), and with the
+// daemon's log checked for race reports at the end.
 func startDaemon(t *testing.T, opt relaytest.DaemonOptions) *relaytest.Daemon {
 	t.Helper()
 	opt.Env = append([]string{"GORACE=" + strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0")}, opt.Env...)
-	return relaytest.StartDaemonWith(t, opt)
+	d := relaytest.StartDaemonWith(t, opt)
+	// A daemon the test does not stop is killed at cleanup, where its exit code (66 after a race) goes unseen.
+	t.Cleanup(func() {
+		if log := d.Stderr(); strings.Contains(log, "WARNING: DATA RACE") {
+			t.Errorf("the daemon reported a data race:\n%s", log)
+		}
+	})
+	return d
 }
 
 // loopbackAddr is a free "host:port" on host, for a listener started later (the daemon, or a sink that is "down"
