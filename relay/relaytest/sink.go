@@ -104,6 +104,10 @@ func StartSink(t testing.TB, opt SinkOptions) *Sink {
 		base = append(base, "-Q", strings.Join(opt.Close421, ","))
 	}
 	dir := t.TempDir()
+	// Resolved, so that it matches the targets of smtp-sink's open file descriptors (openFiles).
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = real
+	}
 	if !opt.NoDump {
 		// The template goes through strftime: double any % of the path.
 		base = append(base, "-d", strings.ReplaceAll(filepath.Join(dir, "msg."), "%", "%%"))
@@ -272,6 +276,9 @@ func (s *Sink) Messages() []SinkMessage {
 	if err != nil {
 		return nil
 	}
+	// Listed after the directory: a file that was being written when the directory was read and is closed
+	// now is complete.
+	open := s.openFiles()
 	type dumped struct {
 		msg SinkMessage
 		mod time.Time
@@ -282,9 +289,10 @@ func (s *Sink) Messages() []SinkMessage {
 			continue
 		}
 		path := filepath.Join(s.dir, e.Name())
+		if open[path] {
+			continue
+		}
 		raw, err := os.ReadFile(path)
-		// smtp-sink buffers a transaction and writes it at the final "."; an empty or unterminated file is one
-		// still in progress (or one that never got its data).
 		if err != nil || !bytes.HasSuffix(raw, []byte("\n\n")) {
 			continue
 		}
@@ -305,6 +313,27 @@ func (s *Sink) Messages() []SinkMessage {
 		out[i] = d.msg
 	}
 	return out
+}
+
+// openFiles lists the files smtp-sink has open. It opens a dump file at MAIL FROM and closes it after the
+// final "." (or deletes it at RSET), writing through a buffer meanwhile: a large message shows up in parts, and
+// a part can end like a whole message, so only a closed file is a complete transaction.
+func (s *Sink) openFiles() map[string]bool {
+	open := map[string]bool{}
+	if s.proc.exited() {
+		return open
+	}
+	fdDir := "/proc/" + strconv.Itoa(s.proc.cmd.Process.Pid) + "/fd"
+	fds, err := os.ReadDir(fdDir)
+	if err != nil {
+		return open
+	}
+	for _, fd := range fds {
+		if target, err := os.Readlink(filepath.Join(fdDir, fd.Name())); err == nil {
+			open[target] = true
+		}
+	}
+	return open
 }
 
 // WaitMessages waits until at least n messages were captured and returns them; it fails the test after

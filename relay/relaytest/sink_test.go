@@ -1,6 +1,8 @@
 package relaytest
 
 import (
+	"fmt"
+	"net/smtp"
 	"strings"
 	"testing"
 	"time"
@@ -129,5 +131,41 @@ func TestSink_IPv6(t *testing.T) {
 	}
 	if m := s.WaitMessages(t, 1, 10*time.Second)[0]; m.ClientAddr != "::1" || m.To[0] != "b@example.org" {
 		t.Errorf("client %q to %q", m.ClientAddr, m.To)
+	}
+}
+
+// Large messages reach the dump file in buffered parts, and a part can end with the blank line that also ends
+// a whole dump: only closed files may count as messages.
+func TestSink_LargeConcurrentMessagesComplete(t *testing.T) {
+	Require(t, "smtp-sink")
+	s := StartSink(t, SinkOptions{})
+	body := strings.Repeat("line of text\r\n\r\n", 20000) // 320 KB, blank lines everywhere
+	want := len(strings.ReplaceAll(body, "\r\n", "\n"))
+	const n = 12
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			msg := fmt.Sprintf("Subject: %d\r\n\r\n%s", i, body)
+			errs <- smtp.SendMail(s.Addr(), nil, "a@example.test", []string{"b@example.org"}, []byte(msg))
+		}()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for seen := 0; seen < n && time.Now().Before(deadline); {
+		msgs := s.Messages()
+		for _, m := range msgs {
+			if len(m.Body()) != want {
+				t.Fatalf("%s: body of %d bytes listed, want %d", m.File, len(m.Body()), want)
+			}
+		}
+		seen = len(msgs)
+		time.Sleep(time.Millisecond)
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if got := len(s.WaitMessages(t, n, 10*time.Second)); got != n {
+		t.Errorf("%d messages, want %d", got, n)
 	}
 }
