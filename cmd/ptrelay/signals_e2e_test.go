@@ -415,3 +415,39 @@ func TestSignals_SIGTERMLetsTransactionsFinish(t *testing.T) {
 		t.Errorf("message %s acknowledged during the drain is %s", id, got)
 	}
 }
+
+// TestSignals_SIGTERMReturnsStalledDelivery: a delivery stuck on a smart host that sits on DATA does not hold
+// SIGTERM up; the message goes back to the queue, due, and the restarted daemon delivers it.
+func TestSignals_SIGTERMReturnsStalledDelivery(t *testing.T) {
+	relaytest.Require(t, "smtp-sink")
+	t.Parallel()
+	// -w: smtp-sink waits that many seconds before answering DATA.
+	slow := relaytest.StartSink(t, relaytest.SinkOptions{Addr: "127.0.0.3:0", Args: []string{"-w", "300"}})
+	d := startDaemon(t, relaytest.DaemonOptions{Config: opsConfig(loopbackAddr(t, "127.0.0.1"), slow.Addr(), "1h", "")})
+	id := inject(t, d.Addr(), "a@example.com", "b@example.org", "stalled")
+	waitStates(t, d, "active", id)
+	waitFor(t, 30*time.Second, func() string { return "the delivery never reached the sink:\n" + slow.Log() }, func() bool {
+		return strings.Contains(slow.Log(), "DATA")
+	})
+	d.Signal(syscall.SIGTERM)
+	// The sink would answer in five minutes; the drain must not wait for it (relaytest allows 60 s).
+	code, err := d.Wait(60 * time.Second)
+	if err != nil || code != 0 {
+		t.Fatalf("SIGTERM with a delivery stuck at DATA: exit %d, %v\n%s", code, err, tailLog(d))
+	}
+	m := queueList(t, d)[id]
+	if m == nil {
+		t.Fatal("the message in flight at SIGTERM is gone from the queue")
+	}
+	if r := m.Recipients[0]; r.State == queue.StateActive || !dueSoon(r, time.Minute) {
+		t.Fatalf("after the drain the message is %s (next attempt %v); want back in the queue and due", r.State, r.NextAttempt)
+	}
+	sink := relaytest.StartSink(t, relaytest.SinkOptions{Addr: "127.0.0.3:0"})
+	if err := os.WriteFile(d.ConfigFile(), []byte(opsConfig(d.Addr(), sink.Addr(), "1h", "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.Restart()
+	if msgs := sink.WaitMessages(t, 1, 30*time.Second); msgs[0].Header().Get("Subject") != "stalled" {
+		t.Errorf("sink got %v", subjects(msgs))
+	}
+}
