@@ -157,7 +157,7 @@ func TestDelivery_AdminBounce(t *testing.T) {
 	s.Kick()
 	waitFor(t, "the bounce", 10*time.Second, func() bool { return rec.count(Bounced) == 1 })
 	waitFor(t, "the DSN", 10*time.Second, func() bool { return len(dsns(f)) == 1 })
-	if d := dsns(f)[0]; !contains(d.Data, "Status: 5.0.0") {
+	if d := dsns(f)[0]; !contains(d.Data, "Status: 5.0.0") || !contains(d.Data, "Subject: admin") {
 		t.Errorf("admin bounce DSN:\n%s", d.Data)
 	}
 }

@@ -199,12 +199,12 @@ func (s *Scheduler) result(m *queue.Message, r *queue.Recipient, rt route.Route,
 func (s *Scheduler) record(cfg *config.Config, t *txn, results []rcptResult, aborted bool) {
 	now := s.now()
 	snap := t.msg
+	// Any failure may end in a DSN (a bounce, an expiry, the delay warning, or an admin bounce that arrived
+	// during the attempt), and the headers must be read before the Update: read them for every failure.
 	var headers []byte
 	if dsnAllowed(snap) {
-		dw := cfg.Queue.DelayWarning.D()
 		for _, res := range results {
-			if res.Outcome == Bounced || (res.Outcome == Deferred && (expired(snap, cfg, now) ||
-				(dw > 0 && now.Sub(snap.Arrival) >= dw))) {
+			if res.Outcome != Sent {
 				headers = s.headersOf(snap.ID)
 				break
 			}
