@@ -398,3 +398,38 @@ func TestObserve_SendWithAuthOverSTARTTLS(t *testing.T) {
 		t.Errorf("sink got %v", subjects(msgs))
 	}
 }
+
+// TestObserve_ServeRefusesToStart: `serve` exits 1 naming the problem for a broken configuration, and for a
+// second daemon on a queue that one already runs, which must leave the first one working.
+func TestObserve_ServeRefusesToStart(t *testing.T) {
+	relaytest.Require(t, "go")
+	t.Parallel()
+	broken := startDaemon(t, relaytest.DaemonOptions{
+		Config: opsConfig(loopbackAddr(t, "127.0.0.1"), "127.0.0.1:9", "1h", "\n[queue2]\nx = 1\n"),
+		NoWait: true,
+	})
+	if code, err := broken.Wait(30 * time.Second); err != nil || code != 1 ||
+		!strings.Contains(broken.Stderr(), "queue2") || !strings.Contains(broken.Stderr(), "ptrelay.toml:") {
+		t.Errorf("serve with an unknown key: exit %d, %v; want 1 and the key with its line:\n%s", code, err, broken.Stderr())
+	}
+
+	data := filepath.Join(t.TempDir(), "data")
+	withData := func(cfg string) string {
+		return strings.Replace(cfg, "[smtp]\n", fmt.Sprintf("data_dir = %q\n\n[smtp]\n", data), 1)
+	}
+	first := startDaemon(t, relaytest.DaemonOptions{Config: withData(opsConfig(loopbackAddr(t, "127.0.0.1"), "127.0.0.1:9", "1h", ""))})
+	id := inject(t, first.Addr(), "a@example.com", "b@example.org", "first")
+	second := startDaemon(t, relaytest.DaemonOptions{
+		Config: withData(opsConfig(loopbackAddr(t, "127.0.0.1"), "127.0.0.1:9", "1h", "")),
+		NoWait: true,
+	})
+	if code, err := second.Wait(30 * time.Second); err != nil || code != 1 || !strings.Contains(second.Stderr(), data) {
+		t.Errorf("a second daemon on the same queue: exit %d, %v; want 1 and the data_dir named:\n%s", code, err, second.Stderr())
+	}
+	if m := queueList(t, first)[id]; m == nil {
+		t.Errorf("the first daemon no longer answers with its queue")
+	}
+	if _, err := injectFrom(first.Addr(), "", "a@example.com", "b@example.org", "still"); err != nil {
+		t.Errorf("the first daemon no longer accepts mail: %v", err)
+	}
+}
