@@ -73,11 +73,13 @@ type Scheduler struct {
 	kick    chan struct{}
 	done    chan struct{} // a session finished (capacity may be free) or recorded an outcome (a new due time)
 
-	mu      sync.Mutex
-	hops    map[hopKey]*hop
-	active  int // sessions running, all hops
-	waiting int // claimed transactions not yet handed to a session
-	stop    bool
+	mu   sync.Mutex
+	hops map[hopKey]*hop
+	// pressure is closed (and replaced) when work waits for a session slot that idle sessions hold: they quit.
+	pressure chan struct{}
+	active   int // sessions running, all hops
+	waiting  int // claimed transactions not yet handed to a session
+	stop     bool
 }
 
 // New returns a scheduler for store. res may be nil when every route is the smart host (direct attempts then
@@ -102,6 +104,7 @@ func New(cfg *config.Config, store *queue.Store, res *dnscheck.Resolver, verdict
 		done:    make(chan struct{}, 1),
 		hops:    make(map[hopKey]*hop),
 	}
+	s.pressure = make(chan struct{})
 	s.cfg.Store(cfg)
 	return s
 }

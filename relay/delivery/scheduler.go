@@ -199,7 +199,12 @@ func (s *Scheduler) dispatch(ctx context.Context, wg *sync.WaitGroup) {
 	if s.stop {
 		return
 	}
+	starved, idle := false, 0
 	for key, h := range s.hops {
+		idle += h.idle
+		if len(h.queue) > h.idle && h.sessions < perDest && s.active >= total {
+			starved = true
+		}
 		// Idle sessions of the hop take queued work first; new sessions only for what they cannot.
 		for len(h.queue) > h.idle && h.sessions < perDest && s.active < total {
 			t := h.queue[0]
@@ -213,6 +218,11 @@ func (s *Scheduler) dispatch(ctx context.Context, wg *sync.WaitGroup) {
 				s.runSession(ctx, cfg, key, t)
 			}(key, t)
 		}
+	}
+	if starved && idle > 0 {
+		// delivery.concurrency is reached and sessions idling for other hops hold slots: release them.
+		close(s.pressure)
+		s.pressure = make(chan struct{})
 	}
 }
 
@@ -239,6 +249,7 @@ func (s *Scheduler) awaitTxn(ctx context.Context, key hopKey) *txn {
 		return nil
 	}
 	h.idle++
+	pressure := s.pressure
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -252,6 +263,8 @@ func (s *Scheduler) awaitTxn(ctx context.Context, key hopKey) *txn {
 		case <-ctx.Done():
 			return nil
 		case <-timer.C:
+			return nil
+		case <-pressure:
 			return nil
 		case <-h.avail:
 			if t := s.nextTxn(key); t != nil {
