@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
 	"ptrelay/queue"
 	"ptrelay/relay/relaytest"
 )
@@ -333,51 +331,6 @@ func TestSignals_SIGTERMUnderLoad(t *testing.T) {
 			t.Errorf("message %s (%s) never reached the sink", id, subject)
 		}
 	}
-}
-
-// transaction is an SMTP client stopped after RCPT, to hold a session open across a signal.
-type transaction struct {
-	c *smtp.Client
-}
-
-func openTransaction(t *testing.T, addr, from, to string) *transaction {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = conn.SetDeadline(time.Now().Add(60 * time.Second))
-	c := smtp.NewClient(conn)
-	t.Cleanup(func() { c.Close() })
-	if err := c.Hello("client.ops.test"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Mail(from, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Rcpt(to, nil); err != nil {
-		t.Fatal(err)
-	}
-	return &transaction{c}
-}
-
-// finish sends DATA and returns the queue ID of the 250; any other outcome fails the test.
-func (tr *transaction) finish(t *testing.T, subject string) string {
-	t.Helper()
-	w, err := tr.c.Data()
-	if err != nil {
-		t.Fatalf("DATA of %q: %v", subject, err)
-	}
-	fmt.Fprintf(w, "Subject: %s\r\n\r\nbody\r\n", subject)
-	resp, err := w.CloseWithResponse()
-	if err != nil {
-		t.Fatalf("end of data of %q: %v", subject, err)
-	}
-	m := queuedAsRE.FindStringSubmatch(resp.StatusText)
-	if m == nil {
-		t.Fatalf("%q: 250 without a queue ID: %q", subject, resp.StatusText)
-	}
-	return m[1]
 }
 
 // TestSignals_SIGTERMLetsTransactionsFinish: at SIGTERM a transaction in progress completes and is queued, an idle
