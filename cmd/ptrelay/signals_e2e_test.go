@@ -369,32 +369,42 @@ func TestSignals_SIGTERMLetsTransactionsFinish(t *testing.T) {
 	}
 }
 
-// TestSignals_SIGTERMReturnsStalledDelivery: a delivery stuck on a smart host that sits on DATA does not hold
-// SIGTERM up; the message goes back to the queue, due, and the restarted daemon delivers it.
+// TestSignals_SIGTERMReturnsStalledDelivery: deliveries stuck on a smart host that sits on DATA do not hold
+// SIGTERM up; they go back to the queue, due, and the restarted daemon delivers them. A hold asked for while
+// one of them was in flight takes effect when its attempt ends: that one stays held across the restart.
 func TestSignals_SIGTERMReturnsStalledDelivery(t *testing.T) {
 	relaytest.Require(t, "smtp-sink")
 	t.Parallel()
 	// -w: smtp-sink waits that many seconds before answering DATA.
 	slow := relaytest.StartSink(t, relaytest.SinkOptions{Addr: "127.0.0.3:0", Args: []string{"-w", "300"}})
 	d := startDaemon(t, relaytest.DaemonOptions{Config: opsConfig(loopbackAddr(t, "127.0.0.1"), slow.Addr(), "1h", "")})
-	id := inject(t, d.Addr(), "a@example.com", "b@example.org", "stalled")
-	waitStates(t, d, "active", id)
-	waitFor(t, 30*time.Second, func() string { return "the delivery never reached the sink:\n" + slow.Log() }, func() bool {
-		return strings.Contains(slow.Log(), "DATA")
+	stalled := inject(t, d.Addr(), "a@example.com", "b@example.org", "stalled")
+	held := inject(t, d.Addr(), "a@example.com", "c@example.org", "held in flight")
+	waitStates(t, d, "active", stalled, held)
+	waitFor(t, 30*time.Second, func() string { return "the deliveries never reached DATA:\n" + slow.Log() }, func() bool {
+		return strings.Count(slow.Log(), "DATA") >= 2
 	})
+	mustPtrelay(t, d, "queue", "hold", held)
+	if out := mustPtrelay(t, d, "queue", "show", held); !strings.Contains(out, "active, 1 attempt, hold requested") {
+		t.Errorf("queue show of a message held in flight:\n%s", out)
+	}
 	d.Signal(syscall.SIGTERM)
 	// The sink would answer in five minutes; the drain must not wait for it (relaytest allows 60 s).
 	code, err := d.Wait(60 * time.Second)
 	if err != nil || code != 0 {
-		t.Fatalf("SIGTERM with a delivery stuck at DATA: exit %d, %v\n%s", code, err, tailLog(d))
+		t.Fatalf("SIGTERM with deliveries stuck at DATA: exit %d, %v\n%s", code, err, tailLog(d))
 	}
-	m := queueList(t, d)[id]
-	if m == nil {
-		t.Fatal("the message in flight at SIGTERM is gone from the queue")
+	q := queueList(t, d)
+	if q[stalled] == nil || q[held] == nil {
+		t.Fatalf("messages in flight at SIGTERM are gone from the queue: %v", q)
 	}
-	if r := m.Recipients[0]; r.State == queue.StateActive || !dueSoon(r, time.Minute) {
-		t.Fatalf("after the drain the message is %s (next attempt %v); want back in the queue and due", r.State, r.NextAttempt)
+	if r := q[stalled].Recipients[0]; r.State == queue.StateActive || r.State == queue.StateHold || !dueSoon(r, time.Minute) {
+		t.Errorf("after the drain the stalled message is %s (next attempt %v); want back in the queue and due", r.State, r.NextAttempt)
 	}
+	if got := states(q[held]); got != "hold" {
+		t.Errorf("after the drain the message held in flight is %s, want hold", got)
+	}
+
 	sink := relaytest.StartSink(t, relaytest.SinkOptions{Addr: "127.0.0.3:0"})
 	if err := os.WriteFile(d.ConfigFile(), []byte(opsConfig(d.Addr(), sink.Addr(), "1h", "")), 0o600); err != nil {
 		t.Fatal(err)
@@ -402,5 +412,12 @@ func TestSignals_SIGTERMReturnsStalledDelivery(t *testing.T) {
 	d.Restart()
 	if msgs := sink.WaitMessages(t, 1, 30*time.Second); msgs[0].Header().Get("Subject") != "stalled" {
 		t.Errorf("sink got %v", subjects(msgs))
+	}
+	if got := states(queueList(t, d)[held]); got != "hold" {
+		t.Errorf("after the restart the held message is %s", got)
+	}
+	mustPtrelay(t, d, "queue", "release", held)
+	if msgs := sink.WaitMessages(t, 2, 30*time.Second); len(msgs) != 2 || msgs[1].Header().Get("Subject") != "held in flight" {
+		t.Errorf("after release the sink has %v", subjects(msgs))
 	}
 }
