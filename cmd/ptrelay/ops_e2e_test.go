@@ -79,6 +79,17 @@ func TestOps_QueueVerbsOnline(t *testing.T) {
 		}
 	}
 
+	// Usage errors: exit 2 and nothing changed.
+	for _, args := range [][]string{{"queue", "delete"}, {"queue", "delete", "-all", ids["held"]}, {"queue", "frobnicate"},
+		{"queue", "show"}, {"queue", "hold", "-nosuchflag", ids["held"]}} {
+		if out, code := ptrelay(t, d, args...); code != 2 {
+			t.Errorf("ptrelay %s: exit %d, want 2 (usage)\n%s", strings.Join(args, " "), code, out)
+		}
+	}
+	if q := queueList(t, d); len(q) != len(all) {
+		t.Fatalf("usage errors changed the queue: %d messages, want %d", len(q), len(all))
+	}
+
 	if out := mustPtrelay(t, d, "queue", "hold", ids["held"]); !strings.Contains(out, "hold: 1 message") {
 		t.Errorf("queue hold: %q", out)
 	}
