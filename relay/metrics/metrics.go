@@ -37,7 +37,7 @@ type Metrics struct {
 
 // DeliveryBuckets are the delivery duration histogram's upper bounds in seconds: from a fast LAN smart host
 // (tens of ms) to a slow remote MX near the SMTP timeouts (minutes).
-var DeliveryBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}
+var DeliveryBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400}
 
 // New creates the metrics in a fresh registry, together with the Go runtime and process collectors.
 func New() *Metrics {
@@ -73,7 +73,7 @@ func New() *Metrics {
 		}, []string{"reason"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "ptrelay_delivery_duration_seconds",
-			Help:    "Duration of one delivery attempt (connect to final reply) by route.",
+			Help:    "Time from a message's arrival to the outcome of a recipient attempt (Postfix's delay=), by route.",
 			Buckets: DeliveryBuckets,
 		}, []string{"route"}),
 		verdict: prometheus.NewGaugeVec(prometheus.GaugeOpts{
