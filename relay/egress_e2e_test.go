@@ -1,0 +1,353 @@
+package relay_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"ptrelay/config"
+	"ptrelay/dnscheck/dnstest"
+	"ptrelay/relay"
+	"ptrelay/relay/admin"
+	"ptrelay/relay/relaytest"
+)
+
+// Auto routing through the whole daemon (relay.New + Run in-process, so -race sees it): a real unbound serves the
+// egress address's PTR, its forward name, a DNSBL zone and the recipient domain's MX; smtp-sink plays the
+// recipient's MX and the smart host; the port-25 probe knocks at the MX sink. Nothing leaves the machine.
+//
+// Egress addresses (egress.ip): .51 passes every check; .52 has no PTR.
+const (
+	goodEgress = "127.0.0.51"
+	noPTR      = "127.0.0.52"
+	mxIP       = "127.0.0.41"
+	smarthost  = "127.0.0.42"
+)
+
+// egressZones are the scenario's records.
+func egressZones(extra ...string) []string {
+	return append([]string{
+		"51.0.0.127.in-addr.arpa. PTR relay.good.test.",
+		"relay.good.test. A " + goodEgress,
+		"good.test. TXT \"v=spf1 ip4:" + goodEgress + " ip4:" + smarthost + " -all\"",
+		// RFC 5782 2.2: a working list lists 127.0.0.2; the checker asks before it trusts a "not listed".
+		"2.0.0.127.bl.test. A 127.0.0.2",
+		"dest.test. MX 10 mx.dest.test.",
+		"mx.dest.test. A " + mxIP,
+	}, extra...)
+}
+
+type egressEnv struct {
+	dns  string
+	mx   *relaytest.Sink // the recipient domain's MX, on delivery.port
+	sh   *relaytest.Sink // the smart host
+	dir  string
+	logs *logBuffer
+}
+
+func startEgressEnv(t *testing.T, mxOpt relaytest.SinkOptions, zones ...string) *egressEnv {
+	t.Helper()
+	relaytest.Require(t, "smtp-sink", "unbound")
+	mxOpt.Addr = mxIP + ":0"
+	if mxOpt.Hostname == "" {
+		mxOpt.Hostname = "mx.dest.test"
+	}
+	return &egressEnv{
+		dns:  dnstest.StartUnbound(t, egressZones(zones...)...),
+		mx:   relaytest.StartSink(t, mxOpt),
+		sh:   relaytest.StartSink(t, relaytest.SinkOptions{Addr: smarthost + ":0", Hostname: "smtp.isp.test"}),
+		dir:  t.TempDir(),
+		logs: &logBuffer{},
+	}
+}
+
+// config is the daemon's configuration with egress.ip = egressIP and routing.mode = mode.
+func (e *egressEnv) config(t *testing.T, egressIP, mode string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+hostname = "relay.good.test"
+data_dir = %q
+[smtp]
+listen = ["127.0.0.1:0"]
+[smarthost]
+address = %q
+tls = "none"
+[routing]
+mode = %q
+[delivery]
+port = %d
+[queue]
+retry_min = "1m"
+retry_max = "1m"
+[dns]
+resolvers = [%q]
+timeout = "2s"
+[egress]
+ip = %q
+discovery = []
+dnsbl = ["bl.test"]
+port25_probe = %q
+[admin]
+socket = %q
+`, e.dir, e.sh.Addr(), mode, e.mx.Port(), e.dns, egressIP, e.mx.Addr(), filepath.Join(e.dir, "admin.sock"))), "egress-e2e.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// start runs the daemon until the test ends and returns it with its SMTP address.
+func (e *egressEnv) start(t *testing.T, cfg *config.Config) (*relay.Relay, string) {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	r, err := relay.New(cfg, relay.Options{Log: log, Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run returned %v on a clean stop", err)
+			}
+		case <-time.After(45 * time.Second):
+			t.Error("Run did not return after its context ended")
+		}
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", e.logs.String())
+		}
+	})
+	var addr string
+	waitUntil(t, "the SMTP listener in status", 20*time.Second, func() bool {
+		for _, l := range e.status(t).Listeners {
+			if a, ok := strings.CutPrefix(l, "smtp "); ok {
+				addr = a
+				return true
+			}
+		}
+		return false
+	})
+	return r, addr
+}
+
+// status asks the running daemon over its admin socket, as `ptrelay status` does.
+func (e *egressEnv) status(t *testing.T) admin.Status {
+	t.Helper()
+	c, err := admin.Dial(filepath.Join(e.dir, "admin.sock"))
+	if err != nil {
+		return admin.Status{}
+	}
+	defer c.Close()
+	st, err := c.Status()
+	if err != nil {
+		return admin.Status{}
+	}
+	return st
+}
+
+// verdict is the status's IPv4 egress address and verdict.
+func (e *egressEnv) verdict(t *testing.T) (ip, verdict string) {
+	for _, es := range e.status(t).Egress {
+		if es.Family == "ipv4" {
+			return es.IP, es.Verdict
+		}
+	}
+	return "", ""
+}
+
+func (e *egressEnv) waitVerdict(t *testing.T, ip, verdict string) {
+	t.Helper()
+	waitUntil(t, "egress "+ip+" "+verdict, 30*time.Second, func() bool {
+		gotIP, got := e.verdict(t)
+		return gotIP == ip && got == verdict
+	})
+}
+
+// send submits one message to the relay the way the internal server does.
+func send(t *testing.T, addr, rcpt, subject string) {
+	t.Helper()
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msg := "From: a@good.test\r\nTo: " + rcpt + "\r\nSubject: " + subject + "\r\nMessage-ID: <" + subject +
+		"@good.test>\r\n\r\nHello from " + subject + ".\r\n"
+	if err := c.SendMail("a@good.test", []string{rcpt}, strings.NewReader(msg)); err != nil {
+		t.Fatalf("relay refused %s: %v", subject, err)
+	}
+	_ = c.Quit()
+}
+
+// subjects lists the Subject of every message a sink holds.
+func subjects(s *relaytest.Sink) []string {
+	var out []string
+	for _, m := range s.Messages() {
+		out = append(out, m.Header().Get("Subject"))
+	}
+	return out
+}
+
+func waitSubject(t *testing.T, s *relaytest.Sink, who, subject string) {
+	t.Helper()
+	waitUntil(t, who+" receiving "+subject, 30*time.Second, func() bool {
+		for _, got := range subjects(s) {
+			if got == subject {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func hasSubject(s *relaytest.Sink, subject string) bool {
+	for _, got := range subjects(s) {
+		if got == subject {
+			return true
+		}
+	}
+	return false
+}
+
+func TestEgressE2E_GoodVerdictDeliversDirect(t *testing.T) {
+	e := startEgressEnv(t, relaytest.SinkOptions{})
+	_, addr := e.start(t, e.config(t, goodEgress, "auto"))
+	e.waitVerdict(t, goodEgress, "direct-ok")
+	send(t, addr, "b@dest.test", "good-1")
+	waitSubject(t, e.mx, "the MX", "good-1")
+	m := e.mx.Messages()[0]
+	if m.From != "a@good.test" || len(m.To) != 1 || m.To[0] != "b@dest.test" || m.Helo != "relay.good.test" {
+		t.Errorf("the MX got %q -> %v with EHLO %q", m.From, m.To, m.Helo)
+	}
+	if n := e.sh.MessageCount(); n != 0 {
+		t.Errorf("the smart host got %d messages with a direct-ok verdict: %v", n, subjects(e.sh))
+	}
+	if !strings.Contains(e.logs.String(), "route=direct") {
+		t.Errorf("no route=direct delivery line in the log")
+	}
+}
+
+func TestEgressE2E_NoPTRGoesViaSmarthost(t *testing.T) {
+	e := startEgressEnv(t, relaytest.SinkOptions{})
+	_, addr := e.start(t, e.config(t, noPTR, "auto"))
+	e.waitVerdict(t, noPTR, "smarthost")
+	send(t, addr, "b@dest.test", "noptr-1")
+	waitSubject(t, e.sh, "the smart host", "noptr-1")
+	if n := e.mx.MessageCount(); n != 0 {
+		t.Errorf("the MX got %d messages although the egress address has no PTR: %v", n, subjects(e.mx))
+	}
+	var reasons string
+	for _, es := range e.status(t).Egress {
+		if es.Family == "ipv4" {
+			reasons = strings.Join(es.Reasons, "; ")
+		}
+	}
+	if !strings.Contains(strings.ToLower(reasons), "ptr") {
+		t.Errorf("status gives no PTR reason for the smarthost verdict: %q", reasons)
+	}
+}
+
+// A reload (what SIGHUP does in `ptrelay serve`) with another egress.ip switches the route of the next message,
+// and of mail already queued, without a restart; and back.
+func TestEgressE2E_ReloadSwitchesRoute(t *testing.T) {
+	e := startEgressEnv(t, relaytest.SinkOptions{})
+	r, addr := e.start(t, e.config(t, goodEgress, "auto"))
+	e.waitVerdict(t, goodEgress, "direct-ok")
+	send(t, addr, "b@dest.test", "switch-1")
+	waitSubject(t, e.mx, "the MX", "switch-1")
+
+	if err := r.Reload(e.config(t, noPTR, "auto")); err != nil {
+		t.Fatal(err)
+	}
+	e.waitVerdict(t, noPTR, "smarthost")
+	send(t, addr, "b@dest.test", "switch-2")
+	waitSubject(t, e.sh, "the smart host", "switch-2")
+	if hasSubject(e.mx, "switch-2") {
+		t.Errorf("the MX got switch-2 after the egress address lost its PTR")
+	}
+
+	if err := r.Reload(e.config(t, goodEgress, "auto")); err != nil {
+		t.Fatal(err)
+	}
+	e.waitVerdict(t, goodEgress, "direct-ok")
+	send(t, addr, "b@dest.test", "switch-3")
+	waitSubject(t, e.mx, "the MX", "switch-3")
+	if hasSubject(e.sh, "switch-1") || hasSubject(e.sh, "switch-3") {
+		t.Errorf("the smart host got direct-ok mail: %v", subjects(e.sh))
+	}
+}
+
+// A listing in a DNSBL zone makes the verdict smarthost even with a perfect PTR.
+func TestEgressE2E_DNSBLListingGoesViaSmarthost(t *testing.T) {
+	e := startEgressEnv(t, relaytest.SinkOptions{}, "51.0.0.127.bl.test. A 127.0.0.2")
+	_, addr := e.start(t, e.config(t, goodEgress, "auto"))
+	e.waitVerdict(t, goodEgress, "smarthost")
+	send(t, addr, "b@dest.test", "listed-1")
+	waitSubject(t, e.sh, "the smart host", "listed-1")
+	if n := e.mx.MessageCount(); n != 0 {
+		t.Errorf("the MX got %d messages from a listed address", n)
+	}
+}
+
+// Gmail's reply to an address without PTR, from a real smtp-sink MX (one line: smtp-sink cannot send Gmail's
+// multi-line form, the delivery tests do that), while the verdict says direct-ok (a receiver stricter than our
+// check): the recipient goes through the smart host at once.
+func TestEgressE2E_RerouteOn5725(t *testing.T) {
+	e := startEgressEnv(t, relaytest.SinkOptions{Reject: map[string]string{
+		"RCPT": "550 5.7.25 [127.0.0.1] The IP address sending this message does not have a PTR record setup, or the corresponding forward DNS entry does not point to the sending IP."}})
+	_, addr := e.start(t, e.config(t, goodEgress, "auto"))
+	e.waitVerdict(t, goodEgress, "direct-ok")
+	send(t, addr, "b@dest.test", "reroute-1")
+	waitSubject(t, e.sh, "the smart host", "reroute-1")
+	if n := e.mx.MessageCount(); n != 0 {
+		t.Errorf("the refusing MX completed %d transactions", n)
+	}
+	log := e.logs.String()
+	for _, want := range []string{"route=direct", "status=rerouted", "route=smarthost", "status=sent", "reason=ptr"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the log lacks %q:\n%s", want, log)
+		}
+	}
+}
+
+// logBuffer collects the daemon's log for assertions.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// waitUntil polls cond until it holds or timeout passes (a bounded wait, never a timing assertion).
+func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
