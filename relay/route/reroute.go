@@ -203,7 +203,8 @@ func normalise(s string) string {
 		lines[i] = l
 	}
 	s = strings.Join(lines, " ")
-	// Prefixes flattened into the text by a log or a DSN ("unusual rate of 421-4.7.0 unsolicited mail"), and
+	// Prefixes flattened into the text by a log, a DSN or a greeting parsed line by line ("unusual rate of
+	// 421-4.7.0 unsolicited mail", "does not have a 5.7.25 PTR record"), and
 	// addresses, whose local parts are anybody's words ("<rdns@example.com>: user unknown").
 	s = midPrefix.ReplaceAllString(s, " ")
 	s = address.ReplaceAllString(s, " ")
@@ -211,7 +212,7 @@ func normalise(s string) string {
 }
 
 var (
-	midPrefix = regexp.MustCompile(`(^|\s)[245][0-9][0-9][- ][245]\.[0-9]{1,3}\.[0-9]{1,3}(\s|$)`)
+	midPrefix = regexp.MustCompile(`(^|\s)([245][0-9][0-9][- ])?[245]\.[0-9]{1,3}\.[0-9]{1,3}(\s|$)`)
 	address   = regexp.MustCompile(`<[^<>\s]*@[^<>\s]*>`)
 )
 
