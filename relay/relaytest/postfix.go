@@ -54,6 +54,7 @@ func StartPostfix(t testing.TB, opt PostfixOptions) *Postfix {
 	t.Helper()
 	Require(t, "postfix", "saslpasswd2")
 	RequireRoot(t)
+	requireSASLPlugins(t)
 	if opt.RelayTo == "" {
 		t.Fatal("relaytest: PostfixOptions.RelayTo is required")
 	}
@@ -131,6 +132,21 @@ func StartPostfix(t testing.TB, opt PostfixOptions) *Postfix {
 	}
 	t.Fatalf("relaytest: Postfix could not bind its ports:\n%s", lastLog)
 	return nil
+}
+
+// requireSASLPlugins checks for the Cyrus plug-ins smtpd needs for PLAIN, LOGIN and the sasldb: without them
+// Postfix starts but offers no AUTH, and the test would fail far from the cause.
+func requireSASLPlugins(t testing.TB) {
+	t.Helper()
+	for _, lib := range []struct{ file, pkg string }{
+		{"libplain.so*", "libsasl2-modules"}, {"liblogin.so*", "libsasl2-modules"}, {"libsasldb.so*", "libsasl2-modules-db"},
+	} {
+		if m, _ := filepath.Glob(filepath.Join("/usr/lib/*/sasl2", lib.file)); len(m) == 0 {
+			if m, _ := filepath.Glob(filepath.Join("/usr/lib/sasl2", lib.file)); len(m) == 0 {
+				missing(t, "end-to-end test needs the Cyrus SASL plug-in "+lib.file+" (apt-get install "+lib.pkg+")")
+			}
+		}
+	}
 }
 
 func (pf *Postfix) confDir() string { return filepath.Join(pf.dir, "conf") }
