@@ -11,6 +11,7 @@ import (
 	"ptrelay/config"
 	"ptrelay/queue"
 	"ptrelay/relay/dsn"
+	"ptrelay/relay/route"
 	"ptrelay/relay/smtpstatus"
 )
 
@@ -24,6 +25,7 @@ type dsnRcpt struct {
 	Diagnostic  string // the remote's reply, or our own description when no server answered
 	Relay       string // "host[ip]:port" or ""
 	At          time.Time
+	Fix         string // what to fix, when the reply says (route.Classify: SPF, DKIM, DMARC, PTR...)
 }
 
 // dsnLine describes one recipient's failure or delay for a DSN: the remote's reply becomes the Diagnostic-Code;
@@ -35,6 +37,11 @@ func dsnLine(r *queue.Recipient, st smtpstatus.Status, relay string, at time.Tim
 		d.Diagnostic = st.String()
 	} else {
 		d.Diagnostic = st.Text // dsn writes it as an X-ptrelay diagnostic, in our words
+	}
+	if ref := route.Classify(st); ref.Kind != route.None {
+		// The sender's own SPF/DKIM/DMARC (never rerouted) or this host's reputation (rerouting off): the DSN
+		// names the record to fix in our words instead of leaving the sender to decode the receiver's.
+		d.Fix = ref.Fix
 	}
 	if d.Status == "" {
 		d.Status = "5.0.0"
@@ -107,6 +114,7 @@ func (s *Scheduler) enqueueDSN(tx *queue.Tx, cfg *config.Config, m *queue.Messag
 			RemoteMTA:   hostOf(r.Relay),
 			LastAttempt: r.At,
 			Diagnostic:  r.Diagnostic,
+			Fix:         r.Fix,
 		}
 		if kind == dsn.Delayed {
 			rs.Action = "delayed"

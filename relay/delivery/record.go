@@ -284,13 +284,12 @@ func (s *Scheduler) record(cfg *config.Config, t *txn, results []rcptResult, abo
 }
 
 // canReroute: routing.reroute is on, a smart host exists, the mode lets direct delivery fall back (auto or
-// direct), and the reply refuses this host rather than the message (route.PolicyRefusal).
+// direct), and the reply refuses this host rather than the message or the sender domain (route.Classify).
 func canReroute(cfg *config.Config, st smtpstatus.Status) bool {
 	if !cfg.Routing.Reroute || !cfg.Smarthost.Configured() || cfg.EffectiveRoutingMode() == "smarthost" || st.Code == 0 {
 		return false
 	}
-	_, ok := route.PolicyRefusal(st.Code, st.Enhanced.String(), st.Text)
-	return ok
+	return route.Classify(st).Reroutable()
 }
 
 func wasRerouted(r *queue.Recipient) bool {
@@ -309,7 +308,7 @@ func (s *Scheduler) rerouted(logs []Result) {
 		if l.Outcome != Rerouted {
 			continue
 		}
-		ref, _ := route.PolicyRefusal(l.Status.Code, l.Status.Enhanced.String(), l.Status.Text)
+		ref := route.Classify(l.Status)
 		s.log.Warn("delivery: direct delivery refused for this host; rerouted via the smart host",
 			"id", l.ID, "relay", l.Relay, "reason", ref.Reason, "reply", l.Reply(), "fix", ref.Fix)
 		break

@@ -16,6 +16,8 @@ import (
 	"ptrelay/dnscheck/dnstest"
 	"ptrelay/queue"
 	"ptrelay/relay/relaytest"
+	"ptrelay/relay/route"
+	"ptrelay/relay/smtpstatus"
 )
 
 func portOf(t *testing.T, addr string) int {
@@ -405,5 +407,37 @@ func TestDelivery_RerouteOnPolicyRefusal(t *testing.T) {
 				t.Errorf("bounced %d, direct got %d, smart host got %d", rec.count(Bounced), len(direct.messages()), len(sh.messages()))
 			}
 		})
+	}
+}
+
+// A refusal for the sender domain's own SPF/DKIM is never rerouted; the DSN names the record to fix.
+func TestDelivery_SenderAuthRefusalBouncesWithFix(t *testing.T) {
+	refusal := "This mail has been blocked because the sender is unauthenticated. Gmail requires all senders to authenticate with either SPF or DKIM."
+	f, port, dns := fakeMX(t, func(f *fakePeer) {
+		f.rcptErr = func(_ int, to string) error {
+			if strings.HasSuffix(to, "@dest.test") {
+				return replyErr4(550, smtp.EnhancedCode{5, 7, 26}, refusal)
+			}
+			return nil
+		}
+	})
+	sh := startFake(t, "127.0.0.2:0", nil)
+	st := openStore(t, t.TempDir())
+	cfg := testConfig(port)
+	cfg.Routing.Reroute = true
+	cfg.Smarthost = config.Smarthost{Address: sh.addr, TLS: "none"}
+	put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("spf"), "b@dest.test")
+	_, rec, _ := run(t, cfg, st, resolver(t, dns.Addr()), Hooks{})
+	waitFor(t, "the bounce and its DSN", 10*time.Second, func() bool { return rec.count(Bounced) == 1 && len(dsns(f)) == 1 })
+	if len(sh.messages()) != 0 || rec.count(Rerouted) != 0 {
+		t.Errorf("an SPF/DKIM refusal was rerouted")
+	}
+	fix := route.Classify(smtpstatus.Status{Code: 550, Enhanced: smtpstatus.Enhanced{5, 7, 26}, Text: refusal}).Fix
+	if fix == "" {
+		t.Fatal("route.Classify gives no fix for a Gmail SPF/DKIM refusal")
+	}
+	flat := strings.Join(strings.Fields(string(dsns(f)[0].Data)), " ")
+	if !strings.Contains(flat, strings.Join(strings.Fields(fix), " ")) {
+		t.Errorf("DSN does not name the fix %q:\n%s", fix, dsns(f)[0].Data)
 	}
 }
