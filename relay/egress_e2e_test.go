@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -97,6 +99,7 @@ dnsbl = ["bl.test"]
 port25_probe = %q
 [admin]
 socket = %q
+metrics_listen = "127.0.0.1:0"
 `, e.dir, e.sh.Addr(), mode, e.mx.Port(), e.dns, egressIP, e.mx.Addr(), filepath.Join(e.dir, "admin.sock"))), "egress-e2e.toml")
 	if err != nil {
 		t.Fatal(err)
@@ -320,6 +323,41 @@ func TestEgressE2E_RerouteOn5725(t *testing.T) {
 			t.Errorf("the log lacks %q:\n%s", want, log)
 		}
 	}
+	if m := e.metrics(t); !strings.Contains(m, `ptrelay_reroutes_total{reason="ptr"} 1`) {
+		t.Errorf("metrics do not count the reroute:\n%s", grepLines(m, "reroute"))
+	}
+}
+
+// metrics scrapes the daemon's Prometheus endpoint.
+func (e *egressEnv) metrics(t *testing.T) string {
+	t.Helper()
+	for _, l := range e.status(t).Listeners {
+		if a, ok := strings.CutPrefix(l, "metrics "); ok {
+			c := &http.Client{Timeout: 10 * time.Second}
+			resp, err := c.Get("http://" + a + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return string(b)
+		}
+	}
+	t.Fatal("no metrics listener in status")
+	return ""
+}
+
+func grepLines(s, word string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, word) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // logBuffer collects the daemon's log for assertions.

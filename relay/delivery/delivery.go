@@ -50,6 +50,9 @@ type Result struct {
 type Hooks struct {
 	// OnAttempt is called once per recipient attempt, from the function that writes the log line (metrics).
 	OnAttempt func(Result)
+	// OnReroute is called once per recipient rerouted to the smart host, with route.Classify's reason ("ptr",
+	// "pbl", "blocklist", ...), after the reroute is recorded (ptrelay_reroutes_total).
+	OnReroute func(reason string)
 	// RootCAs verifies certificates (smart host with tls_verify, direct with delivery.tls = "verify"); nil means
 	// the system roots. Tests that run a TLS peer with their own CA set it.
 	RootCAs *x509.CertPool
@@ -72,6 +75,11 @@ type Scheduler struct {
 	cfg     atomic.Pointer[config.Config]
 	kick    chan struct{}
 	done    chan struct{} // a session finished (capacity may be free) or recorded an outcome (a new due time)
+
+	// smarthostOnly remembers recipient domains whose MX refused this host (a reroute) until the time stored:
+	// their next messages go to the smart host without knocking again. In memory only: after a restart, one
+	// refusal teaches it again.
+	smarthostOnly sync.Map // domain -> time.Time
 
 	mu   sync.Mutex
 	hops map[hopKey]*hop

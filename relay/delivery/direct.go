@@ -82,6 +82,11 @@ func (h *hopDialer) next(ctx context.Context) (*session, *decision) {
 			h.s.log.Error("delivery: TLS with the smart host failed; mail is deferred", "relay", h.lastRelay, "err", cause,
 				"fix", "check that smarthost.address names the host in its certificate and smarthost.tls matches the port (starttls: 587, implicit: 465)")
 		}
+		if d.NextHost && canReroute(h.cfg, h.key.Route, d.Status) {
+			// Refused for this host's reputation (a greeting naming our PTR, a blocklist): the domain's other MX
+			// hosts apply the same policy, so the smart host takes the mail now (record sees the reply).
+			d.NextHost = false
+		}
 		h.last = &d
 		if d.Plaintext && c.tls != tlsOff {
 			c.tls = tlsOff // same address again, without TLS (opportunistic: a broken TLS stack must not block mail)
@@ -152,6 +157,11 @@ func (h *hopDialer) resolveMX(ctx context.Context) *decision {
 	if h.cfg.Delivery.Bind != "" {
 		bind, _ = netip.ParseAddr(h.cfg.Delivery.Bind)
 	}
+	// When one family's egress fails the check and the other passes (IPv6 without a PTR, typically), direct
+	// mail uses the passing family only; addresses of the other are the last resort, for a domain reachable
+	// only over it.
+	fams := h.s.directFamilies()
+	var unfit []candidate
 	var tempErr, permErr error
 	for _, mx := range mxs {
 		if len(h.cands) >= maxCandidates {
@@ -170,10 +180,20 @@ func (h *hopDialer) resolveMX(ctx context.Context) *decision {
 			if bind.IsValid() && bind.Unmap().Is4() != a.Unmap().Is4() {
 				continue // a source address of one family cannot reach the other
 			}
-			if len(h.cands) < maxCandidates {
-				h.cands = append(h.cands, candidate{host: mx.Host, addr: net.JoinHostPort(a.Unmap().String(), port), tls: mode})
+			c := candidate{host: mx.Host, addr: net.JoinHostPort(a.Unmap().String(), port), tls: mode}
+			switch {
+			case !familyAllowed(fams, a):
+				if len(unfit) < maxCandidates {
+					unfit = append(unfit, c)
+				}
+			case len(h.cands) < maxCandidates:
+				h.cands = append(h.cands, c)
 			}
 		}
+	}
+	if len(h.cands) == 0 && len(unfit) > 0 {
+		h.s.log.Debug("delivery: only addresses of a family whose egress failed the check", "hop", h.key.Dest)
+		h.cands = unfit
 	}
 	if len(h.cands) > 0 {
 		return nil

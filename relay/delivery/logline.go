@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"ptrelay/relay/route"
 	"ptrelay/relay/smtpstatus"
 )
 
@@ -29,7 +30,7 @@ func (s *Scheduler) logAttempt(r Result) {
 	if rt == "" {
 		rt = "none"
 	}
-	s.log.LogAttrs(context.Background(), level, "delivery",
+	attrs := []slog.Attr{
 		slog.String("id", r.ID),
 		slog.String("to", "<"+r.Rcpt+">"),
 		slog.String("relay", relay),
@@ -39,7 +40,17 @@ func (s *Scheduler) logAttempt(r Result) {
 		slog.String("status", string(r.Outcome)),
 		slog.String("reply", replyText(r.Status)),
 		slog.Int("attempt", r.Attempt),
-	)
+	}
+	// A refusal the table knows gets its reason, and, unless the reroute's own line gives it, the record to fix.
+	if r.Outcome != Sent && r.Status.Code != 0 {
+		if ref := route.Classify(r.Status); ref.Kind != route.None {
+			attrs = append(attrs, slog.String("reason", ref.Reason))
+			if r.Outcome != Rerouted {
+				attrs = append(attrs, slog.String("fix", ref.Fix))
+			}
+		}
+	}
+	s.log.LogAttrs(context.Background(), level, "delivery", attrs...)
 	if s.hooks.OnAttempt != nil {
 		s.hooks.OnAttempt(r)
 	}

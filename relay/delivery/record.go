@@ -86,6 +86,9 @@ func bounce(r *queue.Recipient, o Outcome, st, diag smtpstatus.Status, rt route.
 		if diag.Code != 0 {
 			line.Diagnostic = diag.String()
 		}
+		if line.Fix == "" {
+			line.Fix = refusalFix(diag) // an expiry: what the last reply asked to fix
+		}
 		f.failed = append(f.failed, line)
 	}
 }
@@ -151,8 +154,8 @@ func (s *Scheduler) claim(cfg *config.Config, snap *queue.Message, now time.Time
 	for _, i := range claimed {
 		r := final.Recipients[i]
 		rt := route.Decide(cfg, final.Envelope.From, r.Addr, s.verdict)
-		if rt == route.Direct && wasRerouted(&r) && cfg.Smarthost.Configured() {
-			rt = route.Smarthost // a receiver refused this host for it: do not knock again
+		if rt == route.Direct && s.stayOnSmarthost(cfg, &r, now) {
+			rt = route.Smarthost // a receiver refused this host: do not knock again
 		}
 		key := hopKey{Route: rt, Dest: route.Domain(r.Addr)}
 		if rt == route.Smarthost {
@@ -234,7 +237,7 @@ func (s *Scheduler) record(cfg *config.Config, t *txn, results []rcptResult, abo
 				addHistory(r, attemptOf(now, t.key.Route, res.Relay, o, st))
 				o, st = Bounced, ours(stAdminBounce, "bounced by the administrator")
 				bounce(r, o, st, smtpstatus.Status{}, "", "", now, &f)
-			case t.key.Route == route.Direct && canReroute(cfg, st):
+			case canReroute(cfg, t.key.Route, st):
 				// Not the recipient's fault: this host was refused. The smart host takes it, at once.
 				o = Rerouted
 				r.State = queue.StateDeferred
@@ -281,41 +284,6 @@ func (s *Scheduler) record(cfg *config.Config, t *txn, results []rcptResult, abo
 		s.rerouted(logs)
 	}
 	s.poke()
-}
-
-// canReroute: routing.reroute is on, a smart host exists, the mode lets direct delivery fall back (auto or
-// direct), and the reply refuses this host rather than the message or the sender domain (route.Classify).
-func canReroute(cfg *config.Config, st smtpstatus.Status) bool {
-	if !cfg.Routing.Reroute || !cfg.Smarthost.Configured() || cfg.EffectiveRoutingMode() == "smarthost" || st.Code == 0 {
-		return false
-	}
-	return route.Classify(st).Reroutable()
-}
-
-func wasRerouted(r *queue.Recipient) bool {
-	for _, a := range r.History {
-		if a.Outcome == string(Rerouted) {
-			return true
-		}
-	}
-	return false
-}
-
-// rerouted tells the admin what to fix, once per recorded transaction, and asks the verdict to look again: a
-// refusal for rDNS or a listing means the verdict that sent this mail direct was wrong or stale.
-func (s *Scheduler) rerouted(logs []Result) {
-	for _, l := range logs {
-		if l.Outcome != Rerouted {
-			continue
-		}
-		ref := route.Classify(l.Status)
-		s.log.Warn("delivery: direct delivery refused for this host; rerouted via the smart host",
-			"id", l.ID, "relay", l.Relay, "reason", ref.Reason, "reply", l.Reply(), "fix", ref.Fix)
-		break
-	}
-	if rc, ok := s.verdict.(route.Rechecker); ok {
-		rc.Recheck()
-	}
 }
 
 // release gives claimed recipients back without an attempt (shutdown before their turn): the claim's Attempts+1

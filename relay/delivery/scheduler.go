@@ -369,7 +369,8 @@ func (s *Scheduler) runSession(ctx context.Context, cfg *config.Config, key hopK
 			fresh = true
 		}
 		res := ss.send(t.msg, t.rcpts, s.bodyOpener(t.msg.ID), txContext{
-			route: key.Route, tlsOpportunistic: cfg.Delivery.TLS != "verify" && cfg.Delivery.TLS != "none", firstTx: fresh})
+			route: key.Route, tlsOpportunistic: cfg.Delivery.TLS != "verify" && cfg.Delivery.TLS != "none", firstTx: fresh,
+			reroute: rerouteOn(cfg)})
 		fresh = false
 		if res.Stale && !stale && ctx.Err() == nil {
 			// The peer closed a session we kept open (idle timeout, or a limit of messages per connection):

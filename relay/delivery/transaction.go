@@ -67,6 +67,7 @@ type txContext struct {
 	route            route.Route
 	tlsOpportunistic bool
 	firstTx          bool
+	reroute          bool // routing.reroute applies (rerouteOn)
 }
 
 func (ss *session) sendOnce(m *queue.Message, rcpts []rcptRef, body func() (io.ReadCloser, error), tc txContext) (txResult, []rcptRef, bool) {
@@ -101,7 +102,9 @@ func (ss *session) sendOnce(m *queue.Message, rcpts []rcptRef, body func() (io.R
 	}
 	if err := ss.c.Mail(m.Envelope.From, opts); err != nil {
 		d := classify(stMail, tc.route, tc.tlsOpportunistic, tc.firstTx, err)
-		if d.NextHost {
+		// A 4xx to MAIL that refuses this host's reputation (Yahoo's [TSS04]) goes to the smart host, not to the
+		// next MX of the same receiver.
+		if d.NextHost && !(tc.reroute && tc.route == route.Direct && route.Classify(d.Status).Reroutable()) {
 			out.NextHost, out.NextHostDecision = true, d
 			return out, nil, true
 		}
@@ -150,7 +153,11 @@ func (ss *session) sendOnce(m *queue.Message, rcpts []rcptRef, body func() (io.R
 		out.Broken = true
 		return out, nil, true
 	}
-	_, werr := io.Copy(w, rc)
+	stuffer := newDotStuffer(ss.wire)
+	_, werr := io.Copy(stuffer, rc)
+	if werr == nil {
+		werr = stuffer.finish(w)
+	}
 	rerr := rc.Close()
 	if werr != nil {
 		st := stData

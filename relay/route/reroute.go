@@ -251,17 +251,3 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
-
-// PolicyRefusal reports whether a reply refuses this host for its reputation or reverse DNS (Classify's
-// Reputation kind), for callers holding the reply as separate fields.
-func PolicyRefusal(code int, enhanced, text string) (Refusal, bool) {
-	e, _ := smtpstatus.ParseEnhanced(enhanced)
-	r := Classify(smtpstatus.Status{Code: code, Enhanced: e, Text: text})
-	return r, r.Kind == Reputation
-}
-
-// Rechecker is implemented by a VerdictSource that can recompute its verdict on demand; a reroute asks for it,
-// since a refusal for rDNS or a listing means the verdict was wrong or went stale.
-type Rechecker interface {
-	Recheck()
-}

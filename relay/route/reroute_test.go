@@ -242,15 +242,6 @@ func TestClassify_KindString(t *testing.T) {
 	}
 }
 
-func TestPolicyRefusal(t *testing.T) {
-	if r, ok := PolicyRefusal(550, "5.7.25", "The IP address sending this message does not have a PTR record setup"); !ok || r.Reason != "ptr" {
-		t.Errorf("5.7.25: %+v, %v", r, ok)
-	}
-	if r, ok := PolicyRefusal(550, "5.7.26", "Gmail requires all senders to authenticate with either SPF or DKIM."); ok || r.Kind != SenderAuth {
-		t.Errorf("5.7.26: %+v, %v", r, ok)
-	}
-}
-
 // FuzzClassify: remote replies are untrusted text. Classify must never panic, never call a success or a
 // non-reply a refusal, and always pair a reason with a fix.
 func FuzzClassify(f *testing.F) {

@@ -1,0 +1,109 @@
+package delivery
+
+import (
+	"net/netip"
+	"time"
+
+	"ptrelay/config"
+	"ptrelay/dnscheck"
+	"ptrelay/queue"
+	"ptrelay/relay/route"
+	"ptrelay/relay/smtpstatus"
+)
+
+// Reroute (routing.reroute): a direct attempt refused for this host's reputation (route.Classify's Reputation:
+// no PTR, a dynamic range, a blocklist...) goes through the smart host at once instead of bouncing or waiting
+// the backoff; the recipient domain then stays on the smart host for smarthostMemory, and the egress verdict
+// is rechecked. Refusals of the sender domain's SPF/DKIM/DMARC are never rerouted (the smart host cannot fix
+// them): they take the ordinary path, with the record to fix in the log and the DSN.
+
+// smarthostMemory is how long a domain that refused this host goes to the smart host without a direct try: a
+// day, so a fixed PTR or a delisting is noticed the next day without hammering the receiver meanwhile.
+const smarthostMemory = 24 * time.Hour
+
+// rerouteOn: routing.reroute is on, a smart host exists, and the mode lets direct delivery fall back (auto or
+// direct; rules within those modes included).
+func rerouteOn(cfg *config.Config) bool {
+	return cfg.Routing.Reroute && cfg.Smarthost.Configured() && cfg.EffectiveRoutingMode() != "smarthost"
+}
+
+// canReroute: a direct attempt's reply that the smart host can get past, with rerouting on.
+func canReroute(cfg *config.Config, rt route.Route, st smtpstatus.Status) bool {
+	return rt == route.Direct && st.Code != 0 && rerouteOn(cfg) && route.Classify(st).Reroutable()
+}
+
+// stayOnSmarthost: the recipient, or its domain lately, was refused for this host's reputation.
+func (s *Scheduler) stayOnSmarthost(cfg *config.Config, r *queue.Recipient, now time.Time) bool {
+	if !rerouteOn(cfg) {
+		return false
+	}
+	if until, ok := s.smarthostOnly.Load(route.Domain(r.Addr)); ok {
+		if now.Before(until.(time.Time)) {
+			return true
+		}
+		s.smarthostOnly.Delete(route.Domain(r.Addr))
+	}
+	for _, a := range r.History {
+		if a.Outcome == string(Rerouted) {
+			return true
+		}
+	}
+	return false
+}
+
+// rerouted runs once the reroutes of a transaction are recorded: it remembers their domains, counts them,
+// tells the admin what to fix (one line per transaction: its recipients share the reply), and asks the verdict
+// to look again, since a refusal for rDNS or a listing means the verdict that sent this mail direct was wrong or
+// stale.
+func (s *Scheduler) rerouted(logs []Result) {
+	warned := false
+	for _, l := range logs {
+		if l.Outcome != Rerouted {
+			continue
+		}
+		ref := route.Classify(l.Status)
+		s.smarthostOnly.Store(route.Domain(l.Rcpt), s.now().Add(smarthostMemory))
+		if s.hooks.OnReroute != nil {
+			s.hooks.OnReroute(ref.Reason)
+		}
+		if !warned {
+			warned = true
+			s.log.Warn("delivery: direct delivery refused for this host; rerouted via the smart host",
+				"id", l.ID, "relay", l.Relay, "reason", ref.Reason, "reply", l.Reply(), "fix", ref.Fix)
+		}
+	}
+	if rc, ok := s.verdict.(interface{ Recheck() }); ok {
+		rc.Recheck()
+	}
+}
+
+// refusalFix is what a classified refusal asks to fix (dsnLine does the same for the status it records; an
+// expiry records ours and quotes the last reply separately).
+func refusalFix(last smtpstatus.Status) string {
+	if last.Code == 0 {
+		return ""
+	}
+	return route.Classify(last).Fix
+}
+
+// directFamilies is the address families direct delivery may use: those whose egress verdict is direct-ok,
+// when the verdict source knows (dnscheck.Checker). nil means any.
+func (s *Scheduler) directFamilies() map[dnscheck.Family]bool {
+	fs, ok := s.verdict.(interface{ DirectFamilies() []dnscheck.Family })
+	if !ok {
+		return nil
+	}
+	list := fs.DirectFamilies()
+	if len(list) == 0 {
+		return nil // no family is fit: the route decision handled that; do not strand the mail here
+	}
+	out := map[dnscheck.Family]bool{}
+	for _, f := range list {
+		out[f] = true
+	}
+	return out
+}
+
+func familyAllowed(fams map[dnscheck.Family]bool, a netip.Addr) bool {
+	return fams == nil || fams[dnscheck.FamilyOf(a)]
+}
