@@ -153,11 +153,7 @@ func (ss *session) sendOnce(m *queue.Message, rcpts []rcptRef, body func() (io.R
 		out.Broken = true
 		return out, nil, true
 	}
-	stuffer := newDotStuffer(ss.wire)
-	_, werr := io.Copy(stuffer, rc)
-	if werr == nil {
-		werr = stuffer.finish(w)
-	}
+	_, werr := io.Copy(w, rc)
 	rerr := rc.Close()
 	if werr != nil {
 		st := stData
