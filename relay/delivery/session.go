@@ -67,6 +67,7 @@ type dialSpec struct {
 type session struct {
 	c       *smtp.Client
 	raw     net.Conn
+	wire    net.Conn // what go-smtp writes to (TLS or plain, with deadlines): the body goes here directly
 	relay   string
 	secure  bool
 	used    int // transactions completed on it
@@ -171,7 +172,7 @@ func handshake(ctx context.Context, raw net.Conn, relay string, spec dialSpec) (
 	if err := c.Hello(spec.helo); err != nil {
 		return nil, fail(stEHLO, err)
 	}
-	return &session{c: c, raw: raw, relay: relay, secure: secure}, nil
+	return &session{c: c, raw: raw, wire: conn, relay: relay, secure: secure}, nil
 }
 
 // ehlo sends EHLO (HELO when EHLO is not understood) and returns the advertised extensions by keyword.

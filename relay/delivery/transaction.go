@@ -153,7 +153,11 @@ func (ss *session) sendOnce(m *queue.Message, rcpts []rcptRef, body func() (io.R
 		out.Broken = true
 		return out, nil, true
 	}
-	_, werr := io.Copy(w, rc)
+	stuffer := newDotStuffer(ss.wire)
+	_, werr := io.Copy(stuffer, rc)
+	if werr == nil {
+		werr = stuffer.finish(w)
+	}
 	rerr := rc.Close()
 	if werr != nil {
 		st := stData
