@@ -45,7 +45,7 @@ func (t *tap) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	if t.inData {
-		t.scan(p)
+		t.scanFast(p)
 	}
 	return len(p), nil
 }
@@ -87,5 +87,29 @@ func (t *tap) scan(p []byte) {
 				t.state = tapCR
 			}
 		}
+	}
+}
+
+// scanFast is scan with the middle of each line skipped: in tapData only a CR can change the state, and
+// IndexByte finds it without looking at every byte in Go code (this scan costs a tenth of the CPU otherwise).
+func (t *tap) scanFast(p []byte) {
+	for len(p) > 0 && t.inData {
+		if t.state == tapData {
+			i := bytes.IndexByte(p, '\r')
+			if i < 0 {
+				return
+			}
+			p = p[i:]
+		}
+		// Feed bytes one at a time until the state is back in the middle of a line.
+		j := 0
+		for j < len(p) && t.inData {
+			t.scan(p[j : j+1])
+			j++
+			if t.state == tapData {
+				break
+			}
+		}
+		p = p[j:]
 	}
 }
