@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -124,6 +125,8 @@ func runUnbound(t testing.TB, bin, conf, addr string, probe dns.RR) error {
 	cmd := exec.Command(bin, "-d", "-c", conf)
 	cmd.Stdout = logs
 	cmd.Stderr = logs
+	// A test binary that dies (a panic, a timeout) takes unbound with it instead of leaving it on its port.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return err
 	}

@@ -155,7 +155,8 @@ func (d *Daemon) start() {
 	p.cmd.Env = d.env()
 	p.cmd.Stdout = log
 	p.cmd.Stderr = log
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: a test binary that dies (a panic, a timeout) takes its peers with it instead of leaving them bound to ports.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
 		d.t.Fatalf("relaytest: start ptrelay: %v", err)
 	}

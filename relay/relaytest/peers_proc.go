@@ -61,7 +61,8 @@ func startProcess(t testing.TB, stdout io.Writer, onLine func(string), path stri
 	t.Helper()
 	p := &process{out: &syncBuffer{onLine: onLine}, done: make(chan struct{})}
 	p.cmd = exec.Command(path, args...)
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: a test binary that dies (a panic, a timeout) takes its peers with it instead of leaving them bound to ports.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	p.cmd.Stderr = p.out
 	p.cmd.Stdout = p.out
 	if stdout != nil {
