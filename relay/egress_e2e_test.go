@@ -6,16 +6,21 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/miekg/dns"
 
 	"ptrelay/config"
+	"ptrelay/dnscheck"
 	"ptrelay/dnscheck/dnstest"
 	"ptrelay/relay"
 	"ptrelay/relay/admin"
@@ -58,7 +63,9 @@ type egressEnv struct {
 func startEgressEnv(t *testing.T, mxOpt relaytest.SinkOptions, zones ...string) *egressEnv {
 	t.Helper()
 	relaytest.Require(t, "smtp-sink", "unbound")
-	mxOpt.Addr = mxIP + ":0"
+	if mxOpt.Addr == "" {
+		mxOpt.Addr = mxIP + ":0"
+	}
 	if mxOpt.Hostname == "" {
 		mxOpt.Hostname = "mx.dest.test"
 	}
@@ -73,6 +80,12 @@ func startEgressEnv(t *testing.T, mxOpt relaytest.SinkOptions, zones ...string) 
 
 // config is the daemon's configuration with egress.ip = egressIP and routing.mode = mode.
 func (e *egressEnv) config(t *testing.T, egressIP, mode string) *config.Config {
+	t.Helper()
+	return e.configEgress(t, fmt.Sprintf("ip = %q\ndiscovery = []", egressIP), mode)
+}
+
+// configEgress is config with the [egress] keys that find the address given as TOML.
+func (e *egressEnv) configEgress(t *testing.T, egress, mode string) *config.Config {
 	t.Helper()
 	cfg, err := config.Parse([]byte(fmt.Sprintf(`
 hostname = "relay.good.test"
@@ -93,14 +106,13 @@ retry_max = "1m"
 resolvers = [%q]
 timeout = "2s"
 [egress]
-ip = %q
-discovery = []
+%s
 dnsbl = ["bl.test"]
 port25_probe = %q
 [admin]
 socket = %q
 metrics_listen = "127.0.0.1:0"
-`, e.dir, e.sh.Addr(), mode, e.mx.Port(), e.dns, egressIP, e.mx.Addr(), filepath.Join(e.dir, "admin.sock"))), "egress-e2e.toml")
+`, e.dir, e.sh.Addr(), mode, e.mx.Port(), e.dns, egress, e.mx.Addr(), filepath.Join(e.dir, "admin.sock"))), "egress-e2e.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,20 +172,26 @@ func (e *egressEnv) status(t *testing.T) admin.Status {
 	return st
 }
 
-// verdict is the status's IPv4 egress address and verdict.
-func (e *egressEnv) verdict(t *testing.T) (ip, verdict string) {
+// verdict is the status's egress address and verdict of family ("ipv4", "ipv6").
+func (e *egressEnv) verdict(t *testing.T, family string) (ip, verdict string) {
 	for _, es := range e.status(t).Egress {
-		if es.Family == "ipv4" {
+		if es.Family == family {
 			return es.IP, es.Verdict
 		}
 	}
 	return "", ""
 }
 
+// waitVerdict waits for the IPv4 egress ip to have verdict.
 func (e *egressEnv) waitVerdict(t *testing.T, ip, verdict string) {
 	t.Helper()
-	waitUntil(t, "egress "+ip+" "+verdict, 30*time.Second, func() bool {
-		gotIP, got := e.verdict(t)
+	e.waitFamilyVerdict(t, "ipv4", ip, verdict)
+}
+
+func (e *egressEnv) waitFamilyVerdict(t *testing.T, family, ip, verdict string) {
+	t.Helper()
+	waitUntil(t, family+" egress "+ip+" "+verdict, 30*time.Second, func() bool {
+		gotIP, got := e.verdict(t, family)
 		return gotIP == ip && got == verdict
 	})
 }
@@ -302,6 +320,64 @@ func TestEgressE2E_DNSBLListingGoesViaSmarthost(t *testing.T) {
 	if n := e.mx.MessageCount(); n != 0 {
 		t.Errorf("the MX got %d messages from a listed address", n)
 	}
+}
+
+// Per address family: whoami discovery finds an IPv4 address that passes and an IPv6 one that a DNSBL lists.
+// Routing stays direct (one family is fit), but direct delivery leaves over IPv4 only: dest.test's preferred MX,
+// reachable only over IPv6, is skipped for the IPv4 backup.
+func TestEgressE2E_IPv6FailsDirectUsesIPv4(t *testing.T) {
+	relaytest.Require(t, "smtp-sink", "unbound")
+	mx6 := relaytest.StartSink(t, relaytest.SinkOptions{Addr: "[::1]:0", Hostname: "mx6.dest.test"})
+	listed := dnscheck.DNSBLName(netip.MustParseAddr("::1"), "bl.test")
+	e := startEgressEnv(t, relaytest.SinkOptions{Addr: mxIP + ":" + strconv.Itoa(mx6.Port())},
+		"dest.test. MX 5 mx6.dest.test.", "mx6.dest.test. AAAA ::1", strings.TrimSuffix(listed, ".")+". A 127.0.0.2")
+	// The whoami servers answer like resolver1.opendns.com, with fixed addresses: one per family, since a
+	// family's query goes over that family.
+	who4 := startWhoami(t, "udp4", "127.0.0.1:0", goodEgress, "::1")
+	who6 := startWhoami(t, "udp6", "[::1]:0", goodEgress, "::1")
+	_, addr := e.start(t, e.configEgress(t, fmt.Sprintf("discovery = [\"dns\"]\nwhoami = [%q, %q]", who4, who6), "auto"))
+	e.waitVerdict(t, goodEgress, "direct-ok")
+	e.waitFamilyVerdict(t, "ipv6", "::1", "smarthost")
+	send(t, addr, "b@dest.test", "family-1")
+	waitSubject(t, e.mx, "the IPv4 MX", "family-1")
+	if n := mx6.MessageCount(); n != 0 {
+		t.Errorf("the IPv6-only MX got %d messages although IPv6 egress failed the check", n)
+	}
+	if n := e.sh.MessageCount(); n != 0 {
+		t.Errorf("the smart host got %d messages although IPv4 is fit for direct delivery", n)
+	}
+}
+
+// startWhoami serves A and AAAA myip.opendns.com with a4 and a6 on a UDP socket of network at addr.
+func startWhoami(t *testing.T, network, addr, a4, a6 string) string {
+	t.Helper()
+	pc, err := net.ListenPacket(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(q)
+		if len(q.Question) == 1 && strings.EqualFold(q.Question[0].Name, dnscheck.WhoamiOpenDNS) {
+			var (
+				rr   dns.RR
+				rerr error
+			)
+			switch q.Question[0].Qtype {
+			case dns.TypeA:
+				rr, rerr = dns.NewRR(dnscheck.WhoamiOpenDNS + " 0 IN A " + a4)
+			case dns.TypeAAAA:
+				rr, rerr = dns.NewRR(dnscheck.WhoamiOpenDNS + " 0 IN AAAA " + a6)
+			}
+			if rr != nil && rerr == nil {
+				m.Answer = append(m.Answer, rr)
+			}
+		}
+		_ = w.WriteMsg(m)
+	})}
+	go func() { _ = srv.ActivateAndServe() }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return pc.LocalAddr().String()
 }
 
 // Gmail's reply to an address without PTR, from a real smtp-sink MX (one line: smtp-sink cannot send Gmail's
