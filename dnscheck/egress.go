@@ -23,6 +23,19 @@ const (
 // MarshalText makes a Family "ipv4" or "ipv6" in JSON.
 func (f Family) MarshalText() ([]byte, error) { return []byte(f.String()), nil }
 
+// UnmarshalText reads "ipv4" or "ipv6" back, so `ptrelay check -json` round-trips.
+func (f *Family) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "ipv4":
+		*f = IPv4
+	case "ipv6":
+		*f = IPv6
+	default:
+		return fmt.Errorf("unknown address family %q (want ipv4 or ipv6)", b)
+	}
+	return nil
+}
+
 func (f Family) String() string {
 	if f == IPv6 {
 		return "ipv6"
