@@ -29,20 +29,18 @@ type dsnRcpt struct {
 }
 
 // dsnLine describes one recipient's failure or delay for a DSN: the remote's reply becomes the Diagnostic-Code;
-// for a failure with no reply (DNS, connection) our description does. The "what to do" sentence is left to the
-// dsn package, which derives it from the status code.
-func dsnLine(r *queue.Recipient, st smtpstatus.Status, relay string, at time.Time) dsnRcpt {
+// for a failure with no reply (DNS, connection) our description does. The "what to do" sentence is ours for a
+// refusal route.Classify knows (refusalFor), else left to the dsn package, which derives it from the status code.
+func dsnLine(r *queue.Recipient, rt route.Route, st smtpstatus.Status, relay string, at time.Time) dsnRcpt {
 	d := dsnRcpt{Addr: r.Addr, ORcpt: r.ORcpt, Status: st.Enhanced.String(), Relay: relay, At: at}
 	if st.Code != 0 {
 		d.Diagnostic = st.String()
 	} else {
 		d.Diagnostic = st.Text // dsn writes it as an X-ptrelay diagnostic, in our words
 	}
-	if ref := route.Classify(st); ref.Kind != route.None {
-		// The sender's own SPF/DKIM/DMARC (never rerouted) or this host's reputation (rerouting off): the DSN
-		// names the record to fix in our words instead of leaving the sender to decode the receiver's.
-		d.Fix = ref.Fix
-	}
+	// The sender's own SPF/DKIM/DMARC (never rerouted) or this host's reputation (rerouting off): the DSN names
+	// the record to fix in our words instead of leaving the sender to decode the receiver's.
+	d.Fix = refusalFor(rt, st).Fix
 	if d.Status == "" {
 		d.Status = "5.0.0"
 		if st.Code/100 == 4 {

@@ -42,8 +42,8 @@ func (s *Scheduler) logAttempt(r Result) {
 		slog.Int("attempt", r.Attempt),
 	}
 	// A refusal the table knows gets its reason, and, unless the reroute's own line gives it, the record to fix.
-	if r.Outcome != Sent && r.Status.Code != 0 {
-		if ref := route.Classify(r.Status); ref.Kind != route.None {
+	if r.Outcome != Sent {
+		if ref := refusalFor(r.Route, r.Status); ref.Kind != route.None {
 			attrs = append(attrs, slog.String("reason", ref.Reason))
 			if r.Outcome != Rerouted {
 				attrs = append(attrs, slog.String("fix", ref.Fix))

@@ -80,14 +80,18 @@ type fails struct {
 // diag is the reply the DSN quotes as Diagnostic-Code when it differs from st (an expiry quotes the last reply).
 func bounce(r *queue.Recipient, o Outcome, st, diag smtpstatus.Status, rt route.Route, relay string, now time.Time, f *fails) {
 	r.State = queue.StateBounced
+	var lastRoute route.Route // of the attempt that gave diag (an expiry)
+	if a, ok := r.LastAttempt(); ok {
+		lastRoute = route.Route(a.Route)
+	}
 	addHistory(r, attemptOf(now, rt, relay, o, st))
 	if wantsDSN(r.Notify, "FAILURE") {
-		line := dsnLine(r, st, relay, now)
+		line := dsnLine(r, rt, st, relay, now)
 		if diag.Code != 0 {
 			line.Diagnostic = diag.String()
 		}
 		if line.Fix == "" {
-			line.Fix = refusalFix(diag) // an expiry: what the last reply asked to fix
+			line.Fix = refusalFor(lastRoute, diag).Fix // an expiry: what the last reply asked to fix
 		}
 		f.failed = append(f.failed, line)
 	}
@@ -263,7 +267,7 @@ func (s *Scheduler) record(cfg *config.Config, t *txn, results []rcptResult, abo
 				dw := cfg.Queue.DelayWarning.D()
 				if dw > 0 && !r.DelayWarned && now.Sub(m.Arrival) >= dw && wantsDSN(r.Notify, "DELAY") {
 					r.DelayWarned = true
-					f.delayed = append(f.delayed, dsnLine(r, st, res.Relay, now))
+					f.delayed = append(f.delayed, dsnLine(r, t.key.Route, st, res.Relay, now))
 				}
 			}
 			logs = append(logs, s.result(m, r, t.key.Route, res.Relay, o, st, now))

@@ -77,13 +77,18 @@ func (s *Scheduler) rerouted(logs []Result) {
 	}
 }
 
-// refusalFix is what a classified refusal asks to fix (dsnLine does the same for the status it records; an
-// expiry records ours and quotes the last reply separately).
-func refusalFix(last smtpstatus.Status) string {
-	if last.Code == 0 {
-		return ""
+// refusalFor is route.Classify for a reply received on route rt, as far as ptrelay's admin can act on it: a
+// refusal of the sender domain's SPF/DKIM/DMARC on any route; a refusal of this host's reputation only on a
+// direct attempt (a smart host refusing, or quoting its next hop refusing, its own address is not about ours).
+func refusalFor(rt route.Route, st smtpstatus.Status) route.Refusal {
+	if st.Code == 0 {
+		return route.Refusal{}
 	}
-	return route.Classify(last).Fix
+	ref := route.Classify(st)
+	if ref.Kind == route.Reputation && rt != route.Direct {
+		return route.Refusal{}
+	}
+	return ref
 }
 
 // directFamilies is the address families direct delivery may use: those whose egress verdict is direct-ok,

@@ -6,6 +6,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -121,13 +122,19 @@ func (e *rerouteEnv) run(t *testing.T, v route.VerdictSource, hooks Hooks) *reco
 	return rec
 }
 
-// outcomes lists "route outcome" per attempt of rcpt, in order.
+// outcomes lists "route outcome" per attempt of rcpt, in attempt order. (A reroute's line is written after its
+// commit, and the smart host's attempt may start and end in between: the log's order can differ.)
 func outcomes(rec *recorder, rcpt string) []string {
-	var out []string
+	var mine []Result
 	for _, r := range rec.list() {
 		if r.Rcpt == rcpt {
-			out = append(out, string(r.Route)+" "+string(r.Outcome))
+			mine = append(mine, r)
 		}
+	}
+	sort.SliceStable(mine, func(i, j int) bool { return mine[i].Attempt < mine[j].Attempt })
+	var out []string
+	for _, r := range mine {
+		out = append(out, string(r.Route)+" "+string(r.Outcome))
 	}
 	return out
 }
@@ -152,7 +159,12 @@ func TestReroute_Gmail5725AtRCPT(t *testing.T) {
 	if o := outcomes(rec, "b@dest.test"); strings.Join(o, ", ") != "direct rerouted, smarthost sent" {
 		t.Errorf("attempts %v, want direct rerouted then smarthost sent", o)
 	}
-	first := rec.list()[0]
+	var first Result
+	for _, r := range rec.list() {
+		if r.Outcome == Rerouted {
+			first = r
+		}
+	}
 	if first.Status.Code != 550 || first.Status.Enhanced.String() != "5.7.25" || !strings.Contains(first.Status.Text, "missing PTR records") {
 		t.Errorf("rerouted attempt recorded %+v, want Gmail's 550 5.7.25 with its text", first.Status)
 	}
@@ -250,7 +262,7 @@ func TestReroute_AtGreeting(t *testing.T) {
 	if conns.Load() != 1 || backup.sessionCount() != 0 {
 		t.Errorf("refusing MX saw %d connections, the backup MX %d sessions; want 1 and 0", conns.Load(), backup.sessionCount())
 	}
-	if r := rec.list()[0]; r.Status.Code != 554 || !strings.Contains(r.Status.Text, "Bad DNS PTR resource record") {
+	if r := firstAttempt(rec); r.Status.Code != 554 || !strings.Contains(r.Status.Text, "Bad DNS PTR resource record") {
 		t.Errorf("rerouted on %+v", r.Status)
 	}
 }
@@ -415,6 +427,15 @@ func TestDelivery_DirectFamilies(t *testing.T) {
 	}
 }
 
+func firstAttempt(rec *recorder) Result {
+	for _, r := range rec.list() {
+		if r.Attempt == 1 {
+			return r
+		}
+	}
+	return Result{}
+}
+
 // syncLog collects the scheduler's log for assertions.
 type syncLog struct {
 	mu sync.Mutex
@@ -431,4 +452,44 @@ func (l *syncLog) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// A smart host's refusal is about the smart host: a blocklist reply there (its own address, or its next hop's)
+// gets no advice about our egress address, while an SPF refusal still names the sender domain's record.
+func TestReroute_SmarthostRefusalAdvice(t *testing.T) {
+	for _, c := range []struct {
+		name, reply string
+		fix         string // expected in the DSN and the log; "" = none of ours
+	}{
+		{"blocklist", "554 5.7.1 Service unavailable; Client host [127.0.0.1] blocked using zen.spamhaus.org", ""},
+		{"spf", "550 5.7.23 The message was rejected because of Sender Policy Framework violation", "SPF record"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			port := relaytest.FreePort(t, "127.0.0.68")
+			e := newRerouteEnv(t, port, []string{"127.0.0.61"})
+			e.sh.Stop()
+			e.sh = relaytest.StartSink(t, relaytest.SinkOptions{Addr: "127.0.0.69:0", Reject: map[string]string{"RCPT": c.reply}})
+			e.cfg.Smarthost.Address = e.sh.Addr()
+			e.cfg.Routing.Mode = "smarthost"
+			// The DSN goes straight to the sender's MX, past the refusing smart host.
+			e.cfg.Routing.Rules = []config.Rule{{Domains: []string{"sender.test"}, Via: "direct"}}
+			rec := e.run(t, &fakeVerdict{ok: true}, Hooks{})
+			put(t, e.st, queue.Envelope{From: "a@sender.test"}, msgBody("sh-"+c.name), "b@dest.test")
+			dsn := e.senders.WaitMessages(t, 1, 15*time.Second)[0]
+			if o := outcomes(rec, "b@dest.test"); strings.Join(o, ", ") != "smarthost bounced" {
+				t.Errorf("attempts %v, want one smart host bounce", o)
+			}
+			text := string(bytes.Join(bytes.Fields(dsn.Data), []byte(" ")))
+			log := e.logs.String()
+			if c.fix == "" {
+				if strings.Contains(text, "egress IP") || strings.Contains(log, "reason=") {
+					t.Errorf("advice about our egress address for the smart host's refusal:\n%s\n%s", dsn.Data, log)
+				}
+				return
+			}
+			if !strings.Contains(text, c.fix) || !strings.Contains(log, "reason=spf") {
+				t.Errorf("no %q advice:\n%s\n%s", c.fix, dsn.Data, log)
+			}
+		})
+	}
 }
