@@ -275,11 +275,9 @@ func (c *Config) checkDNS(k *checker) {
 
 func (c *Config) checkEgress(k *checker) {
 	e := &c.Egress
-	if e.IP != "" {
-		if _, err := netip.ParseAddr(e.IP); err != nil {
-			k.add("egress.ip", "%q is not an IP address: write the public address your mail leaves from, or leave "+
-				"it empty to discover it", e.IP)
-		}
+	if e.IP != "" && !validStaticEgress(e.IP) {
+		k.add("egress.ip", "%q is not an IP address: write the public address your mail leaves from (or one IPv4 and "+
+			"one IPv6 address separated by a comma), or leave it empty to discover it", e.IP)
 	}
 	for i, m := range e.Discovery {
 		if m != "dns" && m != "local" {
@@ -426,4 +424,22 @@ func checkFile(k *checker, key, path, what string) {
 	case !st.Mode().IsRegular():
 		k.add(key, "%q is not a file: write the path of %s (PEM)", path, what)
 	}
+}
+
+// validStaticEgress accepts one address, or one IPv4 and one IPv6 address separated by a comma or space: the
+// egress address is judged per family, as receivers judge it.
+func validStaticEgress(s string) bool {
+	fields := strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })
+	if len(fields) == 0 || len(fields) > 2 {
+		return false
+	}
+	seen := map[bool]bool{}
+	for _, f := range fields {
+		a, err := netip.ParseAddr(f)
+		if err != nil || seen[a.Unmap().Is4()] {
+			return false
+		}
+		seen[a.Unmap().Is4()] = true
+	}
+	return true
 }
