@@ -46,6 +46,10 @@ type conn struct {
 	// inputEnded: a Read met EOF or a connection error. go-smtp reads a BDAT chunk through an io.LimitReader,
 	// so a chunk cut short by the client's EOF looks complete to it; Data refuses to commit once this is set.
 	inputEnded atomic.Bool
+
+	// rbuf[rpos:rend] is input read from the socket and not yet handed to go-smtp (Read; one goroutine).
+	rbuf       []byte
+	rpos, rend int
 	// inTxn: a mail transaction is open (MAIL accepted, not yet reset). draining: the server is shutting down;
 	// a connection between transactions is then ended at its next read (see Server.Shutdown).
 	inTxn    atomic.Bool
@@ -71,7 +75,41 @@ func newSessionID() string {
 	return sessionIDEncoding.EncodeToString(b[:])
 }
 
+// readBufSize is how much one read from the socket may take. go-smtp reads through a 4 KiB bufio.Reader, which
+// made a 100 KB message cost about 25 read syscalls (a sixth of the relay's CPU); this buffer sits below TLS.
+const readBufSize = 64 << 10
+
+// Read serves go-smtp (or the TLS layer above) from a per-connection buffer, filled by readSocket.
 func (c *conn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	hangup := c.hangup
+	c.mu.Unlock()
+	if hangup {
+		return 0, io.EOF // nothing more from this client, even what it already sent
+	}
+	if c.rpos < c.rend {
+		n := copy(p, c.rbuf[c.rpos:c.rend])
+		c.rpos += n
+		return n, nil
+	}
+	if len(p) >= readBufSize {
+		return c.readSocket(p)
+	}
+	if c.rbuf == nil {
+		c.rbuf = make([]byte, readBufSize)
+	}
+	n, err := c.readSocket(c.rbuf)
+	m := copy(p, c.rbuf[:n])
+	c.rpos, c.rend = m, n
+	if m < n {
+		// The rest is served first; a connection error comes back from the socket at the next fill.
+		return m, nil
+	}
+	return m, err
+}
+
+// readSocket is one read from the connection, with the idle deadline set just before it.
+func (c *conn) readSocket(p []byte) (int, error) {
 	c.mu.Lock()
 	err, hangup := c.readErr, c.hangup
 	c.mu.Unlock()
