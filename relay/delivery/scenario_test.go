@@ -441,3 +441,32 @@ func TestDelivery_SenderAuthRefusalBouncesWithFix(t *testing.T) {
 		t.Errorf("DSN does not name the fix %q:\n%s", fix, dsns(f)[0].Data)
 	}
 }
+
+// TestDelivery_VerifyRefusesTLS10 keeps outbound TLS strict whatever the inbound side allows (smtp.tls_legacy
+// is an inbound setting only): with delivery.tls = "verify", a peer that speaks only TLS 1.0 is not delivered to,
+// even with a trusted certificate, and the attempt defers with a TLS status.
+func TestDelivery_VerifyRefusesTLS10(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, pool := relaytest.MakeCert(t, dir, "mx1.dest.test")
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, port, dns := fakeMX(t, func(f *fakePeer) {
+		f.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MaxVersion: tls.VersionTLS10, MinVersion: tls.VersionTLS10}
+	})
+	st := openStore(t, t.TempDir())
+	put(t, st, queue.Envelope{From: "a@src.test"}, msgBody("strict"), "b@dest.test")
+	cfg := testConfig(port)
+	cfg.Delivery.TLS = "verify"
+	cfg.SMTP.TLSLegacy = true
+	_, rec, _ := run(t, cfg, st, resolver(t, dns.Addr()), Hooks{RootCAs: pool})
+	waitFor(t, "deferred attempt", 10*time.Second, func() bool { return rec.count(Deferred) >= 1 })
+	if n := len(f.messages()); n != 0 {
+		t.Fatalf("a TLS 1.0-only peer got %d messages with delivery.tls = verify", n)
+	}
+	got := rec.list()[0]
+	if got.Status.Enhanced[0] != 4 || got.Status.Enhanced[1] != 7 {
+		t.Errorf("deferred with %s, want a 4.7.x TLS status", got.Status)
+	}
+}
