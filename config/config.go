@@ -101,5 +101,6 @@ type Egress struct {
 // Admin configures the admin socket and the metrics listener.
 type Admin struct {
 	Socket        string `toml:"socket"`
+	SocketGroup   string `toml:"socket_group"` // "": mode 0600; a group name or gid: 0660 owned by that group
 	MetricsListen string `toml:"metrics_listen"`
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/user"
 	"regexp"
 	"slices"
 	"strconv"
@@ -315,6 +316,14 @@ func (c *Config) checkEgress(k *checker) {
 }
 
 func (c *Config) checkAdmin(k *checker) {
+	if g := c.Admin.SocketGroup; g != "" {
+		if _, err := user.LookupGroup(g); err != nil {
+			if _, err := user.LookupGroupId(g); err != nil {
+				k.add("admin.socket_group", "%q is not a group on this machine: create it (groupadd %s) or write an "+
+					"existing group's name", g, g)
+			}
+		}
+	}
 	if c.Admin.MetricsListen != "" {
 		if why := checkHostPort(c.Admin.MetricsListen, true); why != "" {
 			k.add("admin.metrics_listen", "%q %s: write host:port, e.g. \"127.0.0.1:9465\", or \"\" for no metrics",

@@ -111,7 +111,7 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	}
 	// Bind the admin socket and the metrics port now, so that a clash (a second daemon on the same socket)
 	// stops the start instead of showing up as a log line after READY=1.
-	r.adminLn, err = r.admin.Listen(cfg.AdminSocket(), "")
+	r.adminLn, err = r.admin.Listen(cfg.AdminSocket(), cfg.Admin.SocketGroup)
 	if err != nil {
 		return nil, fmt.Errorf("admin.socket: %w", err)
 	}
@@ -237,6 +237,7 @@ func restartKeys(old, cfg *config.Config) []string {
 	changed("smtp.listen", old.SMTP.Listen, cfg.SMTP.Listen)
 	changed("data_dir", old.DataDir, cfg.DataDir)
 	changed("admin.socket", old.AdminSocket(), cfg.AdminSocket())
+	changed("admin.socket_group", old.Admin.SocketGroup, cfg.Admin.SocketGroup)
 	changed("admin.metrics_listen", old.Admin.MetricsListen, cfg.Admin.MetricsListen)
 	changed("dns.resolvers", old.DNS.Resolvers, cfg.DNS.Resolvers)
 	changed("dns.timeout", old.DNS.Timeout, cfg.DNS.Timeout)

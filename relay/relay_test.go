@@ -7,7 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"os/user"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +22,11 @@ import (
 // startRelay runs a daemon in-process on a loopback port with the given extra TOML and returns it with its
 // SMTP address; it stops when the test ends and the stop must be clean.
 func startRelay(t *testing.T, extra string) (*Relay, string) {
+	return startRelayWith(t, extra, "")
+}
+
+// startRelayWith is startRelay with extra keys for the [admin] section too.
+func startRelayWith(t *testing.T, extra, adminExtra string) (*Relay, string) {
 	t.Helper()
 	dir := t.TempDir()
 	cfg, err := config.Parse([]byte(fmt.Sprintf(`
@@ -42,7 +50,8 @@ resolvers = ["127.0.0.1:9"]
 timeout = "1s"
 [admin]
 socket = %q
-`, dir, extra, filepath.Join(dir, "admin.sock"))), "test.toml")
+%s
+`, dir, extra, filepath.Join(dir, "admin.sock"), adminExtra)), "test.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,5 +108,35 @@ tls_legacy = true`)
 			t.Fatalf("no TLS client in status after a TLS 1.0 session: %+v", st.TLSClients)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestAdminSocket_GroupMode(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("giving the socket to a group needs root")
+	}
+	g, err := user.LookupGroup("nogroup")
+	if err != nil {
+		t.Skip("no group nogroup on this machine")
+	}
+	r, _ := startRelayWith(t, "", `socket_group = "nogroup"`)
+	fi, err := os.Stat(r.cfg.Load().AdminSocket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if fi.Mode().Perm() != 0o660 || fmt.Sprint(st.Gid) != g.Gid {
+		t.Fatalf("admin socket mode %v gid %d, want 0660 and group nogroup (%s)", fi.Mode().Perm(), st.Gid, g.Gid)
+	}
+}
+
+func TestAdminSocket_DefaultMode(t *testing.T) {
+	r, _ := startRelay(t, "")
+	fi, err := os.Stat(r.cfg.Load().AdminSocket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("admin socket mode %v, want 0600", fi.Mode().Perm())
 	}
 }
