@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"ptrelay/config"
@@ -32,6 +33,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return exitError{1}
 	}
 	log.Info("configuration loaded", "source", source)
+	tuneGC()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -95,4 +97,17 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("-log-format %q: use text or json", format)
+}
+
+// tuneGC trades memory the relay barely uses for CPU: its live heap stays in the tens of MB (bodies above the
+// queue's inline limit stream to spool files), and at GOGC=100 the collector took a tenth of the CPU under a
+// 100 KB-message load. A soft memory limit keeps a burst from growing the heap unchecked. GOGC and GOMEMLIMIT
+// in the environment win.
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(1 << 30)
+	}
 }
