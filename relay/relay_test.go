@@ -27,6 +27,15 @@ func startRelay(t *testing.T, extra string) (*Relay, string) {
 
 // startRelayWith is startRelay with extra keys for the [admin] section too.
 func startRelayWith(t *testing.T, extra, adminExtra string) (*Relay, string) {
+	return startRelayFull(t, extra, adminExtra, "127.0.0.1:9")
+}
+
+// startRelayWithSmarthost is startRelay with the smart host (tls none, no AUTH) at smarthost.
+func startRelayWithSmarthost(t *testing.T, extra, smarthost string) (*Relay, string) {
+	return startRelayFull(t, extra, "", smarthost)
+}
+
+func startRelayFull(t *testing.T, extra, adminExtra, smarthost string) (*Relay, string) {
 	t.Helper()
 	dir := t.TempDir()
 	cfg, err := config.Parse([]byte(fmt.Sprintf(`
@@ -36,7 +45,7 @@ data_dir = %q
 listen = ["127.0.0.1:0"]
 %s
 [smarthost]
-address = "127.0.0.1:9"
+address = %q
 tls = "none"
 [routing]
 mode = "smarthost"
@@ -51,7 +60,7 @@ timeout = "1s"
 [admin]
 socket = %q
 %s
-`, dir, extra, filepath.Join(dir, "admin.sock"), adminExtra)), "test.toml")
+`, dir, extra, smarthost, filepath.Join(dir, "admin.sock"), adminExtra)), "test.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
