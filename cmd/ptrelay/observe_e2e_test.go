@@ -386,7 +386,7 @@ func TestObserve_SendWithAuthOverSTARTTLS(t *testing.T) {
 	}
 	d.Signal(syscall.SIGHUP)
 	waitFor(t, 30*time.Second, func() string { return "no reload logged:\n" + tailLog(d) }, func() bool {
-		return strings.Contains(d.Stderr(), "configuration reloaded")
+		return strings.Contains(d.Stderr(), `msg="configuration reloaded"`) // serve's line, after Reload returned
 	})
 	if out, code := ptrelay(t, d, "send", "-to", "a@example.org", "-server", d.Addr(), "-user", "exchange",
 		"-password-file", good); code == 0 || !strings.Contains(out, "535") {

@@ -223,7 +223,7 @@ func TestSignals_ReloadRefusesBrokenConfig(t *testing.T) {
 	}
 	d.Signal(syscall.SIGHUP)
 	waitFor(t, 30*time.Second, func() string { return "no reload logged:\n" + tailLog(d) }, func() bool {
-		return strings.Contains(d.Stderr(), "configuration reloaded")
+		return strings.Contains(d.Stderr(), `msg="configuration reloaded"`) // serve's line, after Reload returned
 	})
 	if !strings.Contains(d.Stderr(), "next restart") || !strings.Contains(d.Stderr(), "dns.timeout") {
 		t.Errorf("a changed dns.timeout was not reported as needing a restart:\n%s", tailLog(d))
