@@ -55,7 +55,9 @@ func (w *Writer) Commit(env Envelope, rcpts []Recipient) (string, error) {
 			return err
 		},
 	})
-	w.buf = nil
+	// submit returns only once the request is settled for good (committed, or failed after every rerun), so no
+	// run of fn can still read body.
+	w.releaseBuf()
 	if err != nil {
 		if spooled {
 			s.removeSpool(id)

@@ -108,6 +108,11 @@ func (w *Writer) Write(p []byte) (int, error) {
 		return 0, errWriterDone
 	}
 	if w.f == nil && int64(len(w.buf))+int64(len(p)) <= w.s.inlineMax {
+		if w.buf == nil {
+			if b, ok := w.s.bodyBufs.Get().(*[]byte); ok {
+				w.buf = (*b)[:0]
+			}
+		}
 		w.buf = append(w.buf, p...)
 		w.size += int64(len(p))
 		return len(p), nil
@@ -137,7 +142,7 @@ func (w *Writer) spill() error {
 	if _, err := w.bw.Write(w.buf); err != nil {
 		return storageErr("spool write", err)
 	}
-	w.buf = nil
+	w.releaseBuf()
 	return nil
 }
 
@@ -153,6 +158,15 @@ func (w *Writer) discard() {
 		w.f.Close()
 		os.Remove(w.tmp)
 		w.f, w.bw = nil, nil
+	}
+	w.releaseBuf()
+}
+
+// releaseBuf returns the body buffer to the store's pool; only call it when nothing can still read it.
+func (w *Writer) releaseBuf() {
+	if w.buf != nil && int64(cap(w.buf)) <= 2*w.s.inlineMax { // append may have grown it past inlineMax
+		b := w.buf[:0]
+		w.s.bodyBufs.Put(&b)
 	}
 	w.buf = nil
 }

@@ -89,6 +89,10 @@ type Store struct {
 	now       func() time.Time
 	ids       idGen
 	notify    chan struct{}
+	// bodyBufs recycles the in-memory body buffers of Writers once their commit is over (bbolt does not copy a
+	// value until the transaction writes it, so a buffer is free only then): at 100 KB messages, growing a fresh
+	// slice for every body was a visible share of the allocation and GC work.
+	bodyBufs sync.Pool
 
 	mu       sync.RWMutex // held shared while sending on reqs, exclusively to close it
 	closed   bool
