@@ -80,7 +80,7 @@ func usage(w io.Writer) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-58s %s\n", commands[n].usage, commands[n].help)
+		fmt.Fprintf(w, "  %-60s %s\n", commands[n].usage, commands[n].help)
 	}
 	fmt.Fprintln(w, "\nEvery command takes -config FILE; otherwise $PTRELAY_CONFIG, /etc/ptrelay/ptrelay.toml, or the built-in defaults.")
 }
