@@ -156,13 +156,25 @@ func (c *Config) checkSmarthost(k *checker) {
 			k.add("smarthost.password_file", "is set but smarthost.username is empty: set username to the "+
 				"account name of the smart host, or remove password_file")
 		}
+	}
+}
+
+// CheckSecrets checks what only the daemon can see: that the smart host's password can be read, from
+// password_file or from $CREDENTIALS_DIRECTORY/smarthost (systemd LoadCredential=). Admin commands run in a
+// shell that has neither the daemon's credentials nor, often, the right to read its password file, so Validate
+// leaves this out; `ptrelay serve` calls it at start and before applying a reload.
+func (c *Config) CheckSecrets() error {
+	k := &checker{}
+	s := &c.Smarthost
+	switch {
+	case s.PasswordFile != "":
 		if f, err := os.Open(s.PasswordFile); err != nil {
 			k.add("smarthost.password_file", "cannot be read (%v): create it with the password on one line, "+
 				"readable by ptrelay only (chmod 600)", unwrapPath(err))
 		} else {
 			_ = f.Close()
 		}
-	} else if s.Username != "" {
+	case s.Username != "":
 		d := os.Getenv("CREDENTIALS_DIRECTORY")
 		if d == "" {
 			k.add("smarthost.username", "is set but there is no password: set smarthost.password_file, or "+
@@ -172,6 +184,7 @@ func (c *Config) checkSmarthost(k *checker) {
 				"LoadCredential=smarthost:FILE to the unit, or set smarthost.password_file", credentialName)
 		}
 	}
+	return joinProblems(k.list)
 }
 
 func (c *Config) checkRouting(k *checker) {

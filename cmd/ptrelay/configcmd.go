@@ -23,5 +23,13 @@ func runConfig(args []string, stdout, stderr io.Writer) error {
 		return exitError{1}
 	}
 	fmt.Fprintf(stdout, "# effective configuration (from %s; secrets redacted)\n", source)
-	return cfg.WriteRedacted(stdout)
+	if err := cfg.WriteRedacted(stdout); err != nil {
+		return err
+	}
+	// The smart host's password is read by the daemon, often from systemd credentials this shell cannot see:
+	// say what is missing here, but only `serve` refuses to run without it.
+	if err := cfg.CheckSecrets(); err != nil {
+		fmt.Fprintf(stderr, "ptrelay config check: warning (the daemon will refuse to start unless it can read the password):\n  %s\n", joinLines(err))
+	}
+	return nil
 }

@@ -32,6 +32,10 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "ptrelay serve: the configuration has errors:\n  %s\n", joinLines(err))
 		return exitError{1}
 	}
+	if err := cfg.CheckSecrets(); err != nil {
+		fmt.Fprintf(stderr, "ptrelay serve: the configuration has errors:\n  %s\n", joinLines(err))
+		return exitError{1}
+	}
 	log.Info("configuration loaded", "source", source)
 	tuneGC()
 
@@ -54,6 +58,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 			case <-hup:
 				// A broken new config is refused and the running one stays: the admin sees why in the log.
 				newCfg, src, err := config.Load(*path)
+				if err == nil {
+					err = newCfg.CheckSecrets()
+				}
 				if err != nil {
 					log.Error("reload refused: the new configuration has errors; the running configuration stays", "source", src, "err", err)
 					r.ReloadFailed(err)
