@@ -49,7 +49,7 @@ func New() *Metrics {
 		}),
 		acceptedBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ptrelay_messages_accepted_bytes_total",
-			Help: "Bytes of accepted messages as stored.",
+			Help: "Bytes of accepted messages as the client sent them (before the headers ptrelay adds).",
 		}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ptrelay_messages_refused_total",
