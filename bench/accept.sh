@@ -29,23 +29,7 @@ while getopts n:m:l:c:r:Dk opt; do
 	*) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 	esac
 done
-need smtp-sink smtp-source postfix go python3
-
-WORK=$(mktemp -d /tmp/ptrelay-bench-accept.XXXXXX)
-chmod 755 "$WORK"
-cleanup() {
-	stop_ptrelay
-	stop_postfix "$WORK/postfix"
-	[ -n "${SINK_PID:-}" ] && kill "$SINK_PID" 2>/dev/null
-	if [ -n "$keep" ]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-
-[[ " $relays " == *" ptrelay "* ]] && build_ptrelay "$WORK"
-start_sink "$WORK" 127.0.0.3
-pf_listen=127.0.0.5:$(free_port 127.0.0.5)
-start_postfix "$WORK/postfix" "$pf_listen" "$SINK_ADDR"
-pt_listen=127.0.0.6:$(free_port 127.0.0.6)
+bench_setup accept
 dead=127.0.0.1:9
 [ -n "$deliver" ] && dead=$SINK_ADDR
 results="$WORK/results"

@@ -27,23 +27,7 @@ while getopts n:w:c:r:k opt; do
 	*) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 	esac
 done
-need smtp-sink smtp-source postfix go python3
-
-WORK=$(mktemp -d /tmp/ptrelay-bench-e2e.XXXXXX)
-chmod 755 "$WORK"
-cleanup() {
-	stop_ptrelay
-	stop_postfix "$WORK/postfix"
-	[ -n "${SINK_PID:-}" ] && kill "$SINK_PID" 2>/dev/null
-	if [ -n "$keep" ]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-
-[[ " $relays " == *" ptrelay "* ]] && build_ptrelay "$WORK"
-start_sink "$WORK" 127.0.0.3
-pf_listen=127.0.0.5:$(free_port 127.0.0.5)
-start_postfix "$WORK/postfix" "$pf_listen" "$SINK_ADDR"
-pt_listen=127.0.0.6:$(free_port 127.0.0.6)
+bench_setup e2e
 results="$WORK/results"
 : >"$results"
 

@@ -174,3 +174,24 @@ try:
 except (ValueError, ZeroDivisionError):
     print("n/a")' "$1" "$2"
 }
+
+# bench_setup NAME: the work directory (removed at exit unless $keep), the ptrelay build when $relays has it,
+# the sink on 127.0.0.3 (SINK_ADDR), a private Postfix relaying to it on $pf_listen, and $pt_listen for ptrelay.
+bench_setup() {
+	need smtp-sink smtp-source postfix go python3
+	WORK=$(mktemp -d "/tmp/ptrelay-bench-$1.XXXXXX")
+	chmod 755 "$WORK"
+	trap bench_cleanup EXIT
+	[[ " $relays " == *" ptrelay "* ]] && build_ptrelay "$WORK"
+	start_sink "$WORK" 127.0.0.3
+	pf_listen=127.0.0.5:$(free_port 127.0.0.5)
+	start_postfix "$WORK/postfix" "$pf_listen" "$SINK_ADDR"
+	pt_listen=127.0.0.6:$(free_port 127.0.0.6)
+}
+
+bench_cleanup() {
+	stop_ptrelay
+	stop_postfix "$WORK/postfix"
+	[ -n "${SINK_PID:-}" ] && kill "$SINK_PID" 2>/dev/null
+	if [ -n "$keep" ]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
+}
