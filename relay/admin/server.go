@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"ptrelay/queue"
+	"ptrelay/relay/httpserve"
 )
 
 // Server answers the admin API for the daemon.
@@ -62,20 +63,7 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 		ConnContext:  withPeer,
 		ErrorLog:     slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		<-ctx.Done()
-		shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(shutCtx)
-	}()
-	err := srv.Serve(ln)
-	if errors.Is(err, http.ErrServerClosed) {
-		<-stopped
-		return nil
-	}
-	return err
+	return httpserve.Serve(ctx, srv, ln)
 }
 
 // Listen creates the socket: mode 0600 for the daemon's user (and root), or, with group (a name or a numeric
