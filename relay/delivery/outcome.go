@@ -6,8 +6,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/emersion/go-smtp"
-
 	"ptrelay/dnscheck"
 	"ptrelay/relay/route"
 	"ptrelay/relay/smtpstatus"
@@ -48,9 +46,8 @@ var (
 // classify maps a failure at a stage of the dialogue to an outcome. firstTx is true when the failure happened
 // in the first transaction of a freshly opened direct session (a 4xx to MAIL there means "try the next MX").
 func classify(st stage, r route.Route, tlsOpportunistic bool, firstTx bool, err error) decision {
-	var se *smtp.SMTPError
-	if errors.As(err, &se) {
-		return classifyReply(st, r, firstTx, fromSMTP(se))
+	if reply, ok := smtpstatus.FromError(err); ok {
+		return classifyReply(st, r, firstTx, reply)
 	}
 	direct := r == route.Direct
 	switch st {
@@ -123,16 +120,6 @@ func classifyReply(st stage, r route.Route, firstTx bool, s smtpstatus.Status) d
 	}
 	// Anything else (a 3xx where none belongs, garbage) is a protocol error: try again later.
 	return decision{Outcome: Deferred, Status: s}
-}
-
-// fromSMTP keeps the remote's words; a missing enhanced code stays empty.
-func fromSMTP(se *smtp.SMTPError) smtpstatus.Status {
-	s := smtpstatus.Status{Code: se.Code, Text: strings.ReplaceAll(se.Message, "\n", " ")}
-	ec := se.EnhancedCode
-	if ec != smtp.NoEnhancedCode && ec != smtp.EnhancedCodeNotSet && ec[0] == se.Code/100 {
-		s.Enhanced = smtpstatus.Enhanced(ec)
-	}
-	return s
 }
 
 func isTimeout(err error) bool {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/textproto"
-	"strconv"
 	"strings"
 	"time"
 
@@ -131,7 +130,7 @@ func handshake(ctx context.Context, raw net.Conn, relay string, spec dialSpec) (
 	}
 	tp := textproto.NewConn(conn)
 	if _, _, err := tp.ReadResponse(220); err != nil {
-		return nil, fail(stGreeting, replyErr(err))
+		return nil, fail(stGreeting, err)
 	}
 	ext, err := ehlo(tp, spec.helo)
 	if err != nil {
@@ -151,7 +150,7 @@ func handshake(ctx context.Context, raw net.Conn, relay string, spec dialSpec) (
 			if err != nil {
 				var te *textproto.Error
 				if !errors.As(err, &te) || spec.tls == tlsRequired {
-					return nil, fail(stTLS, replyErr(err))
+					return nil, fail(stTLS, err)
 				}
 				// A refused STARTTLS leaves the session in plaintext (RFC 3207 4): go on without TLS.
 				break
@@ -203,39 +202,5 @@ func cmd(tp *textproto.Conn, expect int, format string, args ...any) (int, strin
 	}
 	tp.StartResponse(id)
 	defer tp.EndResponse(id)
-	code, msg, err := tp.ReadResponse(expect)
-	return code, msg, replyErr(err)
-}
-
-// replyErr turns textproto's reply error into go-smtp's, with the enhanced code parsed, so that every reply
-// error the package sees has one type.
-func replyErr(err error) error {
-	var te *textproto.Error
-	if !errors.As(err, &te) {
-		return err
-	}
-	se := &smtp.SMTPError{Code: te.Code, Message: te.Msg, EnhancedCode: smtp.NoEnhancedCode}
-	if first, rest, ok := strings.Cut(te.Msg, " "); ok {
-		if _, err := parseEnhanced(first); err == nil {
-			se.EnhancedCode, _ = parseEnhanced(first)
-			se.Message = rest
-		}
-	}
-	return se
-}
-
-func parseEnhanced(s string) (smtp.EnhancedCode, error) {
-	parts := strings.Split(s, ".")
-	if len(parts) != 3 {
-		return smtp.EnhancedCode{}, errors.New("not an enhanced code")
-	}
-	var ec smtp.EnhancedCode
-	for i, p := range parts {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 0 {
-			return smtp.EnhancedCode{}, errors.New("not an enhanced code")
-		}
-		ec[i] = n
-	}
-	return ec, nil
+	return tp.ReadResponse(expect)
 }

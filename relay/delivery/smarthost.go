@@ -1,11 +1,9 @@
 package delivery
 
 import (
-	"errors"
 	"strings"
 
 	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
 
 	"ptrelay/config"
 	"ptrelay/relay/route"
@@ -49,8 +47,7 @@ func (s *Scheduler) authenticate(ss *session, cfg *config.Config) *decision {
 	}
 	if err := ss.c.Auth(client); err != nil {
 		d := classify(stAuth, route.Smarthost, false, false, err)
-		var se *smtp.SMTPError
-		if errors.As(err, &se) {
+		if smtpstatus.IsReply(err) {
 			return defer_(d.Status, "check smarthost.username and the password in "+passwordWhere(cfg)+": the smart host refused them", err)
 		}
 		return &d

@@ -79,8 +79,7 @@ func (ss *session) sendOnce(m *queue.Message, rcpts []rcptRef, body func() (io.R
 	}
 	fail := func(st stage, err error, list []rcptRef) {
 		d := classify(st, tc.route, tc.tlsOpportunistic, tc.firstTx, err)
-		var se *smtp.SMTPError
-		if !errors.As(err, &se) {
+		if !smtpstatus.IsReply(err) {
 			out.Broken = true
 		}
 		all(d, list)
@@ -109,8 +108,7 @@ func (ss *session) sendOnce(m *queue.Message, rcpts []rcptRef, body func() (io.R
 			return out, nil, true
 		}
 		fail(stMail, err, rcpts)
-		var se *smtp.SMTPError
-		if ss.used > 0 && (!errors.As(err, &se) || se.Code == 421) {
+		if reply, ok := smtpstatus.FromError(err); ss.used > 0 && (!ok || reply.Code == 421) {
 			out.Stale, out.Broken = true, true
 			return out, nil, true
 		}
@@ -124,13 +122,13 @@ func (ss *session) sendOnce(m *queue.Message, rcpts []rcptRef, body func() (io.R
 			accepted = append(accepted, r)
 			continue
 		}
-		var se *smtp.SMTPError
-		if !errors.As(err, &se) {
+		reply, ok := smtpstatus.FromError(err)
+		if !ok {
 			fail(stRcpt, err, rcpts[i:])
 			fail(stRcpt, err, accepted)
 			return out, nil, true
 		}
-		if se.Code == 452 && len(accepted) > 0 {
+		if reply.Code == 452 && len(accepted) > 0 {
 			retry = append(retry, r)
 			continue
 		}
@@ -193,16 +191,9 @@ func (ss *session) reset(out *txResult) {
 	}
 }
 
-// okStatus parses go-smtp's DataResponse text ("2.0.0 Ok: queued as X") into a 250 status.
-func okStatus(text string) smtpstatus.Status {
-	s := smtpstatus.Status{Code: 250, Text: text}
-	if first, rest, ok := strings.Cut(text, " "); ok {
-		if e, ok := smtpstatus.ParseEnhanced(first); ok && e[0] == 2 {
-			s.Enhanced, s.Text = e, rest
-		}
-	}
-	return s
-}
+// okStatus reads go-smtp's DataResponse text ("2.0.0 Ok: queued as X", the reply to the final dot) as the 250
+// it is.
+func okStatus(text string) smtpstatus.Status { return smtpstatus.ParseReply(250, text) }
 
 func isPrintable(s string) bool {
 	if s == "" {

@@ -170,12 +170,3 @@ func (s Status) SMTPError() *smtp.SMTPError {
 	}
 	return &smtp.SMTPError{Code: s.Code, EnhancedCode: ec, Message: s.Text}
 }
-
-// FromSMTPError converts a reply received by go-smtp's client into a Status, keeping the remote's words.
-func FromSMTPError(e *smtp.SMTPError) Status {
-	s := Status{Code: e.Code, Text: e.Message}
-	if e.EnhancedCode != smtp.NoEnhancedCode && e.EnhancedCode != smtp.EnhancedCodeNotSet {
-		s.Enhanced = Enhanced(e.EnhancedCode)
-	}
-	return s
-}

@@ -97,13 +97,3 @@ func TestToSMTP(t *testing.T) {
 		t.Errorf("an unknown error became %v (the cause must not reach the client)", ToSMTP(secret))
 	}
 }
-
-func TestFromSMTPError(t *testing.T) {
-	st := FromSMTPError(&smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 25}, Message: "no PTR"})
-	if st.Code != 550 || st.Enhanced != (Enhanced{5, 7, 25}) || st.Text != "no PTR" {
-		t.Errorf("got %+v", st)
-	}
-	if st := FromSMTPError(&smtp.SMTPError{Code: 451, EnhancedCode: smtp.NoEnhancedCode}); st.Enhanced != (Enhanced{}) {
-		t.Errorf("no enhanced code became %v", st.Enhanced)
-	}
-}
