@@ -20,17 +20,17 @@ type Config struct {
 
 // SMTP is the inbound side: who may connect, relay and authenticate, and the limits they meet.
 type SMTP struct {
-	Listen          []string `toml:"listen"`
-	AllowedNetworks []string `toml:"allowed_networks"`
-	MaxMessageSize  Size     `toml:"max_message_size"`
-	MaxRecipients   int      `toml:"max_recipients"`
-	MaxConnections  int      `toml:"max_connections"`
-	TLSCert         string   `toml:"tls_cert"` // "auto": self-signed pair kept in data_dir
-	TLSKey          string   `toml:"tls_key"`
-	TLSLegacy       bool     `toml:"tls_legacy"`
-	BareNewlines    string   `toml:"bare_newlines"` // reject | normalize
-	AuthRequiresTLS bool     `toml:"auth_requires_tls"`
-	Users           []User   `toml:"users"`
+	Listen          []string     `toml:"listen"`
+	AllowedNetworks []string     `toml:"allowed_networks"`
+	MaxMessageSize  Size         `toml:"max_message_size"`
+	MaxRecipients   int          `toml:"max_recipients"`
+	MaxConnections  int          `toml:"max_connections"`
+	TLSCert         string       `toml:"tls_cert"` // "auto": self-signed pair kept in data_dir
+	TLSKey          string       `toml:"tls_key"`
+	TLSLegacy       bool         `toml:"tls_legacy"`
+	BareNewlines    BareNewlines `toml:"bare_newlines"`
+	AuthRequiresTLS bool         `toml:"auth_requires_tls"`
+	Users           []User       `toml:"users"`
 }
 
 // User is one AUTH PLAIN/LOGIN account; the password is only ever stored as a bcrypt hash.
@@ -41,11 +41,11 @@ type User struct {
 
 // Smarthost is the upstream relay. An empty Address means no smart host is configured.
 type Smarthost struct {
-	Address      string `toml:"address"`
-	TLS          string `toml:"tls"` // starttls | implicit | none
-	TLSVerify    bool   `toml:"tls_verify"`
-	Username     string `toml:"username"`
-	PasswordFile string `toml:"password_file"`
+	Address      string       `toml:"address"`
+	TLS          SmarthostTLS `toml:"tls"`
+	TLSVerify    bool         `toml:"tls_verify"`
+	Username     string       `toml:"username"`
+	PasswordFile string       `toml:"password_file"`
 }
 
 // Configured reports whether a smart host is set up.
@@ -53,25 +53,25 @@ func (s Smarthost) Configured() bool { return s.Address != "" }
 
 // Routing decides, per recipient and per attempt, between direct MX delivery and the smart host.
 type Routing struct {
-	Mode    string `toml:"mode"` // auto | direct | smarthost; "" means auto with a smart host, else direct
-	Reroute bool   `toml:"reroute"`
-	Rules   []Rule `toml:"rules"`
+	Mode    RoutingMode `toml:"mode"` // "" means auto with a smart host, else direct
+	Reroute bool        `toml:"reroute"`
+	Rules   []Rule      `toml:"rules"`
 }
 
 // Rule routes recipients in Domains, or mail from Senders (an address or a domain), via "smarthost" or "direct".
 type Rule struct {
 	Domains []string `toml:"domains"`
 	Senders []string `toml:"senders"`
-	Via     string   `toml:"via"`
+	Via     Via      `toml:"via"`
 }
 
 // Delivery holds the outbound SMTP client settings.
 type Delivery struct {
-	Port           int    `toml:"port"`
-	Bind           string `toml:"bind"`
-	TLS            string `toml:"tls"` // opportunistic | verify | none
-	Concurrency    int    `toml:"concurrency"`
-	PerDestination int    `toml:"per_destination"`
+	Port           int         `toml:"port"`
+	Bind           string      `toml:"bind"`
+	TLS            DeliveryTLS `toml:"tls"`
+	Concurrency    int         `toml:"concurrency"`
+	PerDestination int         `toml:"per_destination"`
 }
 
 // Queue holds the retry schedule.

@@ -65,15 +65,15 @@ func firstDir(v string) string {
 }
 
 // EffectiveRoutingMode resolves routing.mode: an empty mode means "auto" when a smart host is configured, else
-// "direct". It returns "auto", "direct" or "smarthost" for a valid configuration.
-func (c *Config) EffectiveRoutingMode() string {
-	if c.Routing.Mode != "" {
+// "direct". It returns RoutingAuto, RoutingDirect or RoutingSmarthost for a valid configuration.
+func (c *Config) EffectiveRoutingMode() RoutingMode {
+	if c.Routing.Mode != RoutingDefault {
 		return c.Routing.Mode
 	}
 	if c.Smarthost.Configured() {
-		return "auto"
+		return RoutingAuto
 	}
-	return "direct"
+	return RoutingDirect
 }
 
 // AdminSocket returns the path of the admin Unix socket: admin.socket when set, else
@@ -104,6 +104,17 @@ func (c *Config) smarthostPasswordPath() string {
 		return filepath.Join(d, credentialName)
 	}
 	return ""
+}
+
+// SmarthostPasswordSource says, for an admin, where the smart host password comes from: smarthost.password_file,
+// or the file the unit hands over with LoadCredential= (systemd copies it at start; $CREDENTIALS_DIRECTORY is
+// that copy, not a file anyone edits).
+func (c *Config) SmarthostPasswordSource() string {
+	if c.Smarthost.PasswordFile != "" {
+		return c.Smarthost.PasswordFile
+	}
+	return "the file named by LoadCredential=" + credentialName + ":FILE in ptrelay's unit " +
+		"(/etc/ptrelay/smarthost.pass in the shipped unit; systemd copies it at start, so restart ptrelay after editing it)"
 }
 
 // SmarthostPassword reads the smart host password from smarthost.password_file, else from

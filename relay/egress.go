@@ -44,7 +44,7 @@ func (r *Relay) verdictChanged(prev, cur dnscheck.Report) {
 	}
 	r.metrics.SetVerdict(cur.Family.String(), string(cur.Verdict))
 	cfg := r.cfg.Load()
-	if cur.Verdict == dnscheck.VerdictSmarthost && !cfg.Smarthost.Configured() && cfg.EffectiveRoutingMode() != "smarthost" {
+	if cur.Verdict == dnscheck.VerdictSmarthost && !cfg.Smarthost.Configured() && cfg.EffectiveRoutingMode() != config.RoutingSmarthost {
 		r.log.Warn("receivers will likely refuse mail from this address, and no smart host is configured: delivering directly anyway; configure [smarthost] or fix the DNS (run `ptrelay check`)",
 			"family", cur.Family.String(), "egress", cur.Egress.IP.String(), "reasons", cur.Reasons)
 	}
@@ -52,7 +52,7 @@ func (r *Relay) verdictChanged(prev, cur dnscheck.Report) {
 
 // verdictGatesDelivery reports whether routing depends on the verdict, so delivery must wait for the first one.
 func verdictGatesDelivery(cfg *config.Config) bool {
-	return cfg.Smarthost.Configured() && cfg.EffectiveRoutingMode() == "auto"
+	return cfg.Smarthost.Configured() && cfg.EffectiveRoutingMode() == config.RoutingAuto
 }
 
 // startChecker computes the first verdict (waiting for it when routing depends on it) and keeps it current.

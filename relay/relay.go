@@ -99,7 +99,7 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.scheduler = delivery.New(cfg, store, r.resolver, r.checker, r.log, delivery.Hooks{OnAttempt: r.observeAttempt, OnReroute: r.metrics.Reroute})
+	r.scheduler = delivery.New(delivery.NewSettings(cfg), store, r.resolver, r.checker, r.log, delivery.Hooks{OnAttempt: r.observeAttempt, OnReroute: r.metrics.Reroute})
 	r.admin = admin.NewServer(store, r.status, r.scheduler.Kick, r.log)
 
 	for _, addr := range cfg.SMTP.Listen {
@@ -217,7 +217,7 @@ func (r *Relay) Reload(cfg *config.Config) error {
 	if err := r.checker.Update(r.checkerOptions(cfg)); err != nil {
 		return err
 	}
-	r.scheduler.Reload(cfg)
+	r.scheduler.Reload(delivery.NewSettings(cfg))
 	r.cfg.Store(cfg)
 	if keys := restartKeys(old, cfg); len(keys) > 0 {
 		r.log.Warn("some changes take effect only at the next restart", "keys", strings.Join(keys, ", "))

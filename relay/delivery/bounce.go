@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"ptrelay/config"
 	"ptrelay/queue"
 	"ptrelay/relay/dsn"
 	"ptrelay/relay/route"
@@ -93,7 +92,7 @@ func (s *Scheduler) headersOf(id string) []byte {
 // enqueueDSN builds a DSN of kind about m's recipients and queues it in the Update's transaction, from the null
 // sender to the envelope sender. A DSN that cannot be built is logged and skipped: the recipients' states must
 // still be recorded, or they would stay claimed.
-func (s *Scheduler) enqueueDSN(tx *queue.Tx, cfg *config.Config, m *queue.Message, kind dsn.Kind, rcpts []dsnRcpt, headers []byte, now time.Time) (string, error) {
+func (s *Scheduler) enqueueDSN(tx *queue.Tx, cfg *Settings, m *queue.Message, kind dsn.Kind, rcpts []dsnRcpt, headers []byte, now time.Time) (string, error) {
 	rep := dsn.Report{
 		ReportingMTA:    cfg.Hostname,
 		Kind:            kind,
@@ -116,7 +115,7 @@ func (s *Scheduler) enqueueDSN(tx *queue.Tx, cfg *config.Config, m *queue.Messag
 		}
 		if kind == dsn.Delayed {
 			rs.Action = "delayed"
-			rs.WillRetryUntil = m.Arrival.Add(cfg.Queue.Lifetime.D())
+			rs.WillRetryUntil = m.Arrival.Add(cfg.Lifetime)
 		} else {
 			rs.Action = "failed"
 		}

@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"ptrelay/config"
 	"ptrelay/dnscheck"
 	"ptrelay/queue"
 	"ptrelay/relay/route"
@@ -72,7 +71,7 @@ type Scheduler struct {
 	verdict route.VerdictSource
 	log     *slog.Logger
 	hooks   Hooks
-	cfg     atomic.Pointer[config.Config]
+	cfg     atomic.Pointer[Settings]
 	kick    chan struct{}
 	done    chan struct{} // a session finished (capacity may be free) or recorded an outcome (a new due time)
 
@@ -92,7 +91,7 @@ type Scheduler struct {
 
 // New returns a scheduler for store. res may be nil when every route is the smart host (direct attempts then
 // defer with 4.4.3); verdict may be nil (auto routing then prefers the smart host when one is configured).
-func New(cfg *config.Config, store *queue.Store, res *dnscheck.Resolver, verdict route.VerdictSource, log *slog.Logger, hooks Hooks) *Scheduler {
+func New(cfg *Settings, store *queue.Store, res *dnscheck.Resolver, verdict route.VerdictSource, log *slog.Logger, hooks Hooks) *Scheduler {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -117,9 +116,10 @@ func New(cfg *config.Config, store *queue.Store, res *dnscheck.Resolver, verdict
 	return s
 }
 
-// Reload swaps the configuration. Routes, limits, TLS and retry settings apply from the next pick-up, including
-// to mail already queued; sessions in flight finish with the settings they started with.
-func (s *Scheduler) Reload(cfg *config.Config) {
+// Reload swaps the settings (NewSettings of the new configuration) in one step. Routes, limits, TLS and retry
+// settings apply from the next pick-up, including to mail already queued; a session in flight finishes its
+// transaction with the settings it started with and is not reused after it.
+func (s *Scheduler) Reload(cfg *Settings) {
 	s.cfg.Store(cfg)
 	s.Kick()
 }

@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
-	"net/netip"
-	"strconv"
 
-	"ptrelay/config"
 	"ptrelay/dnscheck"
 	"ptrelay/relay/route"
 	"ptrelay/relay/smtpstatus"
@@ -29,7 +26,7 @@ type candidate struct {
 // transaction refused with a 4xx at MAIL moves on to the next host instead of starting over.
 type hopDialer struct {
 	s     *Scheduler
-	cfg   *config.Config
+	cfg   *Settings
 	key   hopKey
 	cands []candidate
 	ready bool
@@ -59,7 +56,7 @@ func (h *hopDialer) next(ctx context.Context) (*session, *decision) {
 		if err == nil {
 			h.i++
 			if h.key.Route == route.Smarthost {
-				if d := h.s.authenticate(ss, h.cfg); d != nil {
+				if d := h.s.authenticate(ss, &h.cfg.Smarthosts[0]); d != nil {
 					h.lastRelay = ss.relay
 					ss.close(true)
 					return nil, d
@@ -109,26 +106,23 @@ func (h *hopDialer) next(ctx context.Context) (*session, *decision) {
 
 func (h *hopDialer) spec(c candidate) dialSpec {
 	// delivery.bind is the source of every outbound connection: the smart host may check it too.
-	sp := dialSpec{host: c.host, addr: c.addr, bind: h.cfg.Delivery.Bind, helo: h.cfg.Hostname, tls: c.tls,
+	sp := dialSpec{host: c.host, addr: c.addr, helo: h.cfg.Hostname, tls: c.tls,
 		roots: h.s.hooks.RootCAs, timeout: h.s.hooks.IOTimeout}
+	if h.cfg.Direct.Bind.IsValid() {
+		sp.bind = h.cfg.Direct.Bind.String()
+	}
 	if h.key.Route == route.Smarthost {
-		sp.verify = h.cfg.Smarthost.TLSVerify
+		sp.verify = h.cfg.Smarthosts[0].Verify
 	} else {
 		sp.verify = c.tls == tlsRequired
-	}
-	if sp.helo == "" {
-		sp.helo = "localhost" // config fills hostname from the OS; this only guards a hand-built Config
 	}
 	return sp
 }
 
 func (h *hopDialer) resolve(ctx context.Context) *decision {
 	if h.key.Route == route.Smarthost {
-		host, _, err := net.SplitHostPort(h.cfg.Smarthost.Address)
-		if err != nil {
-			host = h.cfg.Smarthost.Address
-		}
-		h.cands = []candidate{{host: host, addr: h.cfg.Smarthost.Address, tls: smarthostTLS(h.cfg.Smarthost.TLS)}}
+		sh := h.cfg.Smarthosts[0]
+		h.cands = []candidate{{host: sh.Host, addr: sh.Address, tls: sh.TLS}}
 		return nil
 	}
 	return h.resolveMX(ctx)
@@ -148,15 +142,7 @@ func (h *hopDialer) resolveMX(ctx context.Context) *decision {
 		d := classify(stDNS, route.Direct, false, false, err)
 		return &d
 	}
-	mode := directTLS(h.cfg.Delivery.TLS)
-	port := strconv.Itoa(h.cfg.Delivery.Port)
-	if h.cfg.Delivery.Port == 0 {
-		port = "25"
-	}
-	var bind netip.Addr
-	if h.cfg.Delivery.Bind != "" {
-		bind, _ = netip.ParseAddr(h.cfg.Delivery.Bind)
-	}
+	mode, port, bind := h.cfg.Direct.TLS, h.cfg.Direct.Port, h.cfg.Direct.Bind
 	// When one family's egress fails the check and the other passes (IPv6 without a PTR, typically), direct
 	// mail uses the passing family only; addresses of the other are the last resort, for a domain reachable
 	// only over it.
@@ -209,24 +195,4 @@ func (h *hopDialer) resolveMX(ctx context.Context) *decision {
 	}
 	d := decision{Outcome: Deferred, Status: ours(stNoAnswer, "no usable address for the mail exchangers of "+h.key.Dest+" (delivery.bind family?)")}
 	return &d
-}
-
-func directTLS(s string) tlsMode {
-	switch s {
-	case "none":
-		return tlsOff
-	case "verify":
-		return tlsRequired
-	}
-	return tlsOpportunistic
-}
-
-func smarthostTLS(s string) tlsMode {
-	switch s {
-	case "none":
-		return tlsOff
-	case "implicit":
-		return tlsImplicit
-	}
-	return tlsRequired
 }

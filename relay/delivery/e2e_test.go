@@ -196,7 +196,7 @@ func TestE2E_SmarthostPostfix(t *testing.T) {
 		return p
 	}
 	good, bad := writePass("good", "goodpass"), writePass("bad", "wrongpass")
-	shCfg := func(addr, mode, pass string) *config.Config {
+	shCfg := func(addr string, mode config.SmarthostTLS, pass string) *config.Config {
 		c := testConfig(1)
 		c.Routing.Mode = "smarthost"
 		c.Smarthost = config.Smarthost{Address: addr, TLS: mode, TLSVerify: true, Username: "relayuser", PasswordFile: pass}

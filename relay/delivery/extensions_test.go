@@ -77,7 +77,7 @@ func TestDelivery_SMTPUTF8NotOfferedBounces(t *testing.T) {
 func TestLogLine(t *testing.T) {
 	var buf bytes.Buffer
 	var hooked []Result
-	s := New(testConfig(25), nil, nil, nil, slog.New(slog.NewTextHandler(&buf, nil)), Hooks{OnAttempt: func(r Result) { hooked = append(hooked, r) }})
+	s := New(NewSettings(testConfig(25)), nil, nil, nil, slog.New(slog.NewTextHandler(&buf, nil)), Hooks{OnAttempt: func(r Result) { hooked = append(hooked, r) }})
 	s.logAttempt(Result{ID: "6C4ABC", Rcpt: "b@dest.test", Route: "direct", Relay: "mx1.dest.test[192.0.2.1]:25",
 		Outcome: Sent, Status: smtpstatus.Status{Code: 250, Enhanced: smtpstatus.Enhanced{2, 0, 0}, Text: "Ok: queued as X"},
 		Delay: 1234 * time.Millisecond, Attempt: 1})

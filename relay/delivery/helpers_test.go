@@ -127,7 +127,7 @@ func run(t *testing.T, cfg *config.Config, st *queue.Store, res *dnscheck.Resolv
 		hooks.Jitter = func(n int64) int64 { return n / 2 }
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	s := New(cfg, st, res, nil, log, hooks)
+	s := New(NewSettings(cfg), st, res, nil, log, hooks)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()

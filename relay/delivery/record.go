@@ -25,25 +25,25 @@ type hopKey struct {
 	Dest  string
 }
 
-func (s *Scheduler) backoff(cfg *config.Config, attempts int) time.Duration {
+func (s *Scheduler) backoff(cfg *Settings, attempts int) time.Duration {
 	j := s.hooks.Jitter
 	if j == nil {
 		j = rand.Int64N
 	}
-	return Backoff(attempts, cfg.Queue.RetryMin.D(), cfg.Queue.RetryMax.D(), j)
+	return Backoff(attempts, cfg.RetryMin, cfg.RetryMax, j)
 }
 
 // expired: queue.lifetime has passed since arrival (STYLE.md §5: now - arrival > lifetime). A zero lifetime
 // never expires mail.
-func expired(m *queue.Message, cfg *config.Config, now time.Time) bool {
-	lt := cfg.Queue.Lifetime.D()
+func expired(m *queue.Message, cfg *Settings, now time.Time) bool {
+	lt := cfg.Lifetime
 	return lt > 0 && now.Sub(m.Arrival) > lt
 }
 
 // expiredStatus is what an expiry records (RFC 3463 X.4.7, Postfix's "status=expired, returned to sender"):
 // our status, with the last reply quoted in the text. The DSN keeps the last remote reply as its Diagnostic-Code.
-func expiredStatus(cfg *config.Config, last smtpstatus.Status) smtpstatus.Status {
-	st := ours(stExpired, "delivery time expired after "+cfg.Queue.Lifetime.String())
+func expiredStatus(cfg *Settings, last smtpstatus.Status) smtpstatus.Status {
+	st := ours(stExpired, "delivery time expired after "+config.Duration(cfg.Lifetime).String())
 	if r := replyText(last); r != "" {
 		st.Text += "; last reply: " + r
 	}
@@ -101,7 +101,7 @@ func bounce(r *queue.Recipient, o Outcome, st, diag smtpstatus.Status, rt route.
 // active with Attempts+1 and NextAttempt = now + backoff, so a crash leaves a retry for later, never a tight
 // loop. Recipients bounced by the admin, or past queue.lifetime, are bounced here with their DSN. It returns
 // one transaction per next hop, and whether anything changed (a claim or a bounce).
-func (s *Scheduler) claim(cfg *config.Config, snap *queue.Message, now time.Time) ([]*txn, bool) {
+func (s *Scheduler) claim(cfg *Settings, snap *queue.Message, now time.Time) ([]*txn, bool) {
 	var headers []byte
 	if dsnAllowed(snap) {
 		for _, r := range snap.Recipients {
@@ -157,13 +157,13 @@ func (s *Scheduler) claim(cfg *config.Config, snap *queue.Message, now time.Time
 	var out []*txn
 	for _, i := range claimed {
 		r := final.Recipients[i]
-		rt := route.Decide(cfg, final.Envelope.From, r.Addr, s.verdict)
+		rt := route.Decide(cfg.Routing, final.Envelope.From, r.Addr, s.verdict)
 		if rt == route.Direct && s.stayOnSmarthost(cfg, &r, now) {
 			rt = route.Smarthost // a receiver refused this host: do not knock again
 		}
 		key := hopKey{Route: rt, Dest: route.Domain(r.Addr)}
 		if rt == route.Smarthost {
-			key.Dest = cfg.Smarthost.Address
+			key.Dest = cfg.Smarthosts[0].Address
 		}
 		t := byHop[key]
 		if t == nil {
@@ -176,7 +176,7 @@ func (s *Scheduler) claim(cfg *config.Config, snap *queue.Message, now time.Time
 	return out, len(claimed)+len(results) > 0
 }
 
-func (s *Scheduler) queueDSNs(tx *queue.Tx, cfg *config.Config, m *queue.Message, f *fails, headers []byte, now time.Time) error {
+func (s *Scheduler) queueDSNs(tx *queue.Tx, cfg *Settings, m *queue.Message, f *fails, headers []byte, now time.Time) error {
 	if !dsnAllowed(m) {
 		return nil
 	}
@@ -203,7 +203,7 @@ func (s *Scheduler) result(m *queue.Message, r *queue.Recipient, rt route.Route,
 // record stores the outcome of one transaction's recipients, with their attempt in the history, the DSNs they
 // call for (failure, or the one delay warning), and writes their log lines. aborted means the attempt was cut
 // by a shutdown: a deferred recipient is due again at once, so nothing waits a backoff for our restart.
-func (s *Scheduler) record(cfg *config.Config, t *txn, results []rcptResult, aborted bool) {
+func (s *Scheduler) record(cfg *Settings, t *txn, results []rcptResult, aborted bool) {
 	now := s.now()
 	snap := t.msg
 	// Any failure may end in a DSN (a bounce, an expiry, the delay warning, or an admin bounce that arrived
@@ -264,7 +264,7 @@ func (s *Scheduler) record(cfg *config.Config, t *txn, results []rcptResult, abo
 					r.NextAttempt = next
 				}
 				addHistory(r, attemptOf(now, t.key.Route, res.Relay, o, st))
-				dw := cfg.Queue.DelayWarning.D()
+				dw := cfg.DelayWarning
 				if dw > 0 && !r.DelayWarned && now.Sub(m.Arrival) >= dw && wantsDSN(r.Notify, "DELAY") {
 					r.DelayWarned = true
 					f.delayed = append(f.delayed, dsnLine(r, t.key.Route, st, res.Relay, now))

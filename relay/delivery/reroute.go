@@ -4,7 +4,6 @@ import (
 	"net/netip"
 	"time"
 
-	"ptrelay/config"
 	"ptrelay/dnscheck"
 	"ptrelay/queue"
 	"ptrelay/relay/route"
@@ -21,20 +20,15 @@ import (
 // day, so a fixed PTR or a delisting is noticed the next day without hammering the receiver meanwhile.
 const smarthostMemory = 24 * time.Hour
 
-// rerouteOn: routing.reroute is on, a smart host exists, and the mode lets direct delivery fall back (auto or
-// direct; rules within those modes included).
-func rerouteOn(cfg *config.Config) bool {
-	return cfg.Routing.Reroute && cfg.Smarthost.Configured() && cfg.EffectiveRoutingMode() != "smarthost"
-}
-
-// canReroute: a direct attempt's reply that the smart host can get past, with rerouting on.
-func canReroute(cfg *config.Config, rt route.Route, st smtpstatus.Status) bool {
-	return rt == route.Direct && st.Code != 0 && rerouteOn(cfg) && route.Classify(st).Reroutable()
+// canReroute: a direct attempt's reply that the smart host can get past, with rerouting on (route.Policy's
+// Reroute).
+func canReroute(cfg *Settings, rt route.Route, st smtpstatus.Status) bool {
+	return rt == route.Direct && st.Code != 0 && cfg.Routing.Reroute && route.Classify(st).Reroutable()
 }
 
 // stayOnSmarthost: the recipient, or its domain lately, was refused for this host's reputation.
-func (s *Scheduler) stayOnSmarthost(cfg *config.Config, r *queue.Recipient, now time.Time) bool {
-	if !rerouteOn(cfg) {
+func (s *Scheduler) stayOnSmarthost(cfg *Settings, r *queue.Recipient, now time.Time) bool {
+	if !cfg.Routing.Reroute {
 		return false
 	}
 	if until, ok := s.smarthostOnly.Load(route.Domain(r.Addr)); ok {

@@ -104,7 +104,7 @@ func (e *rerouteEnv) run(t *testing.T, v route.VerdictSource, hooks Hooks) *reco
 	hooks.IOTimeout = 5 * time.Second
 	hooks.Jitter = func(n int64) int64 { return n / 2 }
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	s := New(e.cfg, e.st, resolver(t, e.dns), v, log, hooks)
+	s := New(NewSettings(e.cfg), e.st, resolver(t, e.dns), v, log, hooks)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()

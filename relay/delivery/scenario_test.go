@@ -271,7 +271,7 @@ func TestDelivery_RoutingRuleChangeAppliesToQueuedMail(t *testing.T) {
 	}
 	cfg2 := *cfg
 	cfg2.Routing.Rules = []config.Rule{{Senders: []string{"sender.test"}, Via: "direct"}}
-	s.Reload(&cfg2)
+	s.Reload(NewSettings(&cfg2))
 	waitFor(t, "direct delivery", 10*time.Second, func() bool { return rec.count(Sent) == 1 })
 	for _, r := range rec.list() {
 		if r.Outcome == Sent && (r.Route != "direct" || r.ID != id) {
@@ -299,7 +299,7 @@ func TestDelivery_SmarthostAuth(t *testing.T) {
 		name    string
 		mechs   []string
 		tls     *tls.Config
-		mode    string
+		mode    config.SmarthostTLS
 		pass    string
 		outcome Outcome
 		authed  string

@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"ptrelay/config"
 	"ptrelay/queue"
 	"ptrelay/relay/route"
 )
@@ -22,18 +21,6 @@ type hop struct {
 // linger is how long an open session waits for more mail to its hop before it quits: mail arriving one
 // message at a time then shares a session (Postfix's connection cache keeps sessions 2 s for the same reason).
 const linger = time.Second
-
-// limits returns delivery.concurrency and delivery.per_destination with sane floors.
-func limits(cfg *config.Config) (total, perDest int) {
-	total, perDest = cfg.Delivery.Concurrency, cfg.Delivery.PerDestination
-	if total <= 0 {
-		total = 1
-	}
-	if perDest <= 0 || perDest > total {
-		perDest = total
-	}
-	return total, perDest
-}
 
 // Run delivers until ctx is done. It is one loop: it wakes when the queue commits new work (store.Notify), at
 // the next due time (a timer at store.NextDue), when a session finishes, or on Kick; there is no poll tick. On
@@ -74,9 +61,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 // queue as sessions free up rather than all at once. It is generous (like Postfix's active queue) because the
 // route is only known after the claim: a small budget would let one slow destination's backlog hold back mail
 // for every other one.
-func maxWaiting(cfg *config.Config) int {
-	total, _ := limits(cfg)
-	return 20*total + 500
+func maxWaiting(cfg *Settings) int {
+	return 20*cfg.Concurrency + 500
 }
 
 // pickChunk is how many messages one pass claims before the loop dispatches what it got: a large backlog is
@@ -86,7 +72,7 @@ const pickChunk = 128
 // pick claims one chunk of due recipients if there is room. It returns 0 when more may be due at once, a delay
 // after which to look again when it could not make progress (a store error, or due messages of which nothing
 // could be claimed), else -1.
-func (s *Scheduler) pick(cfg *config.Config) time.Duration {
+func (s *Scheduler) pick(cfg *Settings) time.Duration {
 	s.mu.Lock()
 	room := min(maxWaiting(cfg)-s.waiting, pickChunk)
 	s.mu.Unlock()
@@ -119,7 +105,7 @@ const claimWorkers = 16
 
 // claimAll claims msgs concurrently and queues their transactions in msgs' order (earliest due first); it
 // reports whether anything changed.
-func (s *Scheduler) claimAll(cfg *config.Config, msgs []*queue.Message, now time.Time) bool {
+func (s *Scheduler) claimAll(cfg *Settings, msgs []*queue.Message, now time.Time) bool {
 	var wg sync.WaitGroup
 	txns := make([][]*txn, len(msgs))
 	changed := make([]bool, len(msgs))
@@ -163,7 +149,7 @@ func (s *Scheduler) enqueue(txns []*txn) {
 }
 
 // nextWake is how long to sleep before the next due time; -1 means "until something else wakes us".
-func (s *Scheduler) nextWake(cfg *config.Config, retryIn time.Duration) time.Duration {
+func (s *Scheduler) nextWake(cfg *Settings, retryIn time.Duration) time.Duration {
 	s.mu.Lock()
 	full := s.waiting >= maxWaiting(cfg)
 	s.mu.Unlock()
@@ -193,7 +179,7 @@ func (s *Scheduler) nextWake(cfg *config.Config, retryIn time.Duration) time.Dur
 // (connection reuse), so new sessions are only opened while work is waiting that no session can take.
 func (s *Scheduler) dispatch(ctx context.Context, wg *sync.WaitGroup) {
 	cfg := s.cfg.Load()
-	total, perDest := limits(cfg)
+	total, perDest := cfg.Concurrency, cfg.PerDestination
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stop {
@@ -333,7 +319,7 @@ func (s *Scheduler) shutdown(wg *sync.WaitGroup) {
 
 // runSession serves one hop: it opens a session (walking MX hosts or dialing the smart host) and sends the
 // transactions of that hop one after the other on it, reopening when a session breaks.
-func (s *Scheduler) runSession(ctx context.Context, cfg *config.Config, key hopKey, t *txn) {
+func (s *Scheduler) runSession(ctx context.Context, cfg *Settings, key hopKey, t *txn) {
 	defer s.sessionEnded(key)
 	var (
 		ss     *session
@@ -352,6 +338,15 @@ func (s *Scheduler) runSession(ctx context.Context, cfg *config.Config, key hopK
 			t = s.nextTxn(key)
 			continue
 		}
+		if cur := s.cfg.Load(); cur != cfg {
+			// A reload: the next transaction goes out on a session opened with the new settings (another smart
+			// host, other TLS), never on one kept open from before.
+			if ss != nil {
+				ss.close(true)
+				ss = nil
+			}
+			cfg, dialer = cur, nil
+		}
 		if ss == nil {
 			if dialer == nil {
 				dialer = &hopDialer{s: s, cfg: cfg, key: key}
@@ -369,8 +364,8 @@ func (s *Scheduler) runSession(ctx context.Context, cfg *config.Config, key hopK
 			fresh = true
 		}
 		res := ss.send(t.msg, t.rcpts, s.bodyOpener(t.msg.ID), txContext{
-			route: key.Route, tlsOpportunistic: cfg.Delivery.TLS != "verify" && cfg.Delivery.TLS != "none", firstTx: fresh,
-			reroute: rerouteOn(cfg)})
+			route: key.Route, tlsOpportunistic: cfg.Direct.TLS == tlsOpportunistic, firstTx: fresh,
+			reroute: cfg.Routing.Reroute})
 		fresh = false
 		if res.Stale && !stale && ctx.Err() == nil {
 			// The peer closed a session we kept open (idle timeout, or a limit of messages per connection):

@@ -5,7 +5,6 @@ import (
 
 	"github.com/emersion/go-sasl"
 
-	"ptrelay/config"
 	"ptrelay/relay/route"
 	"ptrelay/relay/smtpstatus"
 )
@@ -16,8 +15,7 @@ import (
 //
 // Every failure defers: a wrong password is a configuration error, and bouncing users' mail for it would turn
 // an admin's typo into lost mail. A refused login is logged at ERROR with the fix.
-func (s *Scheduler) authenticate(ss *session, cfg *config.Config) *decision {
-	sh := cfg.Smarthost
+func (s *Scheduler) authenticate(ss *session, sh *Smarthost) *decision {
 	if sh.Username == "" {
 		return nil
 	}
@@ -26,11 +24,11 @@ func (s *Scheduler) authenticate(ss *session, cfg *config.Config) *decision {
 			"reply", st.String(), "err", cause, "fix", fix)
 		return &decision{Outcome: Deferred, Status: st}
 	}
-	if !ss.secure && sh.TLS != "none" {
+	if !ss.secure && sh.TLS != tlsOff {
 		return defer_(ours(smtpstatus.Enhanced{4, 7, 0}, "refusing to send credentials to "+ss.relay+" without TLS"),
 			"set smarthost.tls to \"starttls\" or \"implicit\" as the provider documents", nil)
 	}
-	pass, err := cfg.SmarthostPassword()
+	pass, err := sh.Password()
 	if err != nil {
 		return defer_(ours(smtpstatus.Enhanced{4, 7, 0}, "no smart host password"), err.Error(), err)
 	}
@@ -48,16 +46,9 @@ func (s *Scheduler) authenticate(ss *session, cfg *config.Config) *decision {
 	if err := ss.c.Auth(client); err != nil {
 		d := classify(stAuth, route.Smarthost, false, false, err)
 		if smtpstatus.IsReply(err) {
-			return defer_(d.Status, "check smarthost.username and the password in "+passwordWhere(cfg)+": the smart host refused them", err)
+			return defer_(d.Status, "check smarthost.username and the password in "+sh.PasswordSource+": the smart host refused them", err)
 		}
 		return &d
 	}
 	return nil
-}
-
-func passwordWhere(cfg *config.Config) string {
-	if cfg.Smarthost.PasswordFile != "" {
-		return cfg.Smarthost.PasswordFile
-	}
-	return "$CREDENTIALS_DIRECTORY/smarthost"
 }
