@@ -35,6 +35,9 @@ type PostfixOptions struct {
 	AuthWithoutTLS bool
 	// MainCF holds extra main.cf lines ("name = value"), applied last.
 	MainCF []string
+	// LogCommands has smtpd log every command its loopback clients send, for Transcripts. It logs much more
+	// than that (debug_peer_level = 2): leave it off where the log is not read.
+	LogCommands bool
 }
 
 // Postfix is a running private Postfix instance.
@@ -298,6 +301,9 @@ func (pf *Postfix) writeConfig(t testing.TB, opt PostfixOptions) {
 		"minimal_backoff_time = 5s",
 		"maximal_backoff_time = 10s",
 		"queue_run_delay = 5s",
+	}
+	if opt.LogCommands {
+		main = append(main, postfixCommandLogging...)
 	}
 	main = append(main, opt.MainCF...)
 	listen := func(addr string) string {
