@@ -7,6 +7,7 @@ import (
 
 	"ptrelay/dnscheck"
 	"ptrelay/relay/route"
+	"ptrelay/relay/smtpclient"
 	"ptrelay/relay/smtpstatus"
 )
 
@@ -18,7 +19,7 @@ const maxCandidates = 10
 type candidate struct {
 	host string // MX host name, or the smart host's name
 	addr string // "ip:port" or "host:port"
-	tls  tlsMode
+	tls  smtpclient.TLSMode
 }
 
 // hopDialer opens sessions for one next hop, walking its candidates in order: MX hosts by preference (random
@@ -52,19 +53,20 @@ func (h *hopDialer) next(ctx context.Context) (*session, *decision) {
 			return nil, &d
 		}
 		c := &h.cands[h.i]
-		ss, err := open(ctx, h.spec(*c))
+		cs, err := smtpclient.Dial(ctx, h.spec(*c))
 		if err == nil {
+			ss := &session{Session: cs, cand: *c}
 			h.i++
 			if h.key.Route == route.Smarthost {
 				if d := h.s.authenticate(ss, &h.cfg.Smarthosts[0]); d != nil {
-					h.lastRelay = ss.relay
-					ss.close(true)
+					h.lastRelay = ss.Relay()
+					ss.Close(true)
 					return nil, d
 				}
 			}
 			return ss, nil
 		}
-		var se *stepError
+		var se *smtpclient.StepError
 		st, cause := stConnect, err
 		if errors.As(err, &se) {
 			st, cause = se.Stage, se.Err
@@ -72,12 +74,12 @@ func (h *hopDialer) next(ctx context.Context) (*session, *decision) {
 				h.lastRelay = se.Relay
 			}
 		}
-		d := classify(st, h.key.Route, c.tls == tlsOpportunistic, false, cause)
+		d := classify(st, h.key.Route, c.tls == smtpclient.TLSOpportunistic, false, cause)
 		h.s.log.Debug("delivery: session setup failed", "hop", h.key.Dest, "route", h.key.Route, "addr", c.addr, "err", err)
 		if h.key.Route == route.Smarthost && st == stTLS {
 			// Like a refused login, a TLS failure with the smart host is the admin's to fix; mail waits meanwhile.
 			h.s.log.Error("delivery: TLS with the smart host failed; mail is deferred", "relay", h.lastRelay, "err", cause,
-				"fix", "check that smarthost.address names the host in its certificate and smarthost.tls matches the port (starttls: 587, implicit: 465)")
+				"fix", tlsFix(cause, &h.cfg.Smarthosts[0]))
 		}
 		if d.NextHost && canReroute(h.cfg, h.key.Route, d.Status) {
 			// Refused for this host's reputation (a greeting naming our PTR, a blocklist): the domain's other MX
@@ -85,8 +87,8 @@ func (h *hopDialer) next(ctx context.Context) (*session, *decision) {
 			d.NextHost = false
 		}
 		h.last = &d
-		if d.Plaintext && c.tls != tlsOff {
-			c.tls = tlsOff // same address again, without TLS (opportunistic: a broken TLS stack must not block mail)
+		if d.Plaintext && c.tls != smtpclient.TLSOff {
+			c.tls = smtpclient.TLSOff // same address again, without TLS (opportunistic: a broken TLS stack must not block mail)
 			continue
 		}
 		h.i++
@@ -104,17 +106,17 @@ func (h *hopDialer) next(ctx context.Context) (*session, *decision) {
 	return nil, h.last
 }
 
-func (h *hopDialer) spec(c candidate) dialSpec {
+func (h *hopDialer) spec(c candidate) smtpclient.Spec {
+	sp := smtpclient.Spec{Host: c.host, Addr: c.addr, Helo: h.cfg.Hostname, Timeout: h.s.hooks.IOTimeout,
+		TLS: smtpclient.TLSPolicy{Mode: c.tls, RootCAs: h.s.hooks.RootCAs}}
 	// delivery.bind is the source of every outbound connection: the smart host may check it too.
-	sp := dialSpec{host: c.host, addr: c.addr, helo: h.cfg.Hostname, tls: c.tls,
-		roots: h.s.hooks.RootCAs, timeout: h.s.hooks.IOTimeout}
 	if h.cfg.Direct.Bind.IsValid() {
-		sp.bind = h.cfg.Direct.Bind.String()
+		sp.Bind = h.cfg.Direct.Bind.String()
 	}
 	if h.key.Route == route.Smarthost {
-		sp.verify = h.cfg.Smarthosts[0].Verify
+		sp.TLS.Verify = h.cfg.Smarthosts[0].Verify
 	} else {
-		sp.verify = c.tls == tlsRequired
+		sp.TLS.Verify = c.tls == smtpclient.TLSRequired
 	}
 	return sp
 }

@@ -73,13 +73,3 @@ func TestClassify(t *testing.T) {
 		})
 	}
 }
-
-func TestOKStatus(t *testing.T) {
-	s := okStatus("2.0.0 Ok: queued as ABC")
-	if s.Code != 250 || s.Enhanced.String() != "2.0.0" || s.Text != "Ok: queued as ABC" {
-		t.Errorf("okStatus = %+v", s)
-	}
-	if s := okStatus("Ok"); s.Code != 250 || s.Text != "Ok" || s.Enhanced.String() != "" {
-		t.Errorf("okStatus(plain) = %+v", s)
-	}
-}

@@ -156,6 +156,8 @@ func TestReroute_Gmail5725AtRCPT(t *testing.T) {
 		t.Errorf("the smart host got %q -> %v", got[0].From, got[0].To)
 	}
 	waitFor(t, "the queue to empty", 10*time.Second, func() bool { return queueEmpty(t, e.st) })
+	// The attempt is logged (and the hook called) just after its outcome is committed.
+	waitFor(t, "the delivery's log line", 10*time.Second, func() bool { return rec.count(Sent) >= 1 })
 	if o := outcomes(rec, "b@dest.test"); strings.Join(o, ", ") != "direct rerouted, smarthost sent" {
 		t.Errorf("attempts %v, want direct rerouted then smarthost sent", o)
 	}
@@ -280,6 +282,8 @@ func TestReroute_AfterDATA(t *testing.T) {
 		t.Errorf("the smart host got recipients %v, want both in one transaction", got[0].To)
 	}
 	waitFor(t, "the queue to empty", 10*time.Second, func() bool { return queueEmpty(t, e.st) })
+	// The attempts are logged (and the hook called) just after their outcome is committed.
+	waitFor(t, "the deliveries' log lines", 10*time.Second, func() bool { return rec.count(Sent) >= 2 })
 	for _, rcpt := range []string{"b@dest.test", "c@dest.test"} {
 		if o := outcomes(rec, rcpt); strings.Join(o, ", ") != "direct rerouted, smarthost sent" {
 			t.Errorf("%s: attempts %v, want direct rerouted then smarthost sent", rcpt, o)

@@ -8,6 +8,7 @@ import (
 
 	"ptrelay/queue"
 	"ptrelay/relay/route"
+	"ptrelay/relay/smtpclient"
 )
 
 // hop is the work waiting for one next hop and the sessions serving it.
@@ -329,7 +330,7 @@ func (s *Scheduler) runSession(ctx context.Context, cfg *Settings, key hopKey, t
 	)
 	defer func() {
 		if ss != nil {
-			ss.close(ctx.Err() == nil)
+			ss.Close(ctx.Err() == nil)
 		}
 	}()
 	for t != nil {
@@ -342,7 +343,7 @@ func (s *Scheduler) runSession(ctx context.Context, cfg *Settings, key hopKey, t
 			// A reload: the next transaction goes out on a session opened with the new settings (another smart
 			// host, other TLS), never on one kept open from before.
 			if ss != nil {
-				ss.close(true)
+				ss.Close(true)
 				ss = nil
 			}
 			cfg, dialer = cur, nil
@@ -364,31 +365,31 @@ func (s *Scheduler) runSession(ctx context.Context, cfg *Settings, key hopKey, t
 			fresh = true
 		}
 		res := ss.send(t.msg, t.rcpts, s.bodyOpener(t.msg.ID), txContext{
-			route: key.Route, tlsOpportunistic: cfg.Direct.TLS == tlsOpportunistic, firstTx: fresh,
+			route: key.Route, tlsOpportunistic: ss.cand.tls == smtpclient.TLSOpportunistic, firstTx: fresh,
 			reroute: cfg.Routing.Reroute})
 		fresh = false
 		if res.Stale && !stale && ctx.Err() == nil {
 			// The peer closed a session we kept open (idle timeout, or a limit of messages per connection):
 			// not the message's fault, so it goes again at once on a new session.
 			stale = true
-			ss.close(false)
+			ss.Close(false)
 			ss, dialer = nil, nil
 			continue
 		}
 		if res.NextHost {
-			ss.close(false)
+			ss.Close(false)
 			d := res.NextHostDecision
-			dialer.last, dialer.lastRelay = &d, ss.relay
+			dialer.last, dialer.lastRelay = &d, ss.Relay()
 			ss = nil
 			continue // same transaction, next MX
 		}
 		aborted := ctx.Err() != nil
 		if aborted {
-			res.Results = abortResults(res.Results, ss.relay)
+			res.Results = abortResults(res.Results, ss.Relay())
 		}
 		s.record(cfg, t, res.Results, aborted)
 		if res.Broken {
-			ss.close(false)
+			ss.Close(false)
 			ss, dialer = nil, nil // the next transaction starts the walk afresh
 		}
 		stale = false

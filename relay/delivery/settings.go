@@ -8,6 +8,7 @@ import (
 
 	"ptrelay/config"
 	"ptrelay/relay/route"
+	"ptrelay/relay/smtpclient"
 )
 
 // Settings is the part of the configuration delivery works with, read once from a validated configuration by
@@ -32,9 +33,9 @@ type Settings struct {
 
 // DirectSettings is how mail goes to the recipient domain's MX hosts.
 type DirectSettings struct {
-	Port string     // delivery.port
-	Bind netip.Addr // delivery.bind, the source of every outbound connection; invalid: the kernel's choice
-	TLS  tlsMode    // delivery.tls
+	Port string             // delivery.port
+	Bind netip.Addr         // delivery.bind, the source of every outbound connection; invalid: the kernel's choice
+	TLS  smtpclient.TLSMode // delivery.tls
 }
 
 // Smarthost is one smart host: where it is, how the connection is secured and how ptrelay logs in.
@@ -43,7 +44,7 @@ type Smarthost struct {
 	Address string // "host:port" as configured
 	Host    string // Address without the port: resolved through the configured resolver, and the TLS name
 	Port    string
-	TLS     tlsMode
+	TLS     smtpclient.TLSMode
 	Verify  bool // smarthost.tls_verify: the certificate must chain to a trusted root and name Host
 
 	Username string // "" : no login
@@ -82,11 +83,11 @@ func NewSettings(cfg *config.Config) *Settings {
 	}
 	switch cfg.Delivery.TLS {
 	case config.DeliveryNoTLS:
-		st.Direct.TLS = tlsOff
+		st.Direct.TLS = smtpclient.TLSOff
 	case config.DeliveryVerify:
-		st.Direct.TLS = tlsRequired
+		st.Direct.TLS = smtpclient.TLSRequired
 	default:
-		st.Direct.TLS = tlsOpportunistic
+		st.Direct.TLS = smtpclient.TLSOpportunistic
 	}
 	if sh := cfg.Smarthost; sh.Configured() {
 		h := Smarthost{Address: sh.Address, Host: sh.Address, Verify: sh.TLSVerify, Username: sh.Username,
@@ -96,11 +97,11 @@ func NewSettings(cfg *config.Config) *Settings {
 		}
 		switch sh.TLS {
 		case config.SmarthostNoTLS:
-			h.TLS = tlsOff
+			h.TLS = smtpclient.TLSOff
 		case config.SmarthostImplicit:
-			h.TLS = tlsImplicit
+			h.TLS = smtpclient.TLSImplicit
 		default:
-			h.TLS = tlsRequired
+			h.TLS = smtpclient.TLSRequired
 		}
 		st.Smarthosts = append(st.Smarthosts, h)
 	}

@@ -74,7 +74,7 @@ func (ss *session) sendOnce(m *queue.Message, rcpts []rcptRef, body func() (io.R
 	var out txResult
 	all := func(d decision, list []rcptRef) {
 		for _, r := range list {
-			out.Results = append(out.Results, rcptResult{Index: r.Index, Addr: r.Addr, decision: d, Relay: ss.relay})
+			out.Results = append(out.Results, rcptResult{Index: r.Index, Addr: r.Addr, decision: d, Relay: ss.Relay()})
 		}
 	}
 	fail := func(st stage, err error, list []rcptRef) {
@@ -87,8 +87,8 @@ func (ss *session) sendOnce(m *queue.Message, rcpts []rcptRef, body func() (io.R
 
 	opts := &smtp.MailOptions{Size: m.Size}
 	if m.Envelope.SMTPUTF8 {
-		if ok, _ := ss.c.Extension("SMTPUTF8"); !ok {
-			all(decision{Outcome: Bounced, Status: ours(stNoUTF8, "the message needs SMTPUTF8 but "+ss.relay+" does not offer it")}, rcpts)
+		if ok, _ := ss.Extension("SMTPUTF8"); !ok {
+			all(decision{Outcome: Bounced, Status: ours(stNoUTF8, "the message needs SMTPUTF8 but "+ss.Relay()+" does not offer it")}, rcpts)
 			return out, nil, true
 		}
 		opts.UTF8 = true
@@ -99,7 +99,7 @@ func (ss *session) sendOnce(m *queue.Message, rcpts []rcptRef, body func() (io.R
 	if isPrintable(m.Envelope.EnvID) {
 		opts.EnvelopeID = m.Envelope.EnvID
 	}
-	if err := ss.c.Mail(m.Envelope.From, opts); err != nil {
+	if err := ss.Mail(m.Envelope.From, opts); err != nil {
 		d := classify(stMail, tc.route, tc.tlsOpportunistic, tc.firstTx, err)
 		// A 4xx to MAIL that refuses this host's reputation (Yahoo's [TSS04]) goes to the smart host, not to the
 		// next MX of the same receiver.
@@ -117,7 +117,7 @@ func (ss *session) sendOnce(m *queue.Message, rcpts []rcptRef, body func() (io.R
 	}
 	var accepted, retry []rcptRef
 	for i, r := range rcpts {
-		err := ss.c.Rcpt(r.Addr, rcptOptions(m, r.Index))
+		err := ss.Rcpt(r.Addr, rcptOptions(m, r.Index))
 		if err == nil {
 			accepted = append(accepted, r)
 			continue
@@ -138,45 +138,27 @@ func (ss *session) sendOnce(m *queue.Message, rcpts []rcptRef, body func() (io.R
 		ss.reset(&out)
 		return out, nil, true
 	}
-	w, err := ss.c.Data()
+	rc, err := body()
 	if err != nil {
+		all(classify(stQueue, tc.route, false, false, err), accepted)
+		ss.reset(&out)
+		return out, nil, true
+	}
+	reply, err := ss.Data(rc)
+	_ = rc.Close() // a close error after a complete read changes nothing: the peer has every byte
+	var re readErr
+	switch {
+	case errors.As(err, &re):
+		// We cannot finish DATA without sending a truncated message: the connection is dropped instead.
+		all(classify(stQueue, tc.route, false, false, err), accepted)
+		out.Broken = true
+		return out, nil, true
+	case err != nil:
 		fail(stData, err, accepted)
 		ss.reset(&out)
 		return out, nil, true
 	}
-	rc, err := body()
-	if err != nil {
-		// We cannot finish DATA without sending a truncated message: drop the connection instead.
-		all(classify(stQueue, tc.route, false, false, err), accepted)
-		out.Broken = true
-		return out, nil, true
-	}
-	stuffer := newDotStuffer(ss.wire)
-	_, werr := io.Copy(stuffer, rc)
-	if werr == nil {
-		werr = stuffer.finish(w)
-	}
-	rerr := rc.Close()
-	if werr != nil {
-		st := stData
-		var re readErr
-		if errors.As(werr, &re) {
-			st = stQueue
-		}
-		all(classify(st, tc.route, false, false, werr), accepted)
-		out.Broken = true
-		return out, nil, true
-	}
-	_ = rerr // a close error after a complete read changes nothing: the peer has every byte
-	resp, err := w.CloseWithResponse()
-	if err != nil {
-		fail(stData, err, accepted)
-		if !out.Broken {
-			ss.reset(&out)
-		}
-		return out, nil, true
-	}
-	all(decision{Outcome: Sent, Status: okStatus(resp.StatusText)}, accepted)
+	all(decision{Outcome: Sent, Status: reply}, accepted)
 	ss.used++
 	return out, retry, len(retry) == 0
 }
@@ -186,14 +168,10 @@ func (ss *session) reset(out *txResult) {
 	if out.Broken {
 		return
 	}
-	if err := ss.c.Reset(); err != nil {
+	if err := ss.Reset(); err != nil {
 		out.Broken = true
 	}
 }
-
-// okStatus reads go-smtp's DataResponse text ("2.0.0 Ok: queued as X", the reply to the final dot) as the 250
-// it is.
-func okStatus(text string) smtpstatus.Status { return smtpstatus.ParseReply(250, text) }
 
 func isPrintable(s string) bool {
 	if s == "" {

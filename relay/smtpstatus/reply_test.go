@@ -21,6 +21,7 @@ var replyCases = []struct {
 }{
 	{"one line", "250 2.0.0 Ok: queued as 4F2C", Status{250, Enhanced{2, 0, 0}, "Ok: queued as 4F2C"}},
 	{"no enhanced code", "451 greylisted, try later", Status{451, Enhanced{}, "greylisted, try later"}},
+	{"success without an enhanced code", "250 Ok", Status{250, Enhanced{}, "Ok"}},
 	{"code only", "421 ", Status{421, Enhanced{}, ""}},
 	{"enhanced code only", "554 5.7.1", Status{554, Enhanced{5, 7, 1}, ""}},
 	{"Gmail multi-line, the code on every line",
