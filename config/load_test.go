@@ -294,6 +294,15 @@ func TestSmarthostCredentials(t *testing.T) {
 	if got, err := c.SmarthostPassword(); err != nil || got != "from-systemd" {
 		t.Fatalf("SmarthostPassword from credentials = %q, %v", got, err)
 	}
+	// Where an admin fixes the password: the file LoadCredential= names, never systemd's copy of it.
+	if src := c.SmarthostPasswordSource(); !strings.Contains(src, "LoadCredential=smarthost:") ||
+		!strings.Contains(src, "/etc/ptrelay/smarthost.pass") || strings.Contains(src, creds) || strings.Contains(src, "CREDENTIALS_DIRECTORY") {
+		t.Errorf("password source with credentials: %q", src)
+	}
+	c.Smarthost.PasswordFile = pass
+	if src := c.SmarthostPasswordSource(); src != pass {
+		t.Errorf("password source with password_file: %q, want %q", src, pass)
+	}
 }
 
 func TestCheckSecrets_PasswordFile(t *testing.T) {
