@@ -75,6 +75,10 @@ type Scheduler struct {
 	kick    chan struct{}
 	done    chan struct{} // a session finished (capacity may be free) or recorded an outcome (a new due time)
 
+	// mxPolicy, when set, replaces delivery.tls for the MX hosts of direct hops (policyForMX): the seam for
+	// per-destination TLS policies.
+	mxPolicy mxPolicy
+
 	// smarthostOnly remembers recipient domains whose MX refused this host (a reroute) until the time stored:
 	// their next messages go to the smart host without knocking again. In memory only: after a restart, one
 	// refusal teaches it again.

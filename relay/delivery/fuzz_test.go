@@ -17,7 +17,7 @@ func FuzzClassify(f *testing.F) {
 	f.Fuzz(func(t *testing.T, code int, msg string) {
 		err := &textproto.Error{Code: code, Msg: msg}
 		for _, st := range []stage{stGreeting, stEHLO, stTLS, stAuth, stMail, stRcpt, stData} {
-			d := classify(st, "direct", true, false, err)
+			d := classify(st, err, where{opportunisticTLS: true})
 			class := code / 100
 			if st == stAuth {
 				class = 4 // a refused login defers, recorded as temporary like Postfix's dsn=4.x.x

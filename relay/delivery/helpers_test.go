@@ -116,6 +116,12 @@ func (r *recorder) count(o Outcome) int {
 // run starts a scheduler and stops it (waiting for Run to return) at the end of the test.
 func run(t *testing.T, cfg *config.Config, st *queue.Store, res *dnscheck.Resolver, hooks Hooks) (*Scheduler, *recorder, func()) {
 	t.Helper()
+	return runWith(t, cfg, st, res, hooks, nil)
+}
+
+// runWith is run with configure applied to the scheduler before it starts.
+func runWith(t *testing.T, cfg *config.Config, st *queue.Store, res *dnscheck.Resolver, hooks Hooks, configure func(*Scheduler)) (*Scheduler, *recorder, func()) {
+	t.Helper()
 	rec := &recorder{}
 	if hooks.OnAttempt == nil {
 		hooks.OnAttempt = rec.add
@@ -128,6 +134,9 @@ func run(t *testing.T, cfg *config.Config, st *queue.Store, res *dnscheck.Resolv
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	s := New(NewSettings(cfg), st, res, nil, log, hooks)
+	if configure != nil {
+		configure(s)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()

@@ -19,12 +19,6 @@ type txn struct {
 	key   hopKey
 }
 
-// hopKey names a next hop: the recipient domain for direct delivery, the smart host's address for the smart host.
-type hopKey struct {
-	Route route.Route
-	Dest  string
-}
-
 func (s *Scheduler) backoff(cfg *Settings, attempts int) time.Duration {
 	j := s.hooks.Jitter
 	if j == nil {
@@ -161,9 +155,9 @@ func (s *Scheduler) claim(cfg *Settings, snap *queue.Message, now time.Time) ([]
 		if rt == route.Direct && s.stayOnSmarthost(cfg, &r, now) {
 			rt = route.Smarthost // a receiver refused this host: do not knock again
 		}
-		key := hopKey{Route: rt, Dest: route.Domain(r.Addr)}
-		if rt == route.Smarthost {
-			key.Dest = cfg.Smarthosts[0].Address
+		key := hopKey{Route: rt}
+		if rt == route.Direct {
+			key.Dest = route.Domain(r.Addr)
 		}
 		t := byHop[key]
 		if t == nil {

@@ -8,7 +8,6 @@ import (
 
 	"ptrelay/queue"
 	"ptrelay/relay/route"
-	"ptrelay/relay/smtpclient"
 )
 
 // hop is the work waiting for one next hop and the sessions serving it.
@@ -318,15 +317,15 @@ func (s *Scheduler) shutdown(wg *sync.WaitGroup) {
 	}
 }
 
-// runSession serves one hop: it opens a session (walking MX hosts or dialing the smart host) and sends the
-// transactions of that hop one after the other on it, reopening when a session breaks.
+// runSession serves one hop: it opens a session (walking the hop's candidates: MX hosts or smart hosts) and
+// sends the transactions of that hop one after the other on it, reopening when a session breaks.
 func (s *Scheduler) runSession(ctx context.Context, cfg *Settings, key hopKey, t *txn) {
 	defer s.sessionEnded(key)
 	var (
-		ss     *session
-		dialer *hopDialer
-		fresh  bool
-		stale  bool // the current transaction was already retried after a stale session
+		ss    *session
+		walk  *hopWalk
+		fresh bool
+		stale bool // the current transaction was already retried after a stale session
 	)
 	defer func() {
 		if ss != nil {
@@ -346,40 +345,39 @@ func (s *Scheduler) runSession(ctx context.Context, cfg *Settings, key hopKey, t
 				ss.Close(true)
 				ss = nil
 			}
-			cfg, dialer = cur, nil
+			cfg, walk = cur, nil
 		}
 		if ss == nil {
-			if dialer == nil {
-				dialer = &hopDialer{s: s, cfg: cfg, key: key}
+			if walk == nil {
+				walk = newHopWalk(s, cfg, key)
 			}
 			var d *decision
-			ss, d = dialer.next(ctx)
+			ss, d = walk.next(ctx)
 			if ss == nil {
 				// The destination failed as a whole: everything waiting for it shares the verdict.
 				aborted := ctx.Err() != nil
 				for _, w := range append([]*txn{t}, s.takeAll(key)...) {
-					s.record(cfg, w, resultsFor(w, *d, dialer.lastRelay), aborted)
+					s.record(cfg, w, resultsFor(w, *d, walk.lastRelay), aborted)
 				}
 				return
 			}
 			fresh = true
 		}
 		res := ss.send(t.msg, t.rcpts, s.bodyOpener(t.msg.ID), txContext{
-			route: key.Route, tlsOpportunistic: ss.cand.tls == smtpclient.TLSOpportunistic, firstTx: fresh,
-			reroute: cfg.Routing.Reroute})
+			route: key.Route, nextOnMail: fresh && key.Route == route.Direct, reroute: cfg.Routing.Reroute})
 		fresh = false
 		if res.Stale && !stale && ctx.Err() == nil {
 			// The peer closed a session we kept open (idle timeout, or a limit of messages per connection):
 			// not the message's fault, so it goes again at once on a new session.
 			stale = true
 			ss.Close(false)
-			ss, dialer = nil, nil
+			ss, walk = nil, nil
 			continue
 		}
 		if res.NextHost {
 			ss.Close(false)
 			d := res.NextHostDecision
-			dialer.last, dialer.lastRelay = &d, ss.Relay()
+			walk.last, walk.lastRelay = &d, ss.Relay()
 			ss = nil
 			continue // same transaction, next MX
 		}
@@ -390,7 +388,7 @@ func (s *Scheduler) runSession(ctx context.Context, cfg *Settings, key hopKey, t
 		s.record(cfg, t, res.Results, aborted)
 		if res.Broken {
 			ss.Close(false)
-			ss, dialer = nil, nil // the next transaction starts the walk afresh
+			ss, walk = nil, nil // the next transaction starts the walk afresh
 		}
 		stale = false
 		t = s.nextTxn(key)
@@ -421,7 +419,7 @@ func resultsFor(t *txn, d decision, relay string) []rcptResult {
 
 // abortResults keeps what a shutdown could not undo (a 2xx, a 5xx) and marks the rest as interrupted.
 func abortResults(in []rcptResult, relay string) []rcptResult {
-	ab := classify(stAbort, route.Direct, false, false, context.Canceled)
+	ab := classify(stAbort, context.Canceled, where{})
 	for i := range in {
 		if in[i].Outcome == Deferred {
 			in[i].decision = ab

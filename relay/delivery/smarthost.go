@@ -1,11 +1,13 @@
 package delivery
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
+	"net/netip"
 	"strings"
 
-	"ptrelay/relay/route"
+	"ptrelay/dnscheck"
 	"ptrelay/relay/smtpclient"
 	"ptrelay/relay/smtpstatus"
 )
@@ -20,10 +22,12 @@ func (s *Scheduler) authenticate(ss *session, sh *Smarthost) *decision {
 	if sh.Username == "" {
 		return nil
 	}
+	// Any failure is this host's (the next smart host, with its own credentials, may do better): NextHost,
+	// and not another address of the same host.
 	defer_ := func(st smtpstatus.Status, fix string, cause error) *decision {
 		s.log.Error("delivery: smart host login failed", "relay", ss.Relay(), "username", sh.Username,
 			"reply", st.String(), "err", cause, "fix", fix)
-		return &decision{Outcome: Deferred, Status: st}
+		return &decision{Outcome: Deferred, Status: st, NextHost: true, skipHost: true}
 	}
 	pass, err := sh.Password()
 	if err != nil {
@@ -41,10 +45,47 @@ func (s *Scheduler) authenticate(ss *session, sh *Smarthost) *decision {
 		return defer_(ours(smtpstatus.Enhanced{4, 7, 0}, "the smart host offers neither AUTH PLAIN nor LOGIN (offered: "+notOffered.Offered+")"),
 			"check smarthost.address and smarthost.tls: many servers offer AUTH only on port 587 after STARTTLS", nil)
 	case smtpstatus.IsReply(err):
-		d := classify(stAuth, route.Smarthost, false, false, err)
+		d := classify(stAuth, err, where{})
 		return defer_(d.Status, "check smarthost.username, and the password in "+sh.PasswordSource+": the smart host refused them", err)
 	}
-	d := classify(stAuth, route.Smarthost, false, false, err)
+	d := classify(stAuth, err, where{})
+	return &d
+}
+
+// resolveSmarthosts finds the candidates of the smart host hop: each smart host in order, each of its addresses.
+// A name is looked up with the configured resolver (dns.resolvers), never the system's; an IP literal is used
+// as it is. A smart host whose name does not resolve is the admin's to fix: the mail is deferred, never bounced.
+func (h *hopWalk) resolveSmarthosts(ctx context.Context) *decision {
+	var failed []string
+	var temporary bool
+	for i := range h.cfg.Smarthosts {
+		sh := &h.cfg.Smarthosts[i]
+		addrs, err := h.s.lookupHost(ctx, sh.Host)
+		if err != nil {
+			temporary = temporary || !errors.Is(err, dnscheck.ErrNXDomain) && !errors.Is(err, dnscheck.ErrNoAddress)
+			failed = append(failed, errText(err))
+			h.s.log.Error("delivery: cannot resolve the smart host; mail is deferred", "smarthost", sh.Address, "err", err,
+				"fix", "check smarthost.address: its name must resolve through dns.resolvers (or /etc/resolv.conf when that is empty)")
+			continue
+		}
+		tls := smtpclient.TLSPolicy{Mode: sh.TLS, Verify: sh.Verify, RootCAs: h.s.hooks.RootCAs}
+		if !h.add(&h.cands, candidate{host: sh.Host, tls: tls, smarthost: sh}, addrs, sh.Port) {
+			break
+		}
+	}
+	if len(h.cands) > 0 {
+		return nil
+	}
+	if len(failed) == 0 {
+		d := decision{Outcome: Deferred, Status: ours(stNoAnswer, "no address to try for "+h.key.String()+" (delivery.bind family?)")}
+		return &d
+	}
+	// Deferred either way: a missing name is a configuration mistake, not the recipient's.
+	enh := stNoRoute
+	if temporary {
+		enh = stDNSTemporary
+	}
+	d := decision{Outcome: Deferred, Status: ours(enh, "cannot resolve the smart host: "+strings.Join(failed, "; "))}
 	return &d
 }
 
@@ -76,4 +117,13 @@ func tlsFix(err error, sh *Smarthost) string {
 	}
 	return "check that smarthost.tls matches the port (starttls: 587, implicit: 465) and that the smart host " +
 		"offers TLS there"
+}
+
+// lookupHost returns the addresses of a host named in the configuration (a smart host) through the configured
+// resolver; an IP literal or localhost is never looked up (dnscheck.ResolveHost).
+func (s *Scheduler) lookupHost(ctx context.Context, host string) ([]netip.Addr, error) {
+	if s.res == nil {
+		return dnscheck.ResolveHost(ctx, nil, host)
+	}
+	return dnscheck.ResolveHost(ctx, s.res, host)
 }

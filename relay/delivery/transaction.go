@@ -51,7 +51,7 @@ func (ss *session) send(m *queue.Message, rcpts []rcptRef, body func() (io.ReadC
 			break
 		}
 		pending = retry
-		dc.firstTx = false
+		dc.nextOnMail = false
 	}
 	return out
 }
@@ -62,12 +62,12 @@ type rcptRef struct {
 	Addr  string
 }
 
-// txContext is what classification needs to know about where the transaction goes.
+// txContext is what the transaction's classification needs to know about where it goes.
 type txContext struct {
-	route            route.Route
-	tlsOpportunistic bool
-	firstTx          bool
-	reroute          bool // routing.reroute applies (rerouteOn)
+	route route.Route
+	// nextOnMail: a 4xx to MAIL moves the transaction to the hop's next candidate (see where).
+	nextOnMail bool
+	reroute    bool // routing.reroute applies (route.Policy's Reroute)
 }
 
 func (ss *session) sendOnce(m *queue.Message, rcpts []rcptRef, body func() (io.ReadCloser, error), tc txContext) (txResult, []rcptRef, bool) {
@@ -78,7 +78,7 @@ func (ss *session) sendOnce(m *queue.Message, rcpts []rcptRef, body func() (io.R
 		}
 	}
 	fail := func(st stage, err error, list []rcptRef) {
-		d := classify(st, tc.route, tc.tlsOpportunistic, tc.firstTx, err)
+		d := classify(st, err, where{nextOnMail: tc.nextOnMail})
 		if !smtpstatus.IsReply(err) {
 			out.Broken = true
 		}
@@ -100,7 +100,7 @@ func (ss *session) sendOnce(m *queue.Message, rcpts []rcptRef, body func() (io.R
 		opts.EnvelopeID = m.Envelope.EnvID
 	}
 	if err := ss.Mail(m.Envelope.From, opts); err != nil {
-		d := classify(stMail, tc.route, tc.tlsOpportunistic, tc.firstTx, err)
+		d := classify(stMail, err, where{nextOnMail: tc.nextOnMail})
 		// A 4xx to MAIL that refuses this host's reputation (Yahoo's [TSS04]) goes to the smart host, not to the
 		// next MX of the same receiver.
 		if d.NextHost && !(tc.reroute && tc.route == route.Direct && route.Classify(d.Status).Reroutable()) {
@@ -140,7 +140,7 @@ func (ss *session) sendOnce(m *queue.Message, rcpts []rcptRef, body func() (io.R
 	}
 	rc, err := body()
 	if err != nil {
-		all(classify(stQueue, tc.route, false, false, err), accepted)
+		all(classify(stQueue, err, where{}), accepted)
 		ss.reset(&out)
 		return out, nil, true
 	}
@@ -150,7 +150,7 @@ func (ss *session) sendOnce(m *queue.Message, rcpts []rcptRef, body func() (io.R
 	switch {
 	case errors.As(err, &re):
 		// We cannot finish DATA without sending a truncated message: the connection is dropped instead.
-		all(classify(stQueue, tc.route, false, false, err), accepted)
+		all(classify(stQueue, err, where{}), accepted)
 		out.Broken = true
 		return out, nil, true
 	case err != nil:
