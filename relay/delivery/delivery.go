@@ -79,6 +79,9 @@ type Scheduler struct {
 	// per-destination TLS policies.
 	mxPolicy mxPolicy
 
+	// prependers add header fields to each message on its way out (outgoing.go), in order.
+	prependers []prepender
+
 	// smarthostOnly remembers recipient domains whose MX refused this host (a reroute) until the time stored:
 	// their next messages go to the smart host without knocking again. In memory only: after a restart, one
 	// refusal teaches it again.

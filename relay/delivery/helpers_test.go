@@ -196,6 +196,7 @@ type fakeMsg struct {
 	Sess  int
 	UTF8  bool
 	Body8 bool
+	Size  int64 // MAIL's SIZE=
 	TLS   bool
 	Rcpt  []string // "addr NOTIFY=... ORCPT=..." as the peer parsed them
 }
@@ -406,6 +407,7 @@ func (s *fakeSession) Data(r io.Reader) error {
 	if s.opts != nil {
 		m.UTF8 = s.opts.UTF8
 		m.Body8 = s.opts.Body == smtp.Body8BitMIME
+		m.Size = s.opts.Size
 	}
 	s.f.mu.Lock()
 	s.f.msgs = append(s.f.msgs, m)

@@ -2,7 +2,6 @@ package delivery
 
 import (
 	"context"
-	"io"
 	"sync"
 	"time"
 
@@ -363,7 +362,7 @@ func (s *Scheduler) runSession(ctx context.Context, cfg *Settings, key hopKey, t
 			}
 			fresh = true
 		}
-		res := ss.send(t.msg, t.rcpts, s.bodyOpener(t.msg.ID), txContext{
+		res := ss.send(t.msg, t.rcpts, func() (*outgoing, error) { return s.prepare(t.msg, &ss.cand) }, txContext{
 			route: key.Route, nextOnMail: fresh && key.Route == route.Direct, reroute: cfg.Routing.Reroute})
 		fresh = false
 		if res.Stale && !stale && ctx.Err() == nil {
@@ -395,16 +394,6 @@ func (s *Scheduler) runSession(ctx context.Context, cfg *Settings, key hopKey, t
 		if t == nil && ss != nil {
 			t = s.awaitTxn(ctx, key)
 		}
-	}
-}
-
-func (s *Scheduler) bodyOpener(id string) func() (io.ReadCloser, error) {
-	return func() (io.ReadCloser, error) {
-		rc, err := s.store.Body(id)
-		if err != nil {
-			return nil, err
-		}
-		return bodyReader{rc}, nil
 	}
 }
 

@@ -2,7 +2,6 @@ package delivery
 
 import (
 	"errors"
-	"io"
 	"slices"
 	"strings"
 
@@ -34,14 +33,23 @@ type txResult struct {
 	Stale bool
 }
 
-// send runs MAIL, RCPT for each recipient, DATA with the stored body, on an open session. A 452 to some RCPTs
-// after others were accepted is the peer's recipient limit, not a failure (RFC 5321 4.5.3.1.10): the rest go in
-// a new transaction right after this one, on the same session.
-func (ss *session) send(m *queue.Message, rcpts []rcptRef, body func() (io.ReadCloser, error), dc txContext) txResult {
+// send runs MAIL, RCPT for each recipient, DATA with the message as prepare builds it for this session (see
+// outgoing.go), on an open session. A 452 to some RCPTs after others were accepted is the peer's recipient
+// limit, not a failure (RFC 5321 4.5.3.1.10): the rest go in a new transaction right after this one, on the
+// same session.
+func (ss *session) send(m *queue.Message, rcpts []rcptRef, prepare func() (*outgoing, error), dc txContext) txResult {
 	var out txResult
+	msg, err := prepare()
+	if err != nil {
+		d := classify(stQueue, err, where{})
+		for _, r := range rcpts {
+			out.Results = append(out.Results, rcptResult{Index: r.Index, Addr: r.Addr, decision: d, Relay: ss.Relay()})
+		}
+		return out
+	}
 	pending := rcpts
 	for round := 0; len(pending) > 0 && round <= len(rcpts); round++ {
-		res, retry, stop := ss.sendOnce(m, pending, body, dc)
+		res, retry, stop := ss.sendOnce(m, pending, msg, dc)
 		out.Results = append(out.Results, res.Results...)
 		if res.Broken || res.NextHost {
 			out.Broken, out.NextHost, out.NextHostDecision, out.Stale = res.Broken, res.NextHost, res.NextHostDecision, res.Stale
@@ -70,7 +78,7 @@ type txContext struct {
 	reroute    bool // routing.reroute applies (route.Policy's Reroute)
 }
 
-func (ss *session) sendOnce(m *queue.Message, rcpts []rcptRef, body func() (io.ReadCloser, error), tc txContext) (txResult, []rcptRef, bool) {
+func (ss *session) sendOnce(m *queue.Message, rcpts []rcptRef, msg *outgoing, tc txContext) (txResult, []rcptRef, bool) {
 	var out txResult
 	all := func(d decision, list []rcptRef) {
 		for _, r := range list {
@@ -85,7 +93,7 @@ func (ss *session) sendOnce(m *queue.Message, rcpts []rcptRef, body func() (io.R
 		all(d, list)
 	}
 
-	opts := &smtp.MailOptions{Size: m.Size}
+	opts := &smtp.MailOptions{Size: msg.size()}
 	if m.Envelope.SMTPUTF8 {
 		if ok, _ := ss.Extension("SMTPUTF8"); !ok {
 			all(decision{Outcome: Bounced, Status: ours(stNoUTF8, "the message needs SMTPUTF8 but "+ss.Relay()+" does not offer it")}, rcpts)
@@ -138,7 +146,7 @@ func (ss *session) sendOnce(m *queue.Message, rcpts []rcptRef, body func() (io.R
 		ss.reset(&out)
 		return out, nil, true
 	}
-	rc, err := body()
+	rc, err := msg.reader()
 	if err != nil {
 		all(classify(stQueue, err, where{}), accepted)
 		ss.reset(&out)
@@ -184,24 +192,6 @@ func isPrintable(s string) bool {
 	}
 	return true
 }
-
-// readErr marks an error from reading our own stored body, so it is not blamed on the peer.
-type readErr struct{ err error }
-
-func (e readErr) Error() string { return e.err.Error() }
-func (e readErr) Unwrap() error { return e.err }
-
-// bodyReader tags read errors from the store.
-type bodyReader struct{ rc io.ReadCloser }
-
-func (b bodyReader) Read(p []byte) (int, error) {
-	n, err := b.rc.Read(p)
-	if err != nil && err != io.EOF {
-		err = readErr{err}
-	}
-	return n, err
-}
-func (b bodyReader) Close() error { return b.rc.Close() }
 
 // rcptOptions passes the recipient's DSN parameters (RFC 3461 NOTIFY and ORCPT) on; go-smtp sends them only when
 // the next hop advertises DSN. Values that would not survive as parameters are dropped rather than mangled.
