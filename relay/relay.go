@@ -99,7 +99,13 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.scheduler = delivery.New(delivery.NewSettings(cfg), store, r.resolver, r.checker, r.log, delivery.Hooks{OnAttempt: r.observeAttempt, OnReroute: r.metrics.Reroute})
+	r.scheduler = delivery.New(delivery.NewSettings(cfg), delivery.Env{
+		Store:     store,
+		Resolver:  r.resolver,
+		Verdict:   r.checker,
+		Log:       r.log,
+		Observers: delivery.Observers{OnAttempt: r.observeAttempt, OnReroute: r.metrics.Reroute},
+	})
 	r.admin = admin.NewServer(store, r.status, r.scheduler.Kick, r.log)
 
 	for _, addr := range cfg.SMTP.Listen {

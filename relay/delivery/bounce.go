@@ -10,8 +10,6 @@ import (
 
 	"ptrelay/queue"
 	"ptrelay/relay/dsn"
-	"ptrelay/relay/route"
-	"ptrelay/relay/smtpstatus"
 )
 
 // maxHeaderBytes bounds how much of a stored message is read for a DSN's original headers.
@@ -30,8 +28,9 @@ type dsnRcpt struct {
 // dsnLine describes one recipient's failure or delay for a DSN: the remote's reply becomes the Diagnostic-Code;
 // for a failure with no reply (DNS, connection) our description does. The "what to do" sentence is ours for a
 // refusal route.Classify knows (refusalFor), else left to the dsn package, which derives it from the status code.
-func dsnLine(r *queue.Recipient, rt route.Route, st smtpstatus.Status, relay string, at time.Time) dsnRcpt {
-	d := dsnRcpt{Addr: r.Addr, ORcpt: r.ORcpt, Status: st.Enhanced.String(), Relay: relay, At: at}
+func dsnLine(r *queue.Recipient, a attempt) dsnRcpt {
+	st := a.Status
+	d := dsnRcpt{Addr: r.Addr, ORcpt: r.ORcpt, Status: st.Enhanced.String(), Relay: a.Relay, At: a.At}
 	if st.Code != 0 {
 		d.Diagnostic = st.String()
 	} else {
@@ -39,7 +38,7 @@ func dsnLine(r *queue.Recipient, rt route.Route, st smtpstatus.Status, relay str
 	}
 	// The sender's own SPF/DKIM/DMARC (never rerouted) or this host's reputation (rerouting off): the DSN names
 	// the record to fix in our words instead of leaving the sender to decode the receiver's.
-	d.Fix = refusalFor(rt, st).Fix
+	d.Fix = refusalFor(a.Route, st).Fix
 	if d.Status == "" {
 		d.Status = "5.0.0"
 		if st.Code/100 == 4 {

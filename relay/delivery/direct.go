@@ -30,7 +30,7 @@ func (s *Scheduler) policyForMX(cfg *Settings) mxPolicy {
 	if s.mxPolicy != nil {
 		return s.mxPolicy
 	}
-	return tlsSetting{mode: cfg.Direct.TLS, roots: s.hooks.RootCAs}
+	return tlsSetting{mode: cfg.Direct.TLS, roots: s.opts.RootCAs}
 }
 
 func (p tlsSetting) forMX(_ context.Context, _, _ string) (smtpclient.TLSPolicy, *decision) {

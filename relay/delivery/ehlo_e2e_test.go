@@ -58,7 +58,7 @@ func TestE2E_OneEHLOPerPlaintextSession(t *testing.T) {
 	cfg.Delivery.PerDestination = 1
 	put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("ehlo1"), "x@ehlo.test")
 	put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("ehlo2"), "y@ehlo.test")
-	_, rec, _ := run(t, cfg, st, resolver(t, dnsAddr), Hooks{})
+	_, rec, _ := run(t, cfg, st, resolver(t, dnsAddr), Options{})
 	waitFor(t, "both delivered", 15*time.Second, func() bool { return rec.count(Sent) == 2 })
 	// The session ends with QUIT once it has waited a moment for more mail (linger).
 	ts := waitTranscripts(t, 1, sink.Transcripts, sink.Log)
@@ -85,7 +85,7 @@ func TestE2E_TwoEHLOsAroundSTARTTLS(t *testing.T) {
 	cfg.Smarthost = config.Smarthost{Address: pf.Addr(), TLS: config.SmarthostSTARTTLS, TLSVerify: true,
 		Username: "relayuser", PasswordFile: pass}
 	put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("starttls"), "x@far.test")
-	_, rec, _ := run(t, cfg, st, nil, Hooks{RootCAs: pf.Pool()})
+	_, rec, _ := run(t, cfg, st, nil, Options{RootCAs: pf.Pool()})
 	waitFor(t, "delivered", 20*time.Second, func() bool { return rec.count(Sent) == 1 })
 	ts := waitTranscripts(t, 1, pf.Transcripts, pf.Log)
 	want := "EHLO relay.ptrelay.test|STARTTLS|EHLO relay.ptrelay.test|AUTH PLAIN|MAIL|RCPT|DATA|QUIT"

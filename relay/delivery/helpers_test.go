@@ -114,26 +114,24 @@ func (r *recorder) count(o Outcome) int {
 }
 
 // run starts a scheduler and stops it (waiting for Run to return) at the end of the test.
-func run(t *testing.T, cfg *config.Config, st *queue.Store, res *dnscheck.Resolver, hooks Hooks) (*Scheduler, *recorder, func()) {
+// Every attempt is recorded; opts' zero fields get test values (a 5 s I/O timeout, no jitter spread).
+func run(t *testing.T, cfg *config.Config, st *queue.Store, res *dnscheck.Resolver, opts Options) (*Scheduler, *recorder, func()) {
 	t.Helper()
-	return runWith(t, cfg, st, res, hooks, nil)
+	return runWith(t, cfg, st, res, opts, nil)
 }
 
 // runWith is run with configure applied to the scheduler before it starts.
-func runWith(t *testing.T, cfg *config.Config, st *queue.Store, res *dnscheck.Resolver, hooks Hooks, configure func(*Scheduler)) (*Scheduler, *recorder, func()) {
+func runWith(t *testing.T, cfg *config.Config, st *queue.Store, res *dnscheck.Resolver, opts Options, configure func(*Scheduler)) (*Scheduler, *recorder, func()) {
 	t.Helper()
 	rec := &recorder{}
-	if hooks.OnAttempt == nil {
-		hooks.OnAttempt = rec.add
+	if opts.IOTimeout == 0 {
+		opts.IOTimeout = 5 * time.Second
 	}
-	if hooks.IOTimeout == 0 {
-		hooks.IOTimeout = 5 * time.Second
-	}
-	if hooks.Jitter == nil {
-		hooks.Jitter = func(n int64) int64 { return n / 2 }
+	if opts.Jitter == nil {
+		opts.Jitter = func(n int64) int64 { return n / 2 }
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	s := New(NewSettings(cfg), st, res, nil, log, hooks)
+	s := New(NewSettings(cfg), Env{Store: st, Resolver: res, Log: log, Observers: Observers{OnAttempt: rec.add}, Options: opts})
 	if configure != nil {
 		configure(s)
 	}

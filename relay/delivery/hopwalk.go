@@ -151,7 +151,7 @@ func (h *hopWalk) open(ctx context.Context, c *candidate) (*session, *decision) 
 
 // spec is how to open a session with one candidate.
 func (h *hopWalk) spec(c candidate) smtpclient.Spec {
-	sp := smtpclient.Spec{Host: c.host, Addr: c.addr, Helo: h.cfg.Hostname, Timeout: h.s.hooks.IOTimeout, TLS: c.tls}
+	sp := smtpclient.Spec{Host: c.host, Addr: c.addr, Helo: h.cfg.Hostname, Timeout: h.s.opts.IOTimeout, TLS: c.tls}
 	// delivery.bind is the source of every outbound connection: a smart host may check it too.
 	if h.cfg.Direct.Bind.IsValid() {
 		sp.Bind = h.cfg.Direct.Bind.String()

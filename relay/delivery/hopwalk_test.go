@@ -37,7 +37,7 @@ func TestE2E_SmarthostNameFromConfiguredResolver(t *testing.T) {
 
 	st := openStore(t, t.TempDir())
 	put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("byname"), "x@far.test")
-	_, rec, stop := run(t, smarthostConfig("mail.isp.test:"+strconv.Itoa(sink.Port())), st, resolver(t, dnsAddr), Hooks{})
+	_, rec, stop := run(t, smarthostConfig("mail.isp.test:"+strconv.Itoa(sink.Port())), st, resolver(t, dnsAddr), Options{})
 	waitFor(t, "delivery", 15*time.Second, func() bool { return rec.count(Sent) == 1 })
 	stop()
 	if r := rec.list()[0]; r.Relay != "mail.isp.test[127.0.0.17]:"+strconv.Itoa(sink.Port()) || r.Route != "smarthost" {
@@ -49,7 +49,7 @@ func TestE2E_SmarthostNameFromConfiguredResolver(t *testing.T) {
 
 	st2 := openStore(t, t.TempDir())
 	put(t, st2, queue.Envelope{From: "a@sender.test"}, msgBody("noname"), "x@far.test")
-	_, rec2, _ := run(t, smarthostConfig("missing.isp.test:25"), st2, resolver(t, dnsAddr), Hooks{})
+	_, rec2, _ := run(t, smarthostConfig("missing.isp.test:25"), st2, resolver(t, dnsAddr), Options{})
 	waitFor(t, "a deferral", 15*time.Second, func() bool { return len(rec2.list()) >= 1 })
 	if r := rec2.list()[0]; r.Outcome != Deferred || dsnField(r) != "4.4.4" || !strings.Contains(r.Status.Text, "missing.isp.test") {
 		t.Errorf("a smart host name that does not resolve: %+v (%s), want deferred 4.4.4", r, r.Reply())
@@ -65,7 +65,7 @@ func TestHopWalk_SmarthostAddresses(t *testing.T) {
 	dns := dnstest.New(t, "sh.isp.test. A 127.0.0.18", "sh.isp.test. A 127.0.0.19")
 	st := openStore(t, t.TempDir())
 	put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("second"), "x@far.test")
-	_, rec, _ := run(t, smarthostConfig("sh.isp.test:"+strconv.Itoa(port)), st, resolver(t, dns.Addr()), Hooks{})
+	_, rec, _ := run(t, smarthostConfig("sh.isp.test:"+strconv.Itoa(port)), st, resolver(t, dns.Addr()), Options{})
 	waitFor(t, "delivery", 15*time.Second, func() bool { return rec.count(Sent) == 1 })
 	if r := rec.list()[0]; !strings.HasPrefix(r.Relay, "sh.isp.test[127.0.0.19]:") {
 		t.Errorf("delivered through %s, want the second address", r.Relay)
@@ -88,7 +88,7 @@ func TestHopWalk_LoginRefusedSkipsTheHostsOtherAddresses(t *testing.T) {
 	cfg.Smarthost.Username, cfg.Smarthost.PasswordFile = "user", pass
 	st := openStore(t, t.TempDir())
 	put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("login"), "x@far.test")
-	_, rec, stop := run(t, cfg, st, resolver(t, dns.Addr()), Hooks{})
+	_, rec, stop := run(t, cfg, st, resolver(t, dns.Addr()), Options{})
 	waitFor(t, "a deferral", 15*time.Second, func() bool { return rec.count(Deferred) == 1 })
 	stop()
 	if r := rec.list()[0]; r.Status.Code != 535 || rec.count(Bounced) != 0 {
@@ -142,7 +142,7 @@ func TestHopWalk_MXPolicy(t *testing.T) {
 			cfg := testConfig(port)
 			cfg.Queue.RetryMin = config.Duration(time.Minute)
 			cfg.Queue.RetryMax = config.Duration(time.Minute)
-			_, rec, stop := runWith(t, cfg, st, resolver(t, dns.Addr()), Hooks{}, func(s *Scheduler) { s.mxPolicy = c.policy })
+			_, rec, stop := runWith(t, cfg, st, resolver(t, dns.Addr()), Options{}, func(s *Scheduler) { s.mxPolicy = c.policy })
 			waitFor(t, "an attempt", 15*time.Second, func() bool { return len(rec.list()) >= 1 })
 			stop()
 			r := rec.list()[0]
@@ -167,7 +167,7 @@ func TestReload_SessionNotReused(t *testing.T) {
 	b := startFake(t, "127.0.0.1:0", nil)
 	st := openStore(t, t.TempDir())
 	put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("first"), "x@far.test")
-	s, rec, _ := run(t, smarthostConfig(a.addr), st, nil, Hooks{})
+	s, rec, _ := run(t, smarthostConfig(a.addr), st, nil, Options{})
 	waitFor(t, "the first delivery", 10*time.Second, func() bool { return rec.count(Sent) == 1 })
 	// The session to a lingers for more mail; the reload and the next message come while it does.
 	s.Reload(NewSettings(smarthostConfig(b.addr)))

@@ -37,7 +37,7 @@ func TestOutgoing_PrependedFields(t *testing.T) {
 	st := openStore(t, t.TempDir())
 	body := msgBody("prepend")
 	put(t, st, queue.Envelope{From: "a@sender.test"}, body, "b@dest.test")
-	_, rec, _ := runWith(t, testConfig(port), st, resolver(t, dns.Addr()), Hooks{},
+	_, rec, _ := runWith(t, testConfig(port), st, resolver(t, dns.Addr()), Options{},
 		func(s *Scheduler) { s.prependers = []prepender{headerPrepender{}} })
 	waitFor(t, "delivery", 10*time.Second, func() bool { return rec.count(Sent) == 1 })
 	msgs := f.messages()
@@ -56,7 +56,7 @@ func TestOutgoing_PrependFails(t *testing.T) {
 	f, port, dns := fakeMX(t, nil)
 	st := openStore(t, t.TempDir())
 	put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("nosign"), "b@dest.test")
-	_, rec, _ := runWith(t, testConfig(port), st, resolver(t, dns.Addr()), Hooks{},
+	_, rec, _ := runWith(t, testConfig(port), st, resolver(t, dns.Addr()), Options{},
 		func(s *Scheduler) { s.prependers = []prepender{headerPrepender{err: errors.New("no key")}} })
 	waitFor(t, "a deferral", 10*time.Second, func() bool { return rec.count(Deferred) >= 1 })
 	if r := rec.list()[0]; dsnField(r) != "4.3.0" || r.Status.Code != 0 {

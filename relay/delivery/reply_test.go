@@ -131,7 +131,7 @@ func TestReply_SameAtEveryStage(t *testing.T) {
 			dns := dnstest.New(t, mxZone("dest.test", "127.0.0.1")...)
 			st := openStore(t, t.TempDir())
 			put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("stages"), "b@dest.test")
-			_, rec, stop := run(t, testConfig(pn), st, resolver(t, dns.Addr()), Hooks{})
+			_, rec, stop := run(t, testConfig(pn), st, resolver(t, dns.Addr()), Options{})
 			waitFor(t, "a deferral", 10*time.Second, func() bool { return rec.count(Deferred) >= 1 })
 			stop()
 			got := rec.list()[0]

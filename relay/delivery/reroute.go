@@ -57,8 +57,8 @@ func (s *Scheduler) rerouted(logs []Result) {
 		}
 		ref := route.Classify(l.Status)
 		s.smarthostOnly.Store(route.Domain(l.Rcpt), s.now().Add(smarthostMemory))
-		if s.hooks.OnReroute != nil {
-			s.hooks.OnReroute(ref.Reason)
+		if s.obs.OnReroute != nil {
+			s.obs.OnReroute(ref.Reason)
 		}
 		if !warned {
 			warned = true
@@ -66,7 +66,7 @@ func (s *Scheduler) rerouted(logs []Result) {
 				"id", l.ID, "relay", l.Relay, "reason", ref.Reason, "reply", l.Reply(), "fix", ref.Fix)
 		}
 	}
-	if rc, ok := s.verdict.(interface{ Recheck() }); ok {
+	if rc, ok := s.verdict.(route.Rechecker); ok {
 		rc.Recheck()
 	}
 }
@@ -88,7 +88,7 @@ func refusalFor(rt route.Route, st smtpstatus.Status) route.Refusal {
 // directFamilies is the address families direct delivery may use: those whose egress verdict is direct-ok,
 // when the verdict source knows (dnscheck.Checker). nil means any.
 func (s *Scheduler) directFamilies() map[dnscheck.Family]bool {
-	fs, ok := s.verdict.(interface{ DirectFamilies() []dnscheck.Family })
+	fs, ok := s.verdict.(route.FamilyVerdicts)
 	if !ok {
 		return nil
 	}

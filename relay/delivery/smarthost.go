@@ -68,7 +68,7 @@ func (h *hopWalk) resolveSmarthosts(ctx context.Context) *decision {
 				"fix", "check smarthost.address: its name must resolve through dns.resolvers (or /etc/resolv.conf when that is empty)")
 			continue
 		}
-		tls := smtpclient.TLSPolicy{Mode: sh.TLS, Verify: sh.Verify, RootCAs: h.s.hooks.RootCAs}
+		tls := smtpclient.TLSPolicy{Mode: sh.TLS, Verify: sh.Verify, RootCAs: h.s.opts.RootCAs}
 		if !h.add(&h.cands, candidate{host: sh.Host, tls: tls, smarthost: sh}, addrs, sh.Port) {
 			break
 		}

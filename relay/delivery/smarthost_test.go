@@ -47,7 +47,7 @@ func TestTLSFix(t *testing.T) {
 func TestAuthenticate_RefusedNamesThePasswordSource(t *testing.T) {
 	peer := startFake(t, "127.0.0.1:0", func(f *fakePeer) { f.authUsers = map[string]string{"user": "right"} })
 	var logs bytes.Buffer
-	s := New(NewSettings(testConfig(25)), nil, nil, nil, slog.New(slog.NewTextHandler(&logs, nil)), Hooks{})
+	s := New(NewSettings(testConfig(25)), Env{Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	cs, err := smtpclient.Dial(context.Background(), smtpclient.Spec{Host: "sh.test", Addr: peer.addr,
 		Helo: "relay.test", Timeout: 5 * time.Second})
 	if err != nil {

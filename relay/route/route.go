@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"ptrelay/config"
+	"ptrelay/dnscheck"
 )
 
 // Route is where a recipient's next attempt goes.
@@ -27,6 +28,26 @@ const (
 type VerdictSource interface {
 	DirectOK() (ok, known bool)
 }
+
+// Rechecker is a VerdictSource that can be asked to judge again now: a direct attempt refused for this host's
+// reputation means the verdict that sent the mail direct was wrong or stale. dnscheck.Checker is one.
+type Rechecker interface {
+	Recheck()
+}
+
+// FamilyVerdicts is a VerdictSource that judges each address family of the egress on its own: direct delivery
+// then uses the families found fit (an IPv6 address without a PTR record is left out, IPv4 is used).
+// dnscheck.Checker is one.
+type FamilyVerdicts interface {
+	DirectFamilies() []dnscheck.Family
+}
+
+// The checker the daemon passes to delivery is all three; a method renamed there fails the build here.
+var (
+	_ VerdictSource  = (*dnscheck.Checker)(nil)
+	_ Rechecker      = (*dnscheck.Checker)(nil)
+	_ FamilyVerdicts = (*dnscheck.Checker)(nil)
+)
 
 // Policy is what routing decisions need from the configuration, read once by NewPolicy: a reload builds a new
 // Policy and the caller swaps it whole.
