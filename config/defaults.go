@@ -76,6 +76,16 @@ func (c *Config) EffectiveRoutingMode() RoutingMode {
 	return RoutingDirect
 }
 
+// SendingDomain is the domain of hostname ("example.com" for "relay.example.com"): the domain whose DNS the
+// egress checks and `ptrelay check` judge (its MX, its SPF record, the PTR name's domain). "" when hostname has
+// no dot.
+func (c *Config) SendingDomain() string {
+	if _, rest, ok := strings.Cut(c.Hostname, "."); ok {
+		return strings.TrimSuffix(rest, ".")
+	}
+	return ""
+}
+
 // AdminSocket returns the path of the admin Unix socket: admin.socket when set, else
 // $RUNTIME_DIRECTORY/admin.sock (systemd's RuntimeDirectory=), else <data_dir>/admin.sock.
 //

@@ -390,3 +390,12 @@ func TestEditDistanceAndSuggestions(t *testing.T) {
 		}
 	}
 }
+
+func TestSendingDomain(t *testing.T) {
+	for host, want := range map[string]string{"relay.example.com": "example.com", "mx1.mail.example.org.": "mail.example.org",
+		"localhost": ""} {
+		if got := (&Config{Hostname: host}).SendingDomain(); got != want {
+			t.Errorf("SendingDomain of %q = %q, want %q", host, got, want)
+		}
+	}
+}

@@ -2,7 +2,6 @@ package relay
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"ptrelay/config"
@@ -13,17 +12,13 @@ import (
 // firstVerdictBound caps how long delivery waits for the first egress verdict at start-up (DNS unreachable).
 const firstVerdictBound = 30 * time.Second
 
-// checkerOptions maps the [egress] keys onto the checker. The sending domain is the domain of hostname: the
-// PTR should be in it and its SPF should authorise us.
+// checkerOptions maps the [egress] keys onto the checker. The sending domain (config.SendingDomain) is the
+// domain of hostname: the PTR should be in it and its SPF should authorise us.
 func (r *Relay) checkerOptions(cfg *config.Config) dnscheck.Options {
-	var domain string
-	if _, rest, ok := strings.Cut(cfg.Hostname, "."); ok {
-		domain = rest
-	}
 	return dnscheck.Options{
 		Resolver:      r.resolver,
 		Hostname:      cfg.Hostname,
-		Domain:        domain,
+		Domain:        cfg.SendingDomain(),
 		EgressIP:      cfg.Egress.IP,
 		Discovery:     cfg.Egress.Discovery,
 		Whoami:        cfg.Egress.Whoami,
