@@ -101,7 +101,7 @@ func (s *Store) commitBatch(batch []*request) {
 		}
 		if failed < 0 {
 			// The commit itself failed (write or fsync): nobody's change is durable.
-			s.log.Error("queue: commit failed", "err", err, "requests", len(pending))
+			s.log.Error("commit failed", "err", err, "requests", len(pending))
 			e := storageErr("commit", err)
 			for _, r := range pending {
 				r.done <- e

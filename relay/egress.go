@@ -26,7 +26,7 @@ func (r *Relay) checkerOptions(cfg *config.Config) dnscheck.Options {
 		Port25Probe:   cfg.Egress.Port25Probe,
 		CheckInterval: cfg.Egress.CheckInterval.D(),
 		Timeout:       cfg.DNS.Timeout.D(),
-		Logger:        r.log.With("component", "egress"),
+		Logger:        component(r.opts.Log, "egress"),
 		OnChange:      r.verdictChanged,
 	}
 }

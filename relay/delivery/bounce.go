@@ -69,7 +69,7 @@ func dsnAllowed(m *queue.Message) bool { return m.Envelope.From != "" && !m.Enve
 func (s *Scheduler) headersOf(id string) []byte {
 	rc, err := s.store.Body(id)
 	if err != nil {
-		s.log.Warn("delivery: cannot read the headers for a DSN", "id", id, "err", err)
+		s.log.Warn("cannot read the headers for a DSN", "id", id, "err", err)
 		return nil
 	}
 	defer rc.Close()

@@ -91,7 +91,7 @@ func (h *hopWalk) resolveMX(ctx context.Context) *decision {
 		h.add(&unfit, c, other, h.cfg.Direct.Port)
 	}
 	if len(h.cands) == 0 && len(unfit) > 0 {
-		h.s.log.Debug("delivery: only addresses of a family whose egress failed the check", "hop", h.key.String())
+		h.s.log.Debug("only addresses of a family whose egress failed the check", "hop", h.key.String())
 		h.cands = unfit
 	}
 	switch {

@@ -135,10 +135,10 @@ func (h *hopWalk) open(ctx context.Context, c *candidate) (*session, *decision) 
 		}
 	}
 	d := classify(st, cause, where{opportunisticTLS: c.tls.Mode == smtpclient.TLSOpportunistic})
-	h.s.log.Debug("delivery: session setup failed", "hop", h.key.String(), "route", h.key.Route, "addr", c.addr, "err", err)
+	h.s.log.Debug("session setup failed", "hop", h.key.String(), "route", h.key.Route, "addr", c.addr, "err", err)
 	if c.smarthost != nil && st == stTLS {
 		// Like a refused login, a TLS failure with a smart host is the admin's to fix; mail waits meanwhile.
-		h.s.log.Error("delivery: TLS with the smart host failed; mail is deferred", "relay", h.lastRelay, "err", cause,
+		h.s.log.Error("TLS with the smart host failed; mail is deferred", "relay", h.lastRelay, "err", cause,
 			"fix", tlsFix(cause, c.smarthost))
 	}
 	if d.NextHost && canReroute(h.cfg, h.key.Route, d.Status) {

@@ -146,7 +146,7 @@ func (s *Scheduler) claim(cfg *Settings, snap *queue.Message, now time.Time) ([]
 	})
 	if err != nil {
 		if !errors.Is(err, queue.ErrNotFound) {
-			s.log.Error("delivery: cannot claim recipients", "id", snap.ID, "err", err)
+			s.log.Error("cannot claim recipients", "id", snap.ID, "err", err)
 		}
 		return nil, false
 	}
@@ -189,7 +189,7 @@ func (s *Scheduler) queueDSNs(tx *queue.Tx, cfg *Settings, m *queue.Message, f *
 		}
 		if _, err := s.enqueueDSN(tx, cfg, m, k.kind, k.lines, headers, now); err != nil {
 			// Without its DSN the bounce still has to be recorded, or the recipients would stay claimed.
-			s.log.Error("delivery: cannot queue a DSN", "id", m.ID, "err", err)
+			s.log.Error("cannot queue a DSN", "id", m.ID, "err", err)
 		}
 	}
 	return nil
@@ -277,9 +277,9 @@ func (s *Scheduler) record(cfg *Settings, t *txn, results []rcptResult, aborted 
 	})
 	switch {
 	case errors.Is(err, queue.ErrNotFound):
-		s.log.Info("delivery: message deleted while it was being delivered", "id", snap.ID)
+		s.log.Info("message deleted while it was being delivered", "id", snap.ID)
 	case err != nil:
-		s.log.Error("delivery: cannot record the outcome; the recipients stay claimed until the next start",
+		s.log.Error("cannot record the outcome; the recipients stay claimed until the next start",
 			"id", snap.ID, "err", err)
 	}
 	for _, l := range logs {
@@ -316,6 +316,6 @@ func (s *Scheduler) release(t *txn) {
 		return nil
 	})
 	if err != nil && !errors.Is(err, queue.ErrNotFound) {
-		s.log.Error("delivery: cannot return recipients to the queue; they are retried at the next start", "id", t.msg.ID, "err", err)
+		s.log.Error("cannot return recipients to the queue; they are retried at the next start", "id", t.msg.ID, "err", err)
 	}
 }

@@ -62,7 +62,7 @@ func (s *Scheduler) rerouted(logs []Result) {
 		}
 		if !warned {
 			warned = true
-			s.log.Warn("delivery: direct delivery refused for this host; rerouted via the smart host",
+			s.log.Warn("direct delivery refused for this host; rerouted via the smart host",
 				"id", l.ID, "relay", l.Relay, "reason", ref.Reason, "reply", l.Reply(), "fix", ref.Fix)
 		}
 	}

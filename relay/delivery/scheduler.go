@@ -81,7 +81,7 @@ func (s *Scheduler) pick(cfg *Settings) time.Duration {
 	now := s.now()
 	msgs, err := s.store.Due(now, room)
 	if err != nil {
-		s.log.Error("delivery: reading due mail from the queue", "err", err)
+		s.log.Error("reading due mail from the queue", "err", err)
 		return time.Second
 	}
 	if len(msgs) == 0 {
@@ -160,7 +160,7 @@ func (s *Scheduler) nextWake(cfg *Settings, retryIn time.Duration) time.Duration
 	}
 	next, ok, err := s.store.NextDue()
 	if err != nil {
-		s.log.Error("delivery: reading the next due time", "err", err)
+		s.log.Error("reading the next due time", "err", err)
 		return time.Second
 	}
 	if !ok {

@@ -25,7 +25,7 @@ func (s *Scheduler) authenticate(ss *session, sh *Smarthost) *decision {
 	// Any failure is this host's (the next smart host, with its own credentials, may do better): NextHost,
 	// and not another address of the same host.
 	defer_ := func(st smtpstatus.Status, fix string, cause error) *decision {
-		s.log.Error("delivery: smart host login failed", "relay", ss.Relay(), "username", sh.Username,
+		s.log.Error("smart host login failed", "relay", ss.Relay(), "username", sh.Username,
 			"reply", st.String(), "err", cause, "fix", fix)
 		return &decision{Outcome: Deferred, Status: st, NextHost: true, skipHost: true}
 	}
@@ -64,7 +64,7 @@ func (h *hopWalk) resolveSmarthosts(ctx context.Context) *decision {
 		if err != nil {
 			temporary = temporary || !errors.Is(err, dnscheck.ErrNXDomain) && !errors.Is(err, dnscheck.ErrNoAddress)
 			failed = append(failed, errText(err))
-			h.s.log.Error("delivery: cannot resolve the smart host; mail is deferred", "smarthost", sh.Address, "err", err,
+			h.s.log.Error("cannot resolve the smart host; mail is deferred", "smarthost", sh.Address, "err", err,
 				"fix", "check smarthost.address: its name must resolve through dns.resolvers (or /etc/resolv.conf when that is empty)")
 			continue
 		}

@@ -99,7 +99,7 @@ func newServer(cfg *config.Config, st store, log *slog.Logger, hooks Hooks) (*Se
 		log = slog.Default()
 	}
 	s := &Server{
-		log:       log.With("component", "inbound"),
+		log:       log,
 		store:     st,
 		hooks:     hooks,
 		idle:      DefaultIdleTimeout,
@@ -364,6 +364,9 @@ func (s *Server) refused(reason string) {
 type slogPrinter struct{ log *slog.Logger }
 
 func (p slogPrinter) Printf(format string, v ...any) {
-	p.log.Warn("smtp: " + fmt.Sprintf(format, v...))
+	p.log.Warn(fmt.Sprintf(format, v...), "from", "go-smtp")
 }
-func (p slogPrinter) Println(v ...any) { p.log.Warn("smtp: " + fmt.Sprintln(v...)) }
+func (p slogPrinter) Println(v ...any) {
+	msg := fmt.Sprintln(v...)
+	p.log.Warn(msg[:len(msg)-1], "from", "go-smtp") // without Sprintln's newline
+}
