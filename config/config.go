@@ -1,9 +1,9 @@
-// Package config owns ptrelay's configuration: the TOML schema of DESIGN.md, the embedded defaults, the lookup
+// Package config owns ptrelay's configuration: the TOML schema of docs/configuration.md, the embedded defaults, the lookup
 // order of the config file, strict decoding and validation. It imports no other package of ptrelay; the packages
 // that need settings receive plain values or this struct.
 package config
 
-// Config is the whole configuration file. Field order follows DESIGN.md so that `ptrelay config check` prints
+// Config is the whole configuration file. Field order follows docs/configuration.md so that `ptrelay config check` prints
 // the sections in the order the documentation describes them.
 type Config struct {
 	Hostname  string    `toml:"hostname"`

@@ -20,7 +20,7 @@ var defaultTOML []byte
 // which is what someone trying ptrelay from a shell expects.
 const fallbackDataDir = "./ptrelay-data"
 
-// Default returns the embedded defaults of DESIGN.md, with the machine-dependent ones filled in: hostname is the
+// Default returns the embedded defaults (docs/configuration.md), with the machine-dependent ones filled in: hostname is the
 // operating system's host name, data_dir is $STATE_DIRECTORY or ./ptrelay-data. Every call returns a new value.
 func Default() *Config {
 	c := &Config{}

@@ -157,7 +157,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	schedDone := make(chan struct{})
 	go func() {
 		defer close(schedDone)
-		// DESIGN.md: the first verdict is computed at start-up, before delivery begins.
+		// The first verdict is computed at start-up, before delivery begins (docs/architecture.md, Start-up).
 		r.startChecker(schedCtx)
 		if err := r.scheduler.Run(schedCtx); err != nil && !errors.Is(err, context.Canceled) {
 			serveErr <- fmt.Errorf("delivery: %w", err)

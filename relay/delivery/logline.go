@@ -10,7 +10,7 @@ import (
 	"ptrelay/relay/smtpstatus"
 )
 
-// logAttempt writes the one line per recipient attempt (DESIGN.md: Postfix-like fields, so admins can grep) and
+// logAttempt writes the one line per recipient attempt (Postfix-like fields, so admins can grep) and
 // feeds Observers.OnAttempt. It is the only place either happens.
 //
 //	id=… to=<…> relay=host[ip]:port route=direct delay=1.2 dsn=2.0.0 status=sent reply="250 2.0.0 Ok"

@@ -14,7 +14,7 @@ import (
 	"ptrelay/dnscheck"
 )
 
-// One row per line of STYLE.md §4's outbound table.
+// One row per rule of the outbound classification: what each failure at each stage means for a recipient.
 func TestClassify(t *testing.T) {
 	reply := func(code int, ec smtp.EnhancedCode, msg string) error {
 		return &smtp.SMTPError{Code: code, EnhancedCode: ec, Message: msg}

@@ -27,7 +27,7 @@ func (s *Scheduler) backoff(cfg *Settings, attempts int) time.Duration {
 	return Backoff(attempts, cfg.RetryMin, cfg.RetryMax, j)
 }
 
-// expired: queue.lifetime has passed since arrival (STYLE.md §5: now - arrival > lifetime). A zero lifetime
+// expired: queue.lifetime has passed since arrival (now - arrival > lifetime). A zero lifetime
 // never expires mail.
 func expired(m *queue.Message, cfg *Settings, now time.Time) bool {
 	lt := cfg.Lifetime
@@ -97,7 +97,7 @@ func bounce(r *queue.Recipient, a attempt, diag smtpstatus.Status, f *fails) {
 	}
 }
 
-// claim commits the pick-up of snap's due recipients before anything is dialed (STYLE.md §5): each becomes
+// claim commits the pick-up of snap's due recipients before anything is dialed: each becomes
 // active with Attempts+1 and NextAttempt = now + backoff, so a crash leaves a retry for later, never a tight
 // loop. Recipients bounced by the admin, or past queue.lifetime, are bounced here with their DSN. It returns
 // one transaction per next hop, and whether anything changed (a claim or a bounce).

@@ -218,7 +218,8 @@ func (pf *Postfix) chownPostfix(rel string) error {
 }
 
 // writeSASL creates the Cyrus sasldb with the users and the smtpd.conf that points Postfix's smtpd at it.
-// Debian's Postfix reads $config_directory/sasl/smtpd.conf (research/exchange.md), so it lives in conf/sasl.
+// Debian's Postfix 3.7 reads $config_directory/sasl/smtpd.conf (seen with strace; cyrus_sasl_config_path is not
+// used), so it lives in conf/sasl.
 func (pf *Postfix) writeSASL(t testing.TB, opt PostfixOptions) {
 	t.Helper()
 	db := filepath.Join(pf.dir, "sasldb2")

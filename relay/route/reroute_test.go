@@ -48,7 +48,8 @@ type classifyCase struct {
 	reason string
 }
 
-// Real receiver replies, from research/peers.md §4 unless a source is named (IPs and hosts elided to the
+// Real receiver replies, as quoted in receivers' postmaster pages and in bounce reports posted to public forums
+// and issue trackers unless a source is named (IPs and hosts elided to the
 // documentation ranges, as in the sources).
 func classifyCases(t *testing.T) []classifyCase {
 	return []classifyCase{

@@ -9,7 +9,7 @@ import (
 )
 
 // TestNamedStatuses walks every named reply: the enhanced class agrees with the basic code, and each is the
-// reply DESIGN.md promises.
+// reply the documentation promises (docs/exchange.md).
 func TestNamedStatuses(t *testing.T) {
 	cases := []struct {
 		name string
