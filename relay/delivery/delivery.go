@@ -1,7 +1,13 @@
 // Package delivery owns outbound delivery: the scheduler that picks due recipients from the queue, groups them
-// per next hop and limits sessions; the SMTP client dialogue (direct MX walk with opportunistic STARTTLS, the
-// authenticated smart host); the classification of every reply into delivered, deferred, bounced, expired or
-// rerouted per recipient; the DSNs that follow; and the one log line per recipient attempt.
+// per next hop and limits sessions; the walk over a hop's candidates (the MX hosts of a domain, the smart
+// hosts), with their TLS policy and the smart host's login; the message as each attempt sends it; the
+// classification of every reply into delivered, deferred, bounced, expired or rerouted per recipient; the DSNs
+// that follow; and the one log line per recipient attempt. The SMTP dialogue itself is relay/smtpclient's.
+//
+// Files: settings.go (the configuration, read once), scheduler.go (the loop, sessions per hop), record.go (claim
+// and outcome), hopwalk.go (candidates), direct.go (MX hosts and their TLS policy), smarthost.go (smart hosts,
+// login, TLS fixes), outgoing.go (what an attempt sends), transaction.go (MAIL, RCPT, DATA), outcome.go (what a
+// failure means), reroute.go, bounce.go (DSNs), logline.go, backoff.go.
 //
 // It decides what a reply means and records plain data in the queue (queue.Attempt). It must not know about the
 // inbound side (relay/inbound): messages reach it only through the queue. Delivery is at-least-once: the attempt
