@@ -15,15 +15,12 @@ import (
 )
 
 // scriptedPeer is a bare SMTP server on loopback that answers every command with 250 (354 to DATA), except
-// that the stage named by failAt gets reply, verbatim. It records every command line it reads, per session.
+// that the stage named by failAt gets reply, verbatim.
 type scriptedPeer struct {
 	addr   string
 	failAt string // "greeting", "EHLO", "MAIL", "RCPT", "DATA" (the command) or "." (after the body)
 	reply  string // raw reply lines, CRLF-terminated
-	ehlo   string // the EHLO reply, default one line; a STARTTLS line here offers it
-
-	mu       sync.Mutex
-	sessions [][]string
+	ehlo   string // the EHLO reply
 }
 
 func startScripted(t *testing.T, failAt, reply string) *scriptedPeer {
@@ -55,10 +52,6 @@ func startScripted(t *testing.T, failAt, reply string) *scriptedPeer {
 func (p *scriptedPeer) serve(c net.Conn) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-	p.mu.Lock()
-	p.sessions = append(p.sessions, nil)
-	n := len(p.sessions) - 1
-	p.mu.Unlock()
 	say := func(s string) bool { _, err := c.Write([]byte(s)); return err == nil }
 	if p.failAt == "greeting" {
 		say(p.reply)
@@ -81,9 +74,6 @@ func (p *scriptedPeer) serve(c net.Conn) {
 			}
 			inData = false
 		}
-		p.mu.Lock()
-		p.sessions[n] = append(p.sessions[n], line)
-		p.mu.Unlock()
 		verb := strings.ToUpper(strings.Fields(line + " x")[0])
 		if line == "." {
 			verb = "."
@@ -103,16 +93,6 @@ func (p *scriptedPeer) serve(c net.Conn) {
 			say("250 2.0.0 ok\r\n")
 		}
 	}
-}
-
-func (p *scriptedPeer) commands() [][]string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	out := make([][]string, len(p.sessions))
-	for i, s := range p.sessions {
-		out[i] = append([]string(nil), s...)
-	}
-	return out
 }
 
 // TestReply_SameAtEveryStage: a multi-line reply with its enhanced code repeated on every line (RFC 2034) is
