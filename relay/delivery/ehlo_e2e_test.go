@@ -93,3 +93,24 @@ func TestE2E_TwoEHLOsAroundSTARTTLS(t *testing.T) {
 		t.Errorf("transcript %s\nwant       %s", got, want)
 	}
 }
+
+// TestE2E_OneEHLOAfterRSET: a transaction ended with RSET (every recipient refused) leaves the session as it
+// was: the next transaction and the QUIT follow without another EHLO.
+func TestE2E_OneEHLOAfterRSET(t *testing.T) {
+	relaytest.Require(t, "smtp-sink", "unbound")
+	sink := sinkAt(t, "127.0.0.24", 0, relaytest.SinkOptions{Reject: map[string]string{"RCPT": "550 5.1.1 No such user"}})
+	dnsAddr := dnstest.StartUnbound(t, "rset.test. MX 10 mx.rset.test.", "mx.rset.test. A 127.0.0.24")
+	st := openStore(t, t.TempDir())
+	cfg := testConfig(sink.Port())
+	cfg.Delivery.PerDestination = 1
+	// From the null sender, so the bounces make no DSN to deliver elsewhere.
+	put(t, st, queue.Envelope{From: ""}, msgBody("rset1"), "x@rset.test")
+	put(t, st, queue.Envelope{From: ""}, msgBody("rset2"), "y@rset.test")
+	_, rec, _ := run(t, cfg, st, resolver(t, dnsAddr), Options{})
+	waitFor(t, "both bounced", 15*time.Second, func() bool { return rec.count(Bounced) == 2 })
+	ts := waitTranscripts(t, 1, sink.Transcripts, sink.Log)
+	want := "EHLO relay.ptrelay.test|MAIL|RCPT|RSET|MAIL|RCPT|RSET|QUIT"
+	if got := verbs(ts[0]); got != want {
+		t.Errorf("transcript %s\nwant       %s", got, want)
+	}
+}

@@ -182,18 +182,23 @@ func newClient(conn net.Conn, spec Spec) *smtp.Client {
 	return c
 }
 
-// startTLS sends STARTTLS and reads its reply on conn, below go-smtp's client. The client's reader holds nothing
-// unread: a server sends nothing after its EHLO reply until the next command. Whatever a server sends after its
-// 220 and before the handshake is never read as part of the encrypted session (the STARTTLS command injection
-// of CVE-2011-0411 cannot reach us).
-func startTLS(conn net.Conn) error {
+// startTLS sends STARTTLS and reads its reply on conn, below go-smtp's client (see command). Whatever a server
+// sends after its 220 and before the handshake is never read as part of the encrypted session (the STARTTLS
+// command injection of CVE-2011-0411 cannot reach us).
+func startTLS(conn net.Conn) error { return command(conn, "STARTTLS", 220) }
+
+// command sends one command and reads its reply on conn, below go-smtp's client, for the commands whose go-smtp
+// form does more than send them: STARTTLS exists only inside NewClientStartTLS, and Client.Reset makes the next
+// command send EHLO again. The client's reader holds nothing unread: a server sends nothing after a reply until
+// the next command. A refusal is a *textproto.Error (smtpstatus.FromError reads it).
+func command(conn net.Conn, line string, expect int) error {
 	tp := textproto.NewConn(conn)
-	id, err := tp.Cmd("STARTTLS")
+	id, err := tp.Cmd("%s", line)
 	if err != nil {
 		return err
 	}
 	tp.StartResponse(id)
 	defer tp.EndResponse(id)
-	_, _, err = tp.ReadResponse(220)
+	_, _, err = tp.ReadResponse(expect)
 	return err
 }

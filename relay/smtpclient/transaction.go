@@ -15,8 +15,9 @@ func (s *Session) Mail(from string, opts *smtp.MailOptions) error { return s.c.M
 // Rcpt sends RCPT TO; go-smtp sends opts' DSN parameters only when the server offers DSN.
 func (s *Session) Rcpt(to string, opts *smtp.RcptOptions) error { return s.c.Rcpt(to, opts) }
 
-// Reset sends RSET, ending a transaction that will not be finished.
-func (s *Session) Reset() error { return s.c.Reset() }
+// Reset sends RSET, ending a transaction that will not be finished. It is sent below go-smtp's client, whose
+// Reset would make the next command say EHLO again: a session says EHLO once (twice with STARTTLS).
+func (s *Session) Reset() error { return command(s.wire, "RSET", 250) }
 
 // Data sends DATA, then msg dot-stuffed (RFC 5321 4.5.2) and the final dot, and returns the reply to the dot.
 // msg must be CRLF text, as every stored message is (inbound refuses or normalises bare CR and LF; DSNs are
