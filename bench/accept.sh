@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Accept benchmark: how fast ptrelay and Postfix take mail (every message has had its 250, i.e. is durable),
-# and what that costs in CPU, method of shared/research/baseline.md.
+# and what that costs in CPU, by the method of bench/README.md.
 #
 #   bench/accept.sh [-n REPS] [-m MESSAGES] [-l BYTES] [-c "20 1"] [-r "ptrelay postfix"] [-D] [-k]
 #

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end benchmark: ptrelay and Postfix relaying to the same smtp-sink, method of
-# shared/research/baseline.md.
+# bench/README.md.
 #
 #   bench/e2e.sh [-n REPS] [-w "5000:4096 2000:100000"] [-c 20] [-r "ptrelay postfix"] [-k]
 #

@@ -1,9 +1,9 @@
-// Package config owns ptrelay's configuration: the TOML schema of DESIGN.md, the embedded defaults, the lookup
+// Package config owns ptrelay's configuration: the TOML schema of docs/configuration.md, the embedded defaults, the lookup
 // order of the config file, strict decoding and validation. It imports no other package of ptrelay; the packages
 // that need settings receive plain values or this struct.
 package config
 
-// Config is the whole configuration file. Field order follows DESIGN.md so that `ptrelay config check` prints
+// Config is the whole configuration file. Field order follows docs/configuration.md so that `ptrelay config check` prints
 // the sections in the order the documentation describes them.
 type Config struct {
 	Hostname  string    `toml:"hostname"`
@@ -20,18 +20,18 @@ type Config struct {
 
 // SMTP is the inbound side: who may connect, relay and authenticate, and the limits they meet.
 type SMTP struct {
-	Listen          []string `toml:"listen"`
-	AllowedNetworks []string `toml:"allowed_networks"`
-	MaxMessageSize  Size     `toml:"max_message_size"`
-	MaxRecipients   int      `toml:"max_recipients"`
-	MaxConnections  int      `toml:"max_connections"`
-	TLSCert         string   `toml:"tls_cert"` // "auto": self-signed pair kept in data_dir
-	TLSKey          string   `toml:"tls_key"`
-	TLSNames        []string `toml:"tls_names"` // with "auto": more DNS names and IPs for the certificate
-	TLSLegacy       bool     `toml:"tls_legacy"`
-	BareNewlines    string   `toml:"bare_newlines"` // reject | normalize
-	AuthRequiresTLS bool     `toml:"auth_requires_tls"`
-	Users           []User   `toml:"users"`
+	Listen          []string     `toml:"listen"`
+	AllowedNetworks []string     `toml:"allowed_networks"`
+	MaxMessageSize  Size         `toml:"max_message_size"`
+	MaxRecipients   int          `toml:"max_recipients"`
+	MaxConnections  int          `toml:"max_connections"`
+	TLSCert         string       `toml:"tls_cert"` // "auto": self-signed pair kept in data_dir
+	TLSKey          string       `toml:"tls_key"`
+	TLSNames        []string     `toml:"tls_names"` // with "auto": more DNS names and IPs for the certificate
+	TLSLegacy       bool         `toml:"tls_legacy"`
+	BareNewlines    BareNewlines `toml:"bare_newlines"`
+	AuthRequiresTLS bool         `toml:"auth_requires_tls"`
+	Users           []User       `toml:"users"`
 }
 
 // User is one AUTH PLAIN/LOGIN account; the password is only ever stored as a bcrypt hash.
@@ -42,11 +42,11 @@ type User struct {
 
 // Smarthost is the upstream relay. An empty Address means no smart host is configured.
 type Smarthost struct {
-	Address      string `toml:"address"`
-	TLS          string `toml:"tls"` // starttls | implicit | none
-	TLSVerify    bool   `toml:"tls_verify"`
-	Username     string `toml:"username"`
-	PasswordFile string `toml:"password_file"`
+	Address      string       `toml:"address"`
+	TLS          SmarthostTLS `toml:"tls"`
+	TLSVerify    bool         `toml:"tls_verify"`
+	Username     string       `toml:"username"`
+	PasswordFile string       `toml:"password_file"`
 }
 
 // Configured reports whether a smart host is set up.
@@ -54,25 +54,25 @@ func (s Smarthost) Configured() bool { return s.Address != "" }
 
 // Routing decides, per recipient and per attempt, between direct MX delivery and the smart host.
 type Routing struct {
-	Mode    string `toml:"mode"` // auto | direct | smarthost; "" means auto with a smart host, else direct
-	Reroute bool   `toml:"reroute"`
-	Rules   []Rule `toml:"rules"`
+	Mode    RoutingMode `toml:"mode"` // "" means auto with a smart host, else direct
+	Reroute bool        `toml:"reroute"`
+	Rules   []Rule      `toml:"rules"`
 }
 
 // Rule routes recipients in Domains, or mail from Senders (an address or a domain), via "smarthost" or "direct".
 type Rule struct {
 	Domains []string `toml:"domains"`
 	Senders []string `toml:"senders"`
-	Via     string   `toml:"via"`
+	Via     Via      `toml:"via"`
 }
 
 // Delivery holds the outbound SMTP client settings.
 type Delivery struct {
-	Port           int    `toml:"port"`
-	Bind           string `toml:"bind"`
-	TLS            string `toml:"tls"` // opportunistic | verify | none
-	Concurrency    int    `toml:"concurrency"`
-	PerDestination int    `toml:"per_destination"`
+	Port           int         `toml:"port"`
+	Bind           string      `toml:"bind"`
+	TLS            DeliveryTLS `toml:"tls"`
+	Concurrency    int         `toml:"concurrency"`
+	PerDestination int         `toml:"per_destination"`
 }
 
 // Queue holds the retry schedule.

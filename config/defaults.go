@@ -20,7 +20,7 @@ var defaultTOML []byte
 // which is what someone trying ptrelay from a shell expects.
 const fallbackDataDir = "./ptrelay-data"
 
-// Default returns the embedded defaults of DESIGN.md, with the machine-dependent ones filled in: hostname is the
+// Default returns the embedded defaults (docs/configuration.md), with the machine-dependent ones filled in: hostname is the
 // operating system's host name, data_dir is $STATE_DIRECTORY or ./ptrelay-data. Every call returns a new value.
 func Default() *Config {
 	c := &Config{}
@@ -65,15 +65,25 @@ func firstDir(v string) string {
 }
 
 // EffectiveRoutingMode resolves routing.mode: an empty mode means "auto" when a smart host is configured, else
-// "direct". It returns "auto", "direct" or "smarthost" for a valid configuration.
-func (c *Config) EffectiveRoutingMode() string {
-	if c.Routing.Mode != "" {
+// "direct". It returns RoutingAuto, RoutingDirect or RoutingSmarthost for a valid configuration.
+func (c *Config) EffectiveRoutingMode() RoutingMode {
+	if c.Routing.Mode != RoutingDefault {
 		return c.Routing.Mode
 	}
 	if c.Smarthost.Configured() {
-		return "auto"
+		return RoutingAuto
 	}
-	return "direct"
+	return RoutingDirect
+}
+
+// SendingDomain is the domain of hostname ("example.com" for "relay.example.com"): the domain whose DNS the
+// egress checks and `ptrelay check` judge (its MX, its SPF record, the PTR name's domain). "" when hostname has
+// no dot.
+func (c *Config) SendingDomain() string {
+	if _, rest, ok := strings.Cut(c.Hostname, "."); ok {
+		return strings.TrimSuffix(rest, ".")
+	}
+	return ""
 }
 
 // AdminSocket returns the path of the admin Unix socket: admin.socket when set, else
@@ -104,6 +114,17 @@ func (c *Config) smarthostPasswordPath() string {
 		return filepath.Join(d, credentialName)
 	}
 	return ""
+}
+
+// SmarthostPasswordSource says, for an admin, where the smart host password comes from: smarthost.password_file,
+// or the file the unit hands over with LoadCredential= (systemd copies it at start; $CREDENTIALS_DIRECTORY is
+// that copy, not a file anyone edits).
+func (c *Config) SmarthostPasswordSource() string {
+	if c.Smarthost.PasswordFile != "" {
+		return c.Smarthost.PasswordFile
+	}
+	return "the file named by LoadCredential=" + credentialName + ":FILE in ptrelay's unit " +
+		"(/etc/ptrelay/smarthost.pass in the shipped unit; systemd copies it at start, so restart ptrelay after editing it)"
 }
 
 // SmarthostPassword reads the smart host password from smarthost.password_file, else from

@@ -19,7 +19,7 @@ const SystemPath = "/etc/ptrelay/ptrelay.toml"
 // SourceDefaults is the source Load reports when no file was found.
 const SourceDefaults = "embedded defaults"
 
-// Load finds and reads the configuration in DESIGN.md's order: path when non-empty (the -config flag), else
+// Load finds and reads the configuration in the documented order: path when non-empty (the -config flag), else
 // $PTRELAY_CONFIG, else /etc/ptrelay/ptrelay.toml if it exists, else the embedded defaults. It returns the
 // validated configuration, the source it used (the file's path or "embedded defaults") and, on failure, every
 // problem found, joined (see Problems). The configuration is nil whenever the error is not.

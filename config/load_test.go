@@ -29,16 +29,16 @@ func TestDefaultMatchesDesign(t *testing.T) {
 		{"smtp.max_connections", c.SMTP.MaxConnections, 200},
 		{"smtp.tls_cert", c.SMTP.TLSCert, ""},
 		{"smtp.tls_legacy", c.SMTP.TLSLegacy, false},
-		{"smtp.bare_newlines", c.SMTP.BareNewlines, "reject"},
+		{"smtp.bare_newlines", c.SMTP.BareNewlines, BareNewlinesReject},
 		{"smtp.auth_requires_tls", c.SMTP.AuthRequiresTLS, true},
 		{"smtp.users", len(c.SMTP.Users), 0},
 		{"smarthost.address", c.Smarthost.Address, ""},
-		{"smarthost.tls", c.Smarthost.TLS, "starttls"},
+		{"smarthost.tls", c.Smarthost.TLS, SmarthostSTARTTLS},
 		{"smarthost.tls_verify", c.Smarthost.TLSVerify, true},
-		{"routing.mode", c.Routing.Mode, ""},
+		{"routing.mode", c.Routing.Mode, RoutingDefault},
 		{"routing.reroute", c.Routing.Reroute, true},
 		{"delivery.port", c.Delivery.Port, 25},
-		{"delivery.tls", c.Delivery.TLS, "opportunistic"},
+		{"delivery.tls", c.Delivery.TLS, DeliveryOpportunistic},
 		{"delivery.concurrency", c.Delivery.Concurrency, 100},
 		{"delivery.per_destination", c.Delivery.PerDestination, 20},
 		{"queue.retry_min", c.Queue.RetryMin.D(), 5 * time.Minute},
@@ -55,7 +55,7 @@ func TestDefaultMatchesDesign(t *testing.T) {
 		{"egress.check_interval", c.Egress.CheckInterval.D(), 10 * time.Minute},
 		{"admin.socket", c.Admin.Socket, ""},
 		{"admin.metrics_listen", c.Admin.MetricsListen, ""},
-		{"effective routing.mode", c.EffectiveRoutingMode(), "direct"},
+		{"effective routing.mode", c.EffectiveRoutingMode(), RoutingDirect},
 		{"effective admin.socket", c.AdminSocket(), filepath.Join("ptrelay-data", "admin.sock")},
 	}
 	for _, ch := range checks {
@@ -101,7 +101,9 @@ func TestSystemdDirectories(t *testing.T) {
 
 func TestEffectiveRoutingMode(t *testing.T) {
 	for _, tc := range []struct {
-		mode, address, want string
+		mode    RoutingMode
+		address string
+		want    RoutingMode
 	}{
 		{"", "", "direct"},
 		{"", "smtp.isp.example:587", "auto"},
@@ -292,6 +294,15 @@ func TestSmarthostCredentials(t *testing.T) {
 	if got, err := c.SmarthostPassword(); err != nil || got != "from-systemd" {
 		t.Fatalf("SmarthostPassword from credentials = %q, %v", got, err)
 	}
+	// Where an admin fixes the password: the file LoadCredential= names, never systemd's copy of it.
+	if src := c.SmarthostPasswordSource(); !strings.Contains(src, "LoadCredential=smarthost:") ||
+		!strings.Contains(src, "/etc/ptrelay/smarthost.pass") || strings.Contains(src, creds) || strings.Contains(src, "CREDENTIALS_DIRECTORY") {
+		t.Errorf("password source with credentials: %q", src)
+	}
+	c.Smarthost.PasswordFile = pass
+	if src := c.SmarthostPasswordSource(); src != pass {
+		t.Errorf("password source with password_file: %q, want %q", src, pass)
+	}
 }
 
 func TestCheckSecrets_PasswordFile(t *testing.T) {
@@ -376,6 +387,15 @@ func TestEditDistanceAndSuggestions(t *testing.T) {
 	} {
 		if got := suggestKey(in); got != want {
 			t.Errorf("suggestKey(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestSendingDomain(t *testing.T) {
+	for host, want := range map[string]string{"relay.example.com": "example.com", "mx1.mail.example.org.": "mail.example.org",
+		"localhost": ""} {
+		if got := (&Config{Hostname: host}).SendingDomain(); got != want {
+			t.Errorf("SendingDomain of %q = %q, want %q", host, got, want)
 		}
 	}
 }

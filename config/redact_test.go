@@ -94,7 +94,7 @@ func TestWriteRedactedSectionOrder(t *testing.T) {
 	for _, s := range []string{"hostname =", "[smtp]", "[smarthost]", "[routing]", "[delivery]", "[queue]", "[dns]", "[egress]", "[admin]"} {
 		i := strings.Index(out, s)
 		if i < 0 || i < last {
-			t.Fatalf("%q missing or out of DESIGN.md's order:\n%s", s, out)
+			t.Fatalf("%q missing or out of the documented order:\n%s", s, out)
 		}
 		last = i
 	}

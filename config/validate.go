@@ -106,7 +106,7 @@ func (c *Config) checkSMTP(k *checker) {
 		k.add("smtp.tls_names", "is used only with tls_cert = \"auto\": the names of your own certificate come from "+
 			"the certificate file; remove tls_names, or set tls_cert = \"auto\"")
 	}
-	if s.BareNewlines != "reject" && s.BareNewlines != "normalize" {
+	if !s.BareNewlines.Valid() {
 		k.add("smtp.bare_newlines", "%q is not a choice: write \"reject\" (the safe default) or \"normalize\"", s.BareNewlines)
 	}
 	seen := map[string]int{}
@@ -135,9 +135,7 @@ var bcryptHash = regexp.MustCompile(`^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Z
 
 func (c *Config) checkSmarthost(k *checker) {
 	s := &c.Smarthost
-	switch s.TLS {
-	case "starttls", "implicit", "none":
-	default:
+	if !s.TLS.Valid() {
 		k.add("smarthost.tls", "%q is not a choice: write \"starttls\" (port 587), \"implicit\" (port 465) or "+
 			"\"none\" (only for a server on this machine or your LAN)", s.TLS)
 	}
@@ -154,7 +152,7 @@ func (c *Config) checkSmarthost(k *checker) {
 	}
 	if why := checkHostPort(s.Address, false); why != "" {
 		k.add("smarthost.address", "%q %s: write host:port, e.g. \"smtp.isp.example:587\"", s.Address, why)
-	} else if s.TLS == "none" && s.Username != "" {
+	} else if s.TLS == SmarthostNoTLS && s.Username != "" {
 		host, _, _ := net.SplitHostPort(s.Address)
 		if !onLAN(host) {
 			k.add("smarthost.tls", "is \"none\" with a username for %s, which is not a loopback or private "+
@@ -200,15 +198,12 @@ func (c *Config) CheckSecrets() error {
 
 func (c *Config) checkRouting(k *checker) {
 	r := &c.Routing
-	switch r.Mode {
-	case "", "auto", "direct":
-	case "smarthost":
-		if !c.Smarthost.Configured() {
-			k.add("routing.mode", "is \"smarthost\" but no smart host is configured: set smarthost.address, "+
-				"or use mode \"direct\"")
-		}
-	default:
+	switch {
+	case !r.Mode.Valid():
 		k.add("routing.mode", "%q is not a choice: write \"auto\", \"direct\" or \"smarthost\"", r.Mode)
+	case r.Mode == RoutingSmarthost && !c.Smarthost.Configured():
+		k.add("routing.mode", "is \"smarthost\" but no smart host is configured: set smarthost.address, "+
+			"or use mode \"direct\"")
 	}
 	for i, rule := range r.Rules {
 		key := idx("routing.rules", i)
@@ -226,15 +221,12 @@ func (c *Config) checkRouting(k *checker) {
 					"\"scanner@example.com\" or \"example.com\"", s)
 			}
 		}
-		switch rule.Via {
-		case "direct":
-		case "smarthost":
-			if !c.Smarthost.Configured() {
-				k.add(key+".via", "is \"smarthost\" but no smart host is configured: set smarthost.address, "+
-					"or remove the rule")
-			}
-		default:
+		switch {
+		case !rule.Via.Valid():
 			k.add(key+".via", "%q is not a choice: write \"smarthost\" or \"direct\"", rule.Via)
+		case rule.Via == ViaSmarthost && !c.Smarthost.Configured():
+			k.add(key+".via", "is \"smarthost\" but no smart host is configured: set smarthost.address, "+
+				"or remove the rule")
 		}
 	}
 }
@@ -250,9 +242,7 @@ func (c *Config) checkDelivery(k *checker) {
 				"empty to let the system choose", d.Bind)
 		}
 	}
-	switch d.TLS {
-	case "opportunistic", "verify", "none":
-	default:
+	if !d.TLS.Valid() {
 		k.add("delivery.tls", "%q is not a choice: write \"opportunistic\" (the default), \"verify\" or \"none\"", d.TLS)
 	}
 	if d.Concurrency < 1 {

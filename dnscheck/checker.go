@@ -95,7 +95,7 @@ func (c *Checker) setOptions(o Options) error {
 		Hostname: o.Hostname,
 		Domain:   o.Domain,
 		Egress: EgressOptions{Static: o.EgressIP, Discovery: o.Discovery, Whoami: o.Whoami,
-			LocalTargets: o.LocalTargets, Timeout: o.Timeout},
+			LocalTargets: o.LocalTargets, Timeout: o.Timeout, Resolver: o.Resolver},
 		DNSBL:       o.DNSBL,
 		Port25Probe: o.Port25Probe,
 		Timeout:     o.Timeout,

@@ -71,6 +71,9 @@ type EgressOptions struct {
 	// Whoami servers as host:port. Each is asked A/AAAA myip.opendns.com (OpenDNS style), then
 	// TXT o-o.myaddr.l.google.com (Google style); the first address of the wanted family wins.
 	Whoami []string
+	// Resolver looks up the whoami servers' names (dns.resolvers, never the system's resolver); an IP address
+	// is used as it is. SelfCheck fills it from its own Resolver when nil.
+	Resolver Lookuper
 	// LocalTargets are the public addresses (host:port) the "local" method routes toward, per family;
 	// no packet is sent. Empty: Google's public resolvers.
 	LocalTargets map[Family]string
@@ -113,7 +116,7 @@ func DiscoverEgress(ctx context.Context, o EgressOptions, f Family) (Egress, err
 		var err error
 		switch m {
 		case "dns":
-			e, err = whoamiAny(ctx, o.Whoami, f, timeout)
+			e, err = whoamiAny(ctx, o.Resolver, o.Whoami, f, timeout)
 		case "local":
 			target := o.LocalTargets[f]
 			if target == "" {
@@ -153,13 +156,18 @@ func ParseStaticEgress(s string) ([]netip.Addr, error) {
 	return addrs, nil
 }
 
-func whoamiAny(ctx context.Context, servers []string, f Family, timeout time.Duration) (Egress, error) {
+func whoamiAny(ctx context.Context, r Lookuper, servers []string, f Family, timeout time.Duration) (Egress, error) {
 	if len(servers) == 0 {
 		return Egress{}, errors.New("no whoami servers configured")
 	}
 	var why []string
 	for _, s := range servers {
-		ip, err := Whoami(ctx, s, f, timeout)
+		addr, err := whoamiAddr(ctx, r, s, f)
+		if err != nil {
+			why = append(why, err.Error())
+			continue
+		}
+		ip, err := Whoami(ctx, addr, f, timeout)
 		if err == nil {
 			return Egress{IP: ip, Method: "dns", Source: s}, nil
 		}
@@ -168,7 +176,26 @@ func whoamiAny(ctx context.Context, servers []string, f Family, timeout time.Dur
 	return Egress{}, errors.New(strings.Join(why, "; "))
 }
 
-// Whoami asks server (host:port) which address our query came from, over family f: first
+// whoamiAddr is where to send the whoami query for server (host:port) over family f: an IP address as it is,
+// a name's first address of family f through r.
+func whoamiAddr(ctx context.Context, r Lookuper, server string, f Family) (string, error) {
+	host, port, err := net.SplitHostPort(server)
+	if err != nil {
+		return "", fmt.Errorf("whoami %s: %w", server, err)
+	}
+	addrs, err := ResolveHost(ctx, r, host)
+	if err != nil {
+		return "", fmt.Errorf("whoami %s: %w", server, err)
+	}
+	for _, a := range addrs {
+		if FamilyOf(a) == f {
+			return net.JoinHostPort(a.String(), port), nil
+		}
+	}
+	return "", fmt.Errorf("whoami %s: no %s address", server, f)
+}
+
+// Whoami asks server (ip:port) which address our query came from, over family f: first
 // A/AAAA myip.opendns.com, then TXT o-o.myaddr.l.google.com.
 func Whoami(ctx context.Context, server string, f Family, timeout time.Duration) (netip.Addr, error) {
 	network, qtype := "udp4", dns.TypeA

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -117,5 +118,29 @@ func TestDiscoverEgress_Failures(t *testing.T) {
 		if _, err := dnscheck.ParseStaticEgress(bad); err == nil {
 			t.Errorf("ParseStaticEgress(%q) accepted", bad)
 		}
+	}
+}
+
+// TestWhoami_ServerByName: a whoami server given by name is looked up with the configured resolver (a name the
+// system's resolver does not know), then asked over the family being discovered.
+func TestWhoami_ServerByName(t *testing.T) {
+	who := whoamiServer(t, "127.0.0.1")
+	_, port, _ := net.SplitHostPort(who.Addr())
+	zone := dnstest.New(t, "whoami.ptrelay.test. A 127.0.0.1")
+	r, err := dnscheck.NewResolver(dnscheck.ResolverOptions{Servers: []string{zone.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := net.JoinHostPort("whoami.ptrelay.test", port)
+	eg, err := dnscheck.DiscoverEgress(ctxT(t), dnscheck.EgressOptions{Discovery: []string{"dns"}, Whoami: []string{server},
+		Resolver: r, Timeout: time.Second}, dnscheck.IPv4)
+	if err != nil || eg.IP != netip.MustParseAddr("127.0.0.1") || eg.Source != server {
+		t.Fatalf("got %+v, %v", eg, err)
+	}
+	// Without a resolver a name cannot be reached: no fallback to the system's.
+	_, err = dnscheck.DiscoverEgress(ctxT(t), dnscheck.EgressOptions{Discovery: []string{"dns"}, Whoami: []string{server},
+		Timeout: time.Second}, dnscheck.IPv4)
+	if err == nil || !strings.Contains(err.Error(), "no DNS resolver") {
+		t.Errorf("a whoami name without a resolver: %v", err)
 	}
 }

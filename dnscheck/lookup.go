@@ -105,3 +105,22 @@ func (r *Resolver) LookupTXT(ctx context.Context, name string) ([]string, error)
 	}
 	return txts, nil
 }
+
+// ResolveHost returns the addresses to connect to for host, a name or an IP literal as written in a host:port
+// setting. An IP literal is returned as it is, never looked up; "localhost" and names under it are the loopback
+// addresses (RFC 6761 6.3: no query is sent for them); any other name is looked up with r, the configured
+// resolver, as LookupAddrs does (IPv4 first). r may be nil when no resolver is configured: a name then fails
+// as a temporary error.
+func ResolveHost(ctx context.Context, r Lookuper, host string) ([]netip.Addr, error) {
+	host = strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"), ".")
+	if a, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{a.Unmap()}, nil
+	}
+	if l := strings.ToLower(host); l == "localhost" || strings.HasSuffix(l, ".localhost") {
+		return []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1}), netip.IPv6Loopback()}, nil
+	}
+	if r == nil {
+		return nil, &Error{Name: host, Type: "A/AAAA", Kind: ErrTemporary, Detail: "no DNS resolver configured"}
+	}
+	return r.LookupAddrs(ctx, host)
+}

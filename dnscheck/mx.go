@@ -2,6 +2,8 @@ package dnscheck
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -47,4 +49,46 @@ func (r *Resolver) LookupMX(ctx context.Context, domain string) ([]MX, error) {
 	rand.Shuffle(len(mxs), func(i, j int) { mxs[i], mxs[j] = mxs[j], mxs[i] })
 	slices.SortStableFunc(mxs, func(a, b MX) int { return int(a.Pref) - int(b.Pref) })
 	return mxs, nil
+}
+
+// CheckMX walks the MX records of d to their hosts and addresses, the first line of the checklist: whether mail
+// for the sending domain (bounces, replies) can reach it.
+func CheckMX(ctx context.Context, r Lookuper, d string) Check {
+	c := Check{ID: "mx:" + d, Title: "MX of " + d}
+	mxs, err := r.LookupMX(ctx, d)
+	if err != nil {
+		c.Status, c.Detail = StatusPermError, err.Error()
+		c.Fix = "Publish an MX record for " + d + " that points to a host name with an A record."
+		if errors.Is(err, ErrTemporary) {
+			c.Status, c.Fix = StatusTempError, "Check that the resolvers in dns.resolvers (or /etc/resolv.conf) answer."
+		}
+		return c
+	}
+	var parts []string
+	ok := true
+	for _, mx := range mxs {
+		addrs, err := r.LookupAddrs(ctx, mx.Host)
+		switch {
+		case err != nil:
+			ok = false
+			parts = append(parts, fmt.Sprintf("%s (%d) -> %v", mx.Host, mx.Pref, err))
+		default:
+			as := make([]string, len(addrs))
+			for i, a := range addrs {
+				as[i] = a.String()
+			}
+			label := fmt.Sprintf("%s (%d)", mx.Host, mx.Pref)
+			if mx.Implicit {
+				label = mx.Host + " (no MX: the domain's own address)"
+			}
+			parts = append(parts, label+" -> "+strings.Join(as, ", "))
+		}
+	}
+	c.Detail = strings.Join(parts, "; ")
+	c.Status = StatusPass
+	if !ok {
+		c.Status = StatusFail
+		c.Fix = "Give every MX host of " + d + " an A (or AAAA) record."
+	}
+	return c
 }

@@ -392,7 +392,7 @@ func CheckSPF(ctx context.Context, r Lookuper, domain string, ip netip.Addr, who
 func CheckSPFHost(ctx context.Context, r Lookuper, domain, host string) Check {
 	domain = strings.TrimSuffix(domain, ".")
 	c := Check{ID: "spf:" + domain, Title: fmt.Sprintf("SPF of %s authorises the smart host %s", domain, host)}
-	addrs, err := r.LookupAddrs(ctx, host)
+	addrs, err := ResolveHost(ctx, r, host) // an IP address is not looked up
 	if err != nil {
 		c.Status, c.Detail = StatusTempError, err.Error()
 		if !errors.Is(err, ErrTemporary) {

@@ -176,3 +176,19 @@ func TestCheckSPFHost_Unbound(t *testing.T) {
 		t.Fatalf("omitting the smart host: %+v", c)
 	}
 }
+
+// TestCheckSPFHost_IPLiteral: a smart host written as an IP address is judged as that address; no A query is
+// sent for it.
+func TestCheckSPFHost_IPLiteral(t *testing.T) {
+	srv := dnstest.New(t, egressZone...)
+	r := newResolver(t, srv.Addr())
+	c := dnscheck.CheckSPFHost(ctxT(t), r, "good.test", "127.0.0.25")
+	if c.Status != dnscheck.StatusPass || !strings.Contains(c.Detail, "127.0.0.25") {
+		t.Fatalf("an authorised smart host IP: %+v", c)
+	}
+	for _, q := range srv.Queries() {
+		if strings.HasPrefix(q.Name, "127.0.0.25") && (q.Type == dns.TypeA || q.Type == dns.TypeAAAA) {
+			t.Errorf("looked up the IP literal: %+v", q)
+		}
+	}
+}

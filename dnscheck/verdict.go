@@ -71,6 +71,9 @@ type SelfCheckOptions struct {
 // SelfCheck discovers the egress address of family f and runs every check on it.
 func SelfCheck(ctx context.Context, o SelfCheckOptions, f Family) Report {
 	rep := Report{Family: f, At: time.Now()}
+	if o.Egress.Resolver == nil {
+		o.Egress.Resolver = o.Resolver
+	}
 	eg, err := DiscoverEgress(ctx, o.Egress, f)
 	ec := Check{ID: "egress", Title: f.String() + " egress address", Blocking: true}
 	switch {

@@ -186,8 +186,8 @@ func BenchmarkBoltUpdate(b *testing.B) {
 }
 
 // BenchmarkInterleaved measures the same grid as BenchmarkCommit, but in short slices taken in turn, round after
-// round, and reports each configuration's median rate. The machine is shared and noisy (research/baseline.md:
-// ±20-30 % between runs), so only figures taken side by side in time compare. It ignores b.N; run it once:
+// round, and reports each configuration's median rate. The machine is shared and noisy (the standard 2-vCPU
+// test machine: ±20-30 % between runs of one setting), so only figures taken side by side in time compare. It ignores b.N; run it once:
 //
 //	go test -run '^$' -bench Interleaved -benchtime 1x -v ./queue/
 func BenchmarkInterleaved(b *testing.B) {

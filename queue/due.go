@@ -77,7 +77,7 @@ func (s *Store) Due(now time.Time, max int) ([]*Message, error) {
 			}
 			r, err := load(b, id)
 			if err != nil {
-				s.log.Error("queue: due message unreadable", "id", id, "err", err)
+				s.log.Error("due message unreadable", "id", id, "err", err)
 				continue
 			}
 			out = append(out, &r.Message)

@@ -62,7 +62,7 @@ func (s *Store) recover() error {
 			if err := b.msgs.Delete(x.key); err != nil {
 				return err
 			}
-			s.log.Error("queue: record quarantined", "key", string(x.key), "reason", x.reason)
+			s.log.Error("record quarantined", "key", string(x.key), "reason", x.reason)
 			report["quarantined"]++
 		}
 		for _, f := range fixes {
@@ -101,7 +101,7 @@ func (s *Store) recover() error {
 	report["orphan_spool"] = s.sweepSpool(keepSpool)
 	for k, n := range report {
 		if n > 0 {
-			s.log.Warn("queue: recovered at start-up", "what", k, "count", n)
+			s.log.Warn("recovered at start-up", "what", k, "count", n)
 		}
 	}
 	return nil
@@ -182,7 +182,7 @@ func dropOrphanBodies(b buckets) (int, error) {
 func (s *Store) sweepSpool(keep map[string]bool) int {
 	entries, err := os.ReadDir(s.spool)
 	if err != nil {
-		s.log.Error("queue: cannot list spool directory", "err", err)
+		s.log.Error("cannot list spool directory", "err", err)
 		return 0
 	}
 	n := 0
@@ -191,12 +191,12 @@ func (s *Store) sweepSpool(keep map[string]bool) int {
 		switch {
 		case isTempName(name), ValidID(name) && !keep[name]:
 			if err := os.Remove(s.spoolPath(name)); err != nil {
-				s.log.Warn("queue: cannot remove stale spool file", "file", name, "err", err)
+				s.log.Warn("cannot remove stale spool file", "file", name, "err", err)
 				continue
 			}
 			n++
 		case !ValidID(name):
-			s.log.Warn("queue: unknown file in spool directory left alone", "file", name)
+			s.log.Warn("unknown file in spool directory left alone", "file", name)
 		}
 	}
 	return n

@@ -66,7 +66,7 @@ func (s *Store) writeSpoolFile(id string, body []byte) error {
 // removes, so it is logged, not returned.
 func (s *Store) removeSpool(id string) {
 	if err := os.Remove(s.spoolPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		s.log.Warn("queue: cannot remove spool file", "id", id, "err", err)
+		s.log.Warn("cannot remove spool file", "id", id, "err", err)
 	}
 }
 

@@ -12,7 +12,7 @@ var ErrIllegalTransition = errors.New("illegal recipient state transition")
 // allowed (an Update that only changes NextAttempt or History). Everything not listed is refused.
 //
 //   - queued|deferred -> active: the delivery side claims the recipient (and records the next attempt first,
-//     STYLE.md §5, so a crash means "retry later").
+//     before dialing, so a crash means "retry later", never a tight loop).
 //   - active -> delivered|deferred|bounced: the attempt's outcome.
 //   - active -> queued: the attempt gave the recipient back without trying (shutdown drain, lease expiry).
 //   - queued|deferred -> bounced: expiry or an admin bounce, with no attempt.

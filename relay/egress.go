@@ -2,7 +2,6 @@ package relay
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"ptrelay/config"
@@ -13,17 +12,13 @@ import (
 // firstVerdictBound caps how long delivery waits for the first egress verdict at start-up (DNS unreachable).
 const firstVerdictBound = 30 * time.Second
 
-// checkerOptions maps the [egress] keys onto the checker. The sending domain is the domain of hostname: the
-// PTR should be in it and its SPF should authorise us.
+// checkerOptions maps the [egress] keys onto the checker. The sending domain (config.SendingDomain) is the
+// domain of hostname: the PTR should be in it and its SPF should authorise us.
 func (r *Relay) checkerOptions(cfg *config.Config) dnscheck.Options {
-	var domain string
-	if _, rest, ok := strings.Cut(cfg.Hostname, "."); ok {
-		domain = rest
-	}
 	return dnscheck.Options{
 		Resolver:      r.resolver,
 		Hostname:      cfg.Hostname,
-		Domain:        domain,
+		Domain:        cfg.SendingDomain(),
 		EgressIP:      cfg.Egress.IP,
 		Discovery:     cfg.Egress.Discovery,
 		Whoami:        cfg.Egress.Whoami,
@@ -31,7 +26,7 @@ func (r *Relay) checkerOptions(cfg *config.Config) dnscheck.Options {
 		Port25Probe:   cfg.Egress.Port25Probe,
 		CheckInterval: cfg.Egress.CheckInterval.D(),
 		Timeout:       cfg.DNS.Timeout.D(),
-		Logger:        r.log.With("component", "egress"),
+		Logger:        component(r.opts.Log, "egress"),
 		OnChange:      r.verdictChanged,
 	}
 }
@@ -44,7 +39,7 @@ func (r *Relay) verdictChanged(prev, cur dnscheck.Report) {
 	}
 	r.metrics.SetVerdict(cur.Family.String(), string(cur.Verdict))
 	cfg := r.cfg.Load()
-	if cur.Verdict == dnscheck.VerdictSmarthost && !cfg.Smarthost.Configured() && cfg.EffectiveRoutingMode() != "smarthost" {
+	if cur.Verdict == dnscheck.VerdictSmarthost && !cfg.Smarthost.Configured() && cfg.EffectiveRoutingMode() != config.RoutingSmarthost {
 		r.log.Warn("receivers will likely refuse mail from this address, and no smart host is configured: delivering directly anyway; configure [smarthost] or fix the DNS (run `ptrelay check`)",
 			"family", cur.Family.String(), "egress", cur.Egress.IP.String(), "reasons", cur.Reasons)
 	}
@@ -52,7 +47,7 @@ func (r *Relay) verdictChanged(prev, cur dnscheck.Report) {
 
 // verdictGatesDelivery reports whether routing depends on the verdict, so delivery must wait for the first one.
 func verdictGatesDelivery(cfg *config.Config) bool {
-	return cfg.Smarthost.Configured() && cfg.EffectiveRoutingMode() == "auto"
+	return cfg.Smarthost.Configured() && cfg.EffectiveRoutingMode() == config.RoutingAuto
 }
 
 // startChecker computes the first verdict (waiting for it when routing depends on it) and keeps it current.

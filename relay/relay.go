@@ -30,6 +30,8 @@ const DrainTimeout = 30 * time.Second
 
 // Options are the daemon's non-config inputs.
 type Options struct {
+	// Log is the daemon's logger. Every line names the part of the daemon it comes from in one attribute,
+	// component=daemon|inbound|queue|delivery|egress|admin, set here where the parts are wired.
 	Log          *slog.Logger
 	Version      string
 	ConfigSource string // file path or "embedded defaults", for status
@@ -62,12 +64,12 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	r := &Relay{log: opts.Log, opts: opts, started: time.Now()}
+	r := &Relay{log: component(opts.Log, "daemon"), opts: opts, started: time.Now()}
 	r.cfg.Store(cfg)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
 	}
-	store, err := queue.Open(queue.Options{Dir: cfg.DataDir, Logger: r.log})
+	store, err := queue.Open(queue.Options{Dir: cfg.DataDir, Logger: component(opts.Log, "queue")})
 	if err != nil {
 		return nil, fmt.Errorf("opening the queue in %s: %w", cfg.DataDir, err)
 	}
@@ -90,7 +92,7 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	r.metrics = metrics.New()
 	r.metrics.SetQueueStats(r.queueStats)
 
-	r.inbound, err = inbound.New(cfg, store, r.log, inbound.Hooks{
+	r.inbound, err = inbound.New(cfg, store, component(opts.Log, "inbound"), inbound.Hooks{
 		OnSession:  r.metrics.SessionDelta,
 		OnAccepted: func(id string, size int64) { r.metrics.Accepted(size) },
 		OnRefused:  r.metrics.Refused,
@@ -99,8 +101,14 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.scheduler = delivery.New(cfg, store, r.resolver, r.checker, r.log, delivery.Hooks{OnAttempt: r.observeAttempt, OnReroute: r.metrics.Reroute})
-	r.admin = admin.NewServer(store, r.status, r.scheduler.Kick, r.log)
+	r.scheduler = delivery.New(delivery.NewSettings(cfg), delivery.Env{
+		Store:     store,
+		Resolver:  r.resolver,
+		Verdict:   r.checker,
+		Log:       component(opts.Log, "delivery"),
+		Observers: delivery.Observers{OnAttempt: r.observeAttempt, OnReroute: r.metrics.Reroute},
+	})
+	r.admin = admin.NewServer(store, r.status, r.scheduler.Kick, component(opts.Log, "admin"))
 
 	for _, addr := range cfg.SMTP.Listen {
 		l, err := net.Listen("tcp", addr)
@@ -125,6 +133,9 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	return r, nil
 }
 
+// component is log with the attribute that names the part of the daemon a line comes from.
+func component(log *slog.Logger, name string) *slog.Logger { return log.With("component", name) }
+
 // Run serves until ctx is cancelled, then drains: it stops accepting, lets inbound sessions finish within
 // DrainTimeout, returns deliveries in flight to the queue, and closes the queue. It returns nil on a clean stop.
 func (r *Relay) Run(ctx context.Context) error {
@@ -146,7 +157,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	schedDone := make(chan struct{})
 	go func() {
 		defer close(schedDone)
-		// DESIGN.md: the first verdict is computed at start-up, before delivery begins.
+		// The first verdict is computed at start-up, before delivery begins (docs/architecture.md, Start-up).
 		r.startChecker(schedCtx)
 		if err := r.scheduler.Run(schedCtx); err != nil && !errors.Is(err, context.Canceled) {
 			serveErr <- fmt.Errorf("delivery: %w", err)
@@ -217,7 +228,7 @@ func (r *Relay) Reload(cfg *config.Config) error {
 	if err := r.checker.Update(r.checkerOptions(cfg)); err != nil {
 		return err
 	}
-	r.scheduler.Reload(cfg)
+	r.scheduler.Reload(delivery.NewSettings(cfg))
 	r.cfg.Store(cfg)
 	if keys := restartKeys(old, cfg); len(keys) > 0 {
 		r.log.Warn("some changes take effect only at the next restart", "keys", strings.Join(keys, ", "))

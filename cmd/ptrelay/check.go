@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -47,16 +46,14 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 	}
 	d := strings.TrimSuffix(*domain, ".")
 	if d == "" {
-		if _, rest, ok := strings.Cut(cfg.Hostname, "."); ok && rest != "" {
-			d = rest
-		}
+		d = cfg.SendingDomain()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
 	out := checkResult{Domain: d, Hostname: cfg.Hostname}
 	if d != "" {
-		out.MX = mxChecks(ctx, res, d)
+		out.MX = []dnscheck.Check{dnscheck.CheckMX(ctx, res, d)}
 	}
 	opts := dnscheck.SelfCheckOptions{
 		Resolver: res, Hostname: cfg.Hostname, Domain: d,
@@ -99,47 +96,6 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 		return exitError{out.Exit}
 	}
 	return nil
-}
-
-// mxChecks walks MX of d -> host -> address, the first line of the Knowledge-Base checklist.
-func mxChecks(ctx context.Context, r *dnscheck.Resolver, d string) []dnscheck.Check {
-	c := dnscheck.Check{ID: "mx:" + d, Title: "MX of " + d}
-	mxs, err := r.LookupMX(ctx, d)
-	if err != nil {
-		c.Status, c.Detail = dnscheck.StatusPermError, err.Error()
-		c.Fix = "Publish an MX record for " + d + " that points to a host name with an A record."
-		if errors.Is(err, dnscheck.ErrTemporary) {
-			c.Status, c.Fix = dnscheck.StatusTempError, "Check that the resolvers in dns.resolvers (or /etc/resolv.conf) answer."
-		}
-		return []dnscheck.Check{c}
-	}
-	var parts []string
-	ok := true
-	for _, mx := range mxs {
-		addrs, err := r.LookupAddrs(ctx, mx.Host)
-		switch {
-		case err != nil:
-			ok = false
-			parts = append(parts, fmt.Sprintf("%s (%d) -> %v", mx.Host, mx.Pref, err))
-		default:
-			as := make([]string, len(addrs))
-			for i, a := range addrs {
-				as[i] = a.String()
-			}
-			label := fmt.Sprintf("%s (%d)", mx.Host, mx.Pref)
-			if mx.Implicit {
-				label = mx.Host + " (no MX: the domain's own address)"
-			}
-			parts = append(parts, label+" -> "+strings.Join(as, ", "))
-		}
-	}
-	c.Detail = strings.Join(parts, "; ")
-	c.Status = dnscheck.StatusPass
-	if !ok {
-		c.Status = dnscheck.StatusFail
-		c.Fix = "Give every MX host of " + d + " an A (or AAAA) record."
-	}
-	return []dnscheck.Check{c}
 }
 
 func renderCheck(w io.Writer, r checkResult, haveSmarthost bool) {

@@ -194,8 +194,10 @@ metrics_listen = %q
 		t.Errorf("status -json with the daemon stopped: exit %d\n%s", code, out)
 	}
 
-	// Logs: every line is a JSON object with a time, a level and a message.
+	// Logs: every line is a JSON object with a time, a level and a message, and names the part of the daemon it
+	// comes from in one attribute (no "delivery: " prefixes in messages).
 	lines := 0
+	components := map[string]int{}
 	for _, l := range strings.Split(d.Stderr(), "\n") {
 		if l == "" {
 			continue
@@ -209,9 +211,24 @@ metrics_listen = %q
 		if rec["time"] == nil || rec["level"] == nil || rec["msg"] == nil {
 			t.Errorf("JSON log line without time, level or msg: %q", l)
 		}
+		c, _ := rec["component"].(string)
+		switch c {
+		case "daemon", "inbound", "queue", "delivery", "egress", "admin":
+			components[c]++
+		default:
+			t.Errorf("JSON log line without a known component: %q", l)
+		}
+		if msg, _ := rec["msg"].(string); strings.HasPrefix(msg, c+": ") {
+			t.Errorf("JSON log line repeats its component in the message: %q", l)
+		}
 	}
 	if lines < 5 {
 		t.Errorf("only %d log lines", lines)
+	}
+	for _, c := range []string{"daemon", "inbound", "delivery", "egress", "admin"} {
+		if components[c] == 0 {
+			t.Errorf("no log line from %s (lines per component: %v)", c, components)
+		}
 	}
 }
 

@@ -1,32 +1,35 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
 
-	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
-
 	"ptrelay/config"
+	"ptrelay/dnscheck"
+	"ptrelay/relay/smtpclient"
+	"ptrelay/relay/smtpstatus"
 )
 
-// runSend injects one test message, so an admin can test a connector or the relay itself end to end.
+// runSend injects one test message, so an admin can test a connector or the relay itself end to end. It speaks
+// through the same SMTP client as delivery (relay/smtpclient): EHLO with hostname, one session.
 func runSend(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("send", stderr)
-	path := fs.String("config", "", "configuration file (for the default server and hostname)")
+	path := fs.String("config", "", "configuration file (for the default server, hostname and resolvers)")
 	to := fs.String("to", "", "recipient address (required)")
 	from := fs.String("from", "", "sender address (default: ptrelay-test@<hostname>)")
 	server := fs.String("server", "", "relay to send through, host:port (default: the first smtp.listen address)")
 	user := fs.String("user", "", "AUTH user name")
 	passwordFile := fs.String("password-file", "", "file holding the AUTH password")
+	auth := fs.String("auth", "auto", "AUTH mechanism: auto (PLAIN when offered, else LOGIN), plain or login (what Exchange uses)")
 	startTLS := fs.Bool("starttls", true, "use STARTTLS when the server offers it")
 	insecure := fs.Bool("insecure", true, "do not verify the server's certificate (relays on a LAN often have a self-signed one)")
 	subject := fs.String("subject", "ptrelay test message", "Subject header")
@@ -35,6 +38,12 @@ func runSend(args []string, stdout, stderr io.Writer) error {
 	}
 	if *to == "" {
 		fmt.Fprintln(stderr, "ptrelay send: -to is required, e.g. ptrelay send -to you@example.com")
+		return exitError{2}
+	}
+	mech, ok := map[string]smtpclient.AuthMech{"auto": smtpclient.AuthAuto, "plain": smtpclient.AuthPlain,
+		"login": smtpclient.AuthLogin}[strings.ToLower(*auth)]
+	if !ok {
+		fmt.Fprintf(stderr, "ptrelay send: -auth %q: use auto, plain or login\n", *auth)
 		return exitError{2}
 	}
 	cfg, _, err := config.Load(*path)
@@ -48,11 +57,32 @@ func runSend(args []string, stdout, stderr io.Writer) error {
 		}
 		addr = dialableAddr(cfg.SMTP.Listen[0])
 	}
-	sender := *from
-	if sender == "" {
-		sender = "ptrelay-test@" + cfg.Hostname
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("-server %q: write host:port, e.g. relay.example.lan:25", addr)
 	}
-	var password string
+	sub := smtpclient.Submission{
+		Spec: smtpclient.Spec{Host: host, Helo: cfg.Hostname, Timeout: time.Minute,
+			TLS: smtpclient.TLSPolicy{Mode: smtpclient.TLSOff}},
+		Port: port,
+		From: *from,
+		To:   []string{*to},
+	}
+	if sub.From == "" {
+		sub.From = "ptrelay-test@" + cfg.Hostname
+	}
+	if *startTLS {
+		sub.Spec.TLS = smtpclient.TLSPolicy{Mode: smtpclient.TLSOpportunistic, Verify: !*insecure}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	res, err := dnscheck.NewResolver(dnscheck.ResolverOptions{Servers: cfg.DNS.Resolvers, Timeout: cfg.DNS.Timeout.D()})
+	if err != nil {
+		return fmt.Errorf("dns: %w", err)
+	}
+	if sub.Addrs, err = dnscheck.ResolveHost(ctx, res, host); err != nil {
+		return fmt.Errorf("-server %s: %w", host, err)
+	}
 	if *user != "" {
 		if *passwordFile == "" {
 			return errors.New("-user needs -password-file (the password is not taken on the command line, where ps would show it)")
@@ -61,15 +91,42 @@ func runSend(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		password = strings.TrimRight(string(b), "\r\n")
+		sub.Credentials = &smtpclient.Credentials{Mech: mech, Username: *user,
+			Password: strings.TrimRight(string(b), "\r\n"),
+			// In clear only to this machine, or when the admin turned STARTTLS off on purpose.
+			AllowPlaintext: !*startTLS || loopbackOnly(sub.Addrs)}
 	}
-	msg := testMessage(sender, *to, *subject, cfg.Hostname, addr)
-	reply, err := sendOne(addr, cfg.Hostname, sender, *to, msg, *user, password, *startTLS, *insecure)
+	sub.Message = testMessage(sub.From, *to, *subject, cfg.Hostname, addr)
+	reply, err := smtpclient.Submit(ctx, sub)
 	if err != nil {
-		return fmt.Errorf("sending through %s: %w", addr, err)
+		return fmt.Errorf("sending through %s: %s", addr, sendError(err))
 	}
 	fmt.Fprintf(stdout, "sent through %s: %s\n", addr, reply)
 	return nil
+}
+
+// sendError says what went wrong in the words of the server when it refused, with the fix when we refused.
+func sendError(err error) string {
+	if st, ok := smtpstatus.FromError(err); ok {
+		return "the server refused: " + st.String()
+	}
+	var notOffered *smtpclient.AuthNotOfferedError
+	switch {
+	case errors.Is(err, smtpclient.ErrPlaintextAuth):
+		return err.Error() + " to a server on another machine: let the server offer STARTTLS, or give -starttls=false to send the password in clear"
+	case errors.As(err, &notOffered) && notOffered.Offered == "":
+		return err.Error() + " (before STARTTLS, or from a network the relay allows, it may not be needed: drop -user)"
+	}
+	return err.Error()
+}
+
+func loopbackOnly(addrs []netip.Addr) bool {
+	for _, a := range addrs {
+		if !a.IsLoopback() {
+			return false
+		}
+	}
+	return len(addrs) > 0
 }
 
 // dialableAddr turns a listen address such as ":2525" into one a client can dial.
@@ -91,66 +148,4 @@ func testMessage(from, to, subject, hostname, server string) []byte {
 	fmt.Fprintf(&b, "This is a test message sent with `ptrelay send` through %s.\r\n", server)
 	b.WriteString("If it arrived, the connector and the relay work.\r\n")
 	return []byte(b.String())
-}
-
-func sendOne(addr, helo, from, to string, msg []byte, user, password string, startTLS, insecure bool) (string, error) {
-	conn, err := net.DialTimeout("tcp", addr, 30*time.Second)
-	if err != nil {
-		return "", err
-	}
-	c := smtp.NewClient(conn)
-	defer c.Close()
-	if err := c.Hello(helo); err != nil {
-		return "", err
-	}
-	if ok, _ := c.Extension("STARTTLS"); ok && startTLS {
-		host, _, _ := net.SplitHostPort(addr)
-		// go-smtp's client has no StartTLS on an open client, so start over on a STARTTLS connection.
-		c.Close()
-		conn, err = net.DialTimeout("tcp", addr, 30*time.Second)
-		if err != nil {
-			return "", err
-		}
-		c, err = smtp.NewClientStartTLS(conn, &tls.Config{ServerName: host, InsecureSkipVerify: insecure})
-		if err != nil {
-			return "", err
-		}
-		defer c.Close()
-		if err := c.Hello(helo); err != nil {
-			return "", err
-		}
-	}
-	if user != "" {
-		var mech sasl.Client
-		if ok, _ := c.Extension("AUTH"); !ok {
-			return "", errors.New("the server offers no AUTH here (before STARTTLS, or from an allowed network it may not be needed: drop -user)")
-		}
-		if c.SupportsAuth("PLAIN") {
-			mech = sasl.NewPlainClient("", user, password)
-		} else {
-			mech = sasl.NewLoginClient(user, password)
-		}
-		if err := c.Auth(mech); err != nil {
-			return "", err
-		}
-	}
-	if err := c.Mail(from, nil); err != nil {
-		return "", err
-	}
-	if err := c.Rcpt(to, nil); err != nil {
-		return "", err
-	}
-	w, err := c.Data()
-	if err != nil {
-		return "", err
-	}
-	if _, err := w.Write(msg); err != nil {
-		return "", err
-	}
-	resp, err := w.CloseWithResponse()
-	if err != nil {
-		return "", err
-	}
-	_ = c.Quit()
-	return resp.StatusText, nil
 }

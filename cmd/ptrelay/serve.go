@@ -22,11 +22,12 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	log, err := newLogger(stderr, *logFormat, *logLevel)
+	base, err := newLogger(stderr, *logFormat, *logLevel)
 	if err != nil {
 		fmt.Fprintf(stderr, "ptrelay serve: %v\n", err)
 		return exitError{2}
 	}
+	log := base.With("component", "daemon") // serve's own lines; relay.New names its parts the same way
 	cfg, source, err := config.Load(*path)
 	if err != nil {
 		fmt.Fprintf(stderr, "ptrelay serve: the configuration has errors:\n  %s\n", joinLines(err))
@@ -45,7 +46,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	r, err := relay.New(cfg, relay.Options{Log: log, Version: version, ConfigSource: source})
+	r, err := relay.New(cfg, relay.Options{Log: base, Version: version, ConfigSource: source})
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return exitError{1}

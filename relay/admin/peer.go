@@ -129,7 +129,7 @@ func (s *Server) guard(next http.Handler) http.Handler {
 		}
 		p := peerFrom(r.Context())
 		if !a.allows(p) {
-			s.log.Warn("admin: refused a client", "uid", p.uid, "gid", p.gid, "pid", p.pid)
+			s.log.Warn("refused a client", "uid", p.uid, "gid", p.gid, "pid", p.pid)
 			w.Header().Set("Connection", "close")
 			writeError(w, fmt.Errorf("%w: uid %d may not use it; run the command as root or as ptrelay's own user%s",
 				ErrForbidden, p.uid, a.hint()))

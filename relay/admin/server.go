@@ -201,7 +201,7 @@ func (s *Server) body(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	if _, err := io.Copy(w, rc); err != nil {
 		// Headers are gone: all we can do is cut the stream, which the client sees as an unexpected EOF.
-		s.log.Warn("admin: sending a message body failed", "id", r.PathValue("id"), "err", err)
+		s.log.Warn("sending a message body failed", "id", r.PathValue("id"), "err", err)
 		panic(http.ErrAbortHandler)
 	}
 }
@@ -227,9 +227,9 @@ func (s *Server) verb(w http.ResponseWriter, r *http.Request, name string, do fu
 		attrs = append(attrs, "ids", sel.IDs)
 	}
 	if err != nil {
-		s.log.Warn("admin: queue "+name, append(attrs, "err", err)...)
+		s.log.Warn("queue "+name, append(attrs, "err", err)...)
 	} else {
-		s.log.Info("admin: queue "+name, attrs...)
+		s.log.Info("queue "+name, attrs...)
 	}
 	if wake && n > 0 {
 		s.kick()

@@ -8,11 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"ptrelay/config"
 	"ptrelay/queue"
 	"ptrelay/relay/dsn"
-	"ptrelay/relay/route"
-	"ptrelay/relay/smtpstatus"
 )
 
 // maxHeaderBytes bounds how much of a stored message is read for a DSN's original headers.
@@ -31,8 +28,9 @@ type dsnRcpt struct {
 // dsnLine describes one recipient's failure or delay for a DSN: the remote's reply becomes the Diagnostic-Code;
 // for a failure with no reply (DNS, connection) our description does. The "what to do" sentence is ours for a
 // refusal route.Classify knows (refusalFor), else left to the dsn package, which derives it from the status code.
-func dsnLine(r *queue.Recipient, rt route.Route, st smtpstatus.Status, relay string, at time.Time) dsnRcpt {
-	d := dsnRcpt{Addr: r.Addr, ORcpt: r.ORcpt, Status: st.Enhanced.String(), Relay: relay, At: at}
+func dsnLine(r *queue.Recipient, a attempt) dsnRcpt {
+	st := a.Status
+	d := dsnRcpt{Addr: r.Addr, ORcpt: r.ORcpt, Status: st.Enhanced.String(), Relay: a.Relay, At: a.At}
 	if st.Code != 0 {
 		d.Diagnostic = st.String()
 	} else {
@@ -40,7 +38,7 @@ func dsnLine(r *queue.Recipient, rt route.Route, st smtpstatus.Status, relay str
 	}
 	// The sender's own SPF/DKIM/DMARC (never rerouted) or this host's reputation (rerouting off): the DSN names
 	// the record to fix in our words instead of leaving the sender to decode the receiver's.
-	d.Fix = refusalFor(rt, st).Fix
+	d.Fix = refusalFor(a.Route, st).Fix
 	if d.Status == "" {
 		d.Status = "5.0.0"
 		if st.Code/100 == 4 {
@@ -71,7 +69,7 @@ func dsnAllowed(m *queue.Message) bool { return m.Envelope.From != "" && !m.Enve
 func (s *Scheduler) headersOf(id string) []byte {
 	rc, err := s.store.Body(id)
 	if err != nil {
-		s.log.Warn("delivery: cannot read the headers for a DSN", "id", id, "err", err)
+		s.log.Warn("cannot read the headers for a DSN", "id", id, "err", err)
 		return nil
 	}
 	defer rc.Close()
@@ -93,7 +91,7 @@ func (s *Scheduler) headersOf(id string) []byte {
 // enqueueDSN builds a DSN of kind about m's recipients and queues it in the Update's transaction, from the null
 // sender to the envelope sender. A DSN that cannot be built is logged and skipped: the recipients' states must
 // still be recorded, or they would stay claimed.
-func (s *Scheduler) enqueueDSN(tx *queue.Tx, cfg *config.Config, m *queue.Message, kind dsn.Kind, rcpts []dsnRcpt, headers []byte, now time.Time) (string, error) {
+func (s *Scheduler) enqueueDSN(tx *queue.Tx, cfg *Settings, m *queue.Message, kind dsn.Kind, rcpts []dsnRcpt, headers []byte, now time.Time) (string, error) {
 	rep := dsn.Report{
 		ReportingMTA:    cfg.Hostname,
 		Kind:            kind,
@@ -116,7 +114,7 @@ func (s *Scheduler) enqueueDSN(tx *queue.Tx, cfg *config.Config, m *queue.Messag
 		}
 		if kind == dsn.Delayed {
 			rs.Action = "delayed"
-			rs.WillRetryUntil = m.Arrival.Add(cfg.Queue.Lifetime.D())
+			rs.WillRetryUntil = m.Arrival.Add(cfg.Lifetime)
 		} else {
 			rs.Action = "failed"
 		}

@@ -2,139 +2,44 @@ package delivery
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
-	"net"
 	"net/netip"
-	"strconv"
 
-	"ptrelay/config"
 	"ptrelay/dnscheck"
-	"ptrelay/relay/route"
+	"ptrelay/relay/smtpclient"
 	"ptrelay/relay/smtpstatus"
 )
 
-// maxCandidates bounds the addresses one direct attempt tries (Postfix's smtp_mx_address_limit is 5; a few more
-// cover dual-stack MX hosts), so a domain with dozens of MX records cannot hold a session slot for long.
-const maxCandidates = 10
-
-// candidate is one address to try for a next hop.
-type candidate struct {
-	host string // MX host name, or the smart host's name
-	addr string // "ip:port" or "host:port"
-	tls  tlsMode
+// mxPolicy decides, per MX host, how its sessions are secured, or that the host must not be tried (skip is the
+// decision recorded for it then, e.g. a 4.7.x deferral for an MX name an MTA-STS policy does not list). It is
+// the seam for per-destination TLS policies; the default, tlsSetting, applies delivery.tls to every host.
+type mxPolicy interface {
+	forMX(ctx context.Context, domain, host string) (tls smtpclient.TLSPolicy, skip *decision)
 }
 
-// hopDialer opens sessions for one next hop, walking its candidates in order: MX hosts by preference (random
-// among equals, as dnscheck returns them), each host's addresses, IPv4 and IPv6. It remembers where it is, so a
-// transaction refused with a 4xx at MAIL moves on to the next host instead of starting over.
-type hopDialer struct {
-	s     *Scheduler
-	cfg   *config.Config
-	key   hopKey
-	cands []candidate
-	ready bool
-	i     int
-	last  *decision
-	// lastRelay is the relay the last failure happened with ("none" before any address answered).
-	lastRelay string
+// tlsSetting is delivery.tls for every MX host: STARTTLS when offered (opportunistic, unverified), required and
+// verified ("verify"), or never ("none").
+type tlsSetting struct {
+	mode  smtpclient.TLSMode
+	roots *x509.CertPool
 }
 
-// next opens the next session, or returns the decision that applies to the hop's mail when every candidate
-// failed (a DNS verdict such as a null MX, or the last connection failure).
-func (h *hopDialer) next(ctx context.Context) (*session, *decision) {
-	if !h.ready {
-		h.ready = true
-		if d := h.resolve(ctx); d != nil {
-			h.lastRelay = "none"
-			return nil, d
-		}
+// policyForMX returns the policy for the MX hosts of direct hops under cfg.
+func (s *Scheduler) policyForMX(cfg *Settings) mxPolicy {
+	if s.mxPolicy != nil {
+		return s.mxPolicy
 	}
-	for h.i < len(h.cands) {
-		if ctx.Err() != nil {
-			d := classify(stAbort, h.key.Route, false, false, ctx.Err())
-			return nil, &d
-		}
-		c := &h.cands[h.i]
-		ss, err := open(ctx, h.spec(*c))
-		if err == nil {
-			h.i++
-			if h.key.Route == route.Smarthost {
-				if d := h.s.authenticate(ss, h.cfg); d != nil {
-					h.lastRelay = ss.relay
-					ss.close(true)
-					return nil, d
-				}
-			}
-			return ss, nil
-		}
-		var se *stepError
-		st, cause := stConnect, err
-		if errors.As(err, &se) {
-			st, cause = se.Stage, se.Err
-			if st != stConnect {
-				h.lastRelay = se.Relay
-			}
-		}
-		d := classify(st, h.key.Route, c.tls == tlsOpportunistic, false, cause)
-		h.s.log.Debug("delivery: session setup failed", "hop", h.key.Dest, "route", h.key.Route, "addr", c.addr, "err", err)
-		if h.key.Route == route.Smarthost && st == stTLS {
-			// Like a refused login, a TLS failure with the smart host is the admin's to fix; mail waits meanwhile.
-			h.s.log.Error("delivery: TLS with the smart host failed; mail is deferred", "relay", h.lastRelay, "err", cause,
-				"fix", "check that smarthost.address names the host in its certificate and smarthost.tls matches the port (starttls: 587, implicit: 465)")
-		}
-		if d.NextHost && canReroute(h.cfg, h.key.Route, d.Status) {
-			// Refused for this host's reputation (a greeting naming our PTR, a blocklist): the domain's other MX
-			// hosts apply the same policy, so the smart host takes the mail now (record sees the reply).
-			d.NextHost = false
-		}
-		h.last = &d
-		if d.Plaintext && c.tls != tlsOff {
-			c.tls = tlsOff // same address again, without TLS (opportunistic: a broken TLS stack must not block mail)
-			continue
-		}
-		h.i++
-		if !d.NextHost {
-			break
-		}
-	}
-	if h.lastRelay == "" {
-		h.lastRelay = "none"
-	}
-	if h.last == nil {
-		d := decision{Outcome: Deferred, Status: ours(stNoAnswer, "no address to try for "+h.key.Dest)}
-		h.last = &d
-	}
-	return nil, h.last
+	return tlsSetting{mode: cfg.Direct.TLS, roots: s.opts.RootCAs}
 }
 
-func (h *hopDialer) spec(c candidate) dialSpec {
-	// delivery.bind is the source of every outbound connection: the smart host may check it too.
-	sp := dialSpec{host: c.host, addr: c.addr, bind: h.cfg.Delivery.Bind, helo: h.cfg.Hostname, tls: c.tls,
-		roots: h.s.hooks.RootCAs, timeout: h.s.hooks.IOTimeout}
-	if h.key.Route == route.Smarthost {
-		sp.verify = h.cfg.Smarthost.TLSVerify
-	} else {
-		sp.verify = c.tls == tlsRequired
-	}
-	if sp.helo == "" {
-		sp.helo = "localhost" // config fills hostname from the OS; this only guards a hand-built Config
-	}
-	return sp
+func (p tlsSetting) forMX(_ context.Context, _, _ string) (smtpclient.TLSPolicy, *decision) {
+	return smtpclient.TLSPolicy{Mode: p.mode, Verify: p.mode == smtpclient.TLSRequired, RootCAs: p.roots}, nil
 }
 
-func (h *hopDialer) resolve(ctx context.Context) *decision {
-	if h.key.Route == route.Smarthost {
-		host, _, err := net.SplitHostPort(h.cfg.Smarthost.Address)
-		if err != nil {
-			host = h.cfg.Smarthost.Address
-		}
-		h.cands = []candidate{{host: host, addr: h.cfg.Smarthost.Address, tls: smarthostTLS(h.cfg.Smarthost.TLS)}}
-		return nil
-	}
-	return h.resolveMX(ctx)
-}
-
-func (h *hopDialer) resolveMX(ctx context.Context) *decision {
+// resolveMX finds the candidates of a direct hop: the domain's MX hosts (or its own address, the implicit MX),
+// each host's addresses, each with the TLS policy of its host.
+func (h *hopWalk) resolveMX(ctx context.Context) *decision {
 	if h.s.res == nil {
 		d := decision{Outcome: Deferred, Status: ours(stDNSTemporary, "no DNS resolver configured for direct delivery")}
 		return &d
@@ -145,18 +50,10 @@ func (h *hopDialer) resolveMX(ctx context.Context) *decision {
 	}
 	mxs, err := h.s.res.LookupMX(ctx, h.key.Dest)
 	if err != nil {
-		d := classify(stDNS, route.Direct, false, false, err)
+		d := classify(stDNS, err, where{})
 		return &d
 	}
-	mode := directTLS(h.cfg.Delivery.TLS)
-	port := strconv.Itoa(h.cfg.Delivery.Port)
-	if h.cfg.Delivery.Port == 0 {
-		port = "25"
-	}
-	var bind netip.Addr
-	if h.cfg.Delivery.Bind != "" {
-		bind, _ = netip.ParseAddr(h.cfg.Delivery.Bind)
-	}
+	policy := h.s.policyForMX(h.cfg)
 	// When one family's egress fails the check and the other passes (IPv6 without a PTR, typically), direct
 	// mail uses the passing family only; addresses of the other are the last resort, for a domain reachable
 	// only over it.
@@ -167,6 +64,11 @@ func (h *hopDialer) resolveMX(ctx context.Context) *decision {
 		if len(h.cands) >= maxCandidates {
 			break
 		}
+		tls, skip := policy.forMX(ctx, h.key.Dest, mx.Host)
+		if skip != nil {
+			h.last = skip
+			continue
+		}
 		addrs, err := h.s.res.LookupAddrs(ctx, mx.Host)
 		if err != nil {
 			if errors.Is(err, dnscheck.ErrTemporary) {
@@ -176,32 +78,30 @@ func (h *hopDialer) resolveMX(ctx context.Context) *decision {
 			}
 			continue
 		}
+		var fit, other []netip.Addr
 		for _, a := range addrs {
-			if bind.IsValid() && bind.Unmap().Is4() != a.Unmap().Is4() {
-				continue // a source address of one family cannot reach the other
-			}
-			c := candidate{host: mx.Host, addr: net.JoinHostPort(a.Unmap().String(), port), tls: mode}
-			switch {
-			case !familyAllowed(fams, a):
-				if len(unfit) < maxCandidates {
-					unfit = append(unfit, c)
-				}
-			case len(h.cands) < maxCandidates:
-				h.cands = append(h.cands, c)
+			if familyAllowed(fams, a) {
+				fit = append(fit, a)
+			} else {
+				other = append(other, a)
 			}
 		}
+		c := candidate{host: mx.Host, tls: tls}
+		h.add(&h.cands, c, fit, h.cfg.Direct.Port)
+		h.add(&unfit, c, other, h.cfg.Direct.Port)
 	}
 	if len(h.cands) == 0 && len(unfit) > 0 {
-		h.s.log.Debug("delivery: only addresses of a family whose egress failed the check", "hop", h.key.Dest)
+		h.s.log.Debug("only addresses of a family whose egress failed the check", "hop", h.key.String())
 		h.cands = unfit
 	}
-	if len(h.cands) > 0 {
-		return nil
-	}
 	switch {
+	case len(h.cands) > 0:
+		return nil
 	case tempErr != nil:
-		d := classify(stDNS, route.Direct, false, false, tempErr)
+		d := classify(stDNS, tempErr, where{})
 		return &d
+	case h.last != nil:
+		return h.last // the hosts with addresses were all skipped by their policy
 	case permErr != nil:
 		// Every exchanger lacks an address (or the domain itself, with an implicit MX): nothing to wait for.
 		d := decision{Outcome: Bounced, Status: ours(stNoAddress, "Host or domain name not found: "+errText(permErr))}
@@ -209,24 +109,4 @@ func (h *hopDialer) resolveMX(ctx context.Context) *decision {
 	}
 	d := decision{Outcome: Deferred, Status: ours(stNoAnswer, "no usable address for the mail exchangers of "+h.key.Dest+" (delivery.bind family?)")}
 	return &d
-}
-
-func directTLS(s string) tlsMode {
-	switch s {
-	case "none":
-		return tlsOff
-	case "verify":
-		return tlsRequired
-	}
-	return tlsOpportunistic
-}
-
-func smarthostTLS(s string) tlsMode {
-	switch s {
-	case "none":
-		return tlsOff
-	case "implicit":
-		return tlsImplicit
-	}
-	return tlsRequired
 }

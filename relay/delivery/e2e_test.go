@@ -63,7 +63,7 @@ func TestE2E_DirectMX(t *testing.T) {
 	put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("rejected"), "x@reject.test")
 	put(t, st, queue.Envelope{From: ""}, msgBody("nullsender"), "y@reject.test")
 
-	_, rec, _ := run(t, cfg, st, resolver(t, dnsAddr), Hooks{})
+	_, rec, _ := run(t, cfg, st, resolver(t, dnsAddr), Options{})
 	// 3 delivered + 4 bounced + 3 DSNs delivered (no DSN for the null sender).
 	waitFor(t, "every message settled", 20*time.Second, func() bool { return queueEmpty(t, st) && len(rec.list()) >= 10 })
 
@@ -138,7 +138,7 @@ func TestE2E_DestinationDownThenUp(t *testing.T) {
 	cfg.Queue.RetryMin = config.Duration(500 * time.Millisecond)
 	cfg.Queue.RetryMax = config.Duration(500 * time.Millisecond)
 	id := put(t, st, queue.Envelope{From: ""}, msgBody("downup"), "x@down.test")
-	_, rec, _ := run(t, cfg, st, resolver(t, dnsAddr), Hooks{})
+	_, rec, _ := run(t, cfg, st, resolver(t, dnsAddr), Options{})
 	waitFor(t, "a deferral", 10*time.Second, func() bool { return rec.count(Deferred) >= 1 })
 	if r := rec.list()[0]; dsnField(r) != "4.4.1" {
 		t.Errorf("destination down: %+v, want 4.4.1", r)
@@ -165,7 +165,7 @@ func TestE2E_ConnectionReuse(t *testing.T) {
 	for i := range n {
 		put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody(fmt.Sprintf("reuse%d", i)), "x@reuse.test")
 	}
-	_, rec, _ := run(t, cfg, st, resolver(t, dnsAddr), Hooks{})
+	_, rec, _ := run(t, cfg, st, resolver(t, dnsAddr), Options{})
 	waitFor(t, "all delivered", 30*time.Second, func() bool { return rec.count(Sent) == n })
 	for _, m := range sink.WaitMessages(t, n, 10*time.Second) {
 		if m.ClientAddr != "127.0.0.12" {
@@ -196,7 +196,7 @@ func TestE2E_SmarthostPostfix(t *testing.T) {
 		return p
 	}
 	good, bad := writePass("good", "goodpass"), writePass("bad", "wrongpass")
-	shCfg := func(addr, mode, pass string) *config.Config {
+	shCfg := func(addr string, mode config.SmarthostTLS, pass string) *config.Config {
 		c := testConfig(1)
 		c.Routing.Mode = "smarthost"
 		c.Smarthost = config.Smarthost{Address: addr, TLS: mode, TLSVerify: true, Username: "relayuser", PasswordFile: pass}
@@ -237,7 +237,7 @@ func TestE2E_SmarthostPostfix(t *testing.T) {
 			subject := fmt.Sprintf("smarthost%d", i)
 			body := msgBody(subject)
 			put(t, st, queue.Envelope{From: "a@sender.test"}, body, "x@far.test")
-			h := Hooks{}
+			h := Options{}
 			if c.trust {
 				h.RootCAs = pf.Pool()
 				if strings.HasPrefix(c.cfg.Smarthost.Address, "127.0.0.13:") {

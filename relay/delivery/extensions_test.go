@@ -25,7 +25,7 @@ func TestDelivery_IPv6MX(t *testing.T) {
 	dns := dnstest.New(t, "v6.test. MX 10 mx.v6.test.", "mx.v6.test. AAAA ::1")
 	st := openStore(t, t.TempDir())
 	put(t, st, queue.Envelope{From: ""}, msgBody("v6"), "x@v6.test")
-	_, rec, _ := run(t, testConfig(portOf(t, f.addr)), st, resolver(t, dns.Addr()), Hooks{})
+	_, rec, _ := run(t, testConfig(portOf(t, f.addr)), st, resolver(t, dns.Addr()), Options{})
 	waitFor(t, "delivery", 10*time.Second, func() bool { return rec.count(Sent) == 1 })
 	if r := rec.list()[0]; !strings.HasPrefix(r.Relay, "mx.v6.test[::1]:") {
 		t.Errorf("relay %q, want mx.v6.test[::1]:port", r.Relay)
@@ -49,7 +49,7 @@ func TestDelivery_DSNParametersAndSMTPUTF8(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, rec, _ := run(t, testConfig(port), st, resolver(t, dns.Addr()), Hooks{})
+	_, rec, _ := run(t, testConfig(port), st, resolver(t, dns.Addr()), Options{})
 	waitFor(t, "delivery", 10*time.Second, func() bool { return rec.count(Sent) == 2 })
 	m := f.messages()[0]
 	if want := []string{"b@dest.test NOTIFY=FAILURE NOTIFY=DELAY ORCPT=RFC822;orig@dest.test", "c@dest.test"}; strings.Join(m.Rcpt, "|") != strings.Join(want, "|") {
@@ -64,7 +64,7 @@ func TestDelivery_SMTPUTF8NotOfferedBounces(t *testing.T) {
 	f, port, dns := fakeMX(t, nil)
 	st := openStore(t, t.TempDir())
 	put(t, st, queue.Envelope{From: "", SMTPUTF8: true}, msgBody("utf8"), "b@dest.test")
-	_, rec, _ := run(t, testConfig(port), st, resolver(t, dns.Addr()), Hooks{})
+	_, rec, _ := run(t, testConfig(port), st, resolver(t, dns.Addr()), Options{})
 	waitFor(t, "bounce", 10*time.Second, func() bool { return rec.count(Bounced) == 1 })
 	if r := rec.list()[0]; dsnField(r) != "5.6.7" {
 		t.Errorf("got %+v, want 5.6.7", r)
@@ -77,7 +77,8 @@ func TestDelivery_SMTPUTF8NotOfferedBounces(t *testing.T) {
 func TestLogLine(t *testing.T) {
 	var buf bytes.Buffer
 	var hooked []Result
-	s := New(testConfig(25), nil, nil, nil, slog.New(slog.NewTextHandler(&buf, nil)), Hooks{OnAttempt: func(r Result) { hooked = append(hooked, r) }})
+	s := New(NewSettings(testConfig(25)), Env{Log: slog.New(slog.NewTextHandler(&buf, nil)),
+		Observers: Observers{OnAttempt: func(r Result) { hooked = append(hooked, r) }}})
 	s.logAttempt(Result{ID: "6C4ABC", Rcpt: "b@dest.test", Route: "direct", Relay: "mx1.dest.test[192.0.2.1]:25",
 		Outcome: Sent, Status: smtpstatus.Status{Code: 250, Enhanced: smtpstatus.Enhanced{2, 0, 0}, Text: "Ok: queued as X"},
 		Delay: 1234 * time.Millisecond, Attempt: 1})

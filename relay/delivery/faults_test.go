@@ -41,7 +41,7 @@ func TestDelivery_451TwiceThen250(t *testing.T) {
 	cfg := testConfig(port)
 	body := msgBody("retry")
 	id := put(t, st, queue.Envelope{From: "a@sender.test"}, body, "b@dest.test")
-	_, rec, _ := run(t, cfg, st, resolver(t, dns.Addr()), Hooks{})
+	_, rec, _ := run(t, cfg, st, resolver(t, dns.Addr()), Options{})
 
 	waitFor(t, "two deferrals", 10*time.Second, func() bool { return rec.count(Deferred) >= 2 })
 	if m, err := st.Get(id); err == nil {
@@ -93,7 +93,7 @@ func TestDelivery_DropMidData(t *testing.T) {
 	st := openStore(t, t.TempDir())
 	body := msgBody("drop") + strings.Repeat("line of text to make the body longer\r\n", 2000)
 	put(t, st, queue.Envelope{From: "a@sender.test"}, body, "b@dest.test")
-	_, rec, _ := run(t, testConfig(port), st, resolver(t, dns.Addr()), Hooks{})
+	_, rec, _ := run(t, testConfig(port), st, resolver(t, dns.Addr()), Options{})
 	waitFor(t, "delivery", 10*time.Second, func() bool { return rec.count(Sent) == 1 })
 	got := rec.list()
 	if got[0].Outcome != Deferred || got[0].Status.Enhanced.String() != "4.4.2" {
@@ -121,7 +121,7 @@ func TestDelivery_StallHitsDeadline(t *testing.T) {
 	cfg := testConfig(port)
 	cfg.Queue.RetryMin = config.Duration(30 * time.Second)
 	cfg.Queue.RetryMax = config.Duration(30 * time.Second)
-	_, rec, _ := run(t, cfg, st, resolver(t, dns.Addr()), Hooks{IOTimeout: 300 * time.Millisecond})
+	_, rec, _ := run(t, cfg, st, resolver(t, dns.Addr()), Options{IOTimeout: 300 * time.Millisecond})
 	waitFor(t, "a deferral", 15*time.Second, func() bool { return rec.count(Deferred) >= 1 })
 	r := rec.list()[0]
 	if r.Status.Enhanced.String() != "4.4.2" || !strings.Contains(r.Status.Text, "timed out") {
@@ -148,7 +148,7 @@ func TestDelivery_452AfterSomeRecipients(t *testing.T) {
 	st := openStore(t, t.TempDir())
 	rcpts := []string{"r1@dest.test", "r2@dest.test", "r3@dest.test", "r4@dest.test", "r5@dest.test"}
 	put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("452"), rcpts...)
-	_, rec, _ := run(t, testConfig(port), st, resolver(t, dns.Addr()), Hooks{})
+	_, rec, _ := run(t, testConfig(port), st, resolver(t, dns.Addr()), Options{})
 	waitFor(t, "all delivered", 10*time.Second, func() bool { return rec.count(Sent) == 5 })
 	if n := rec.count(Deferred); n != 0 {
 		t.Errorf("%d deferrals; a 452 after accepted recipients is not a failure", n)
@@ -192,7 +192,7 @@ func TestDelivery_StaleSessionRetriedOnce(t *testing.T) {
 	cfg := testConfig(port)
 	cfg.Delivery.PerDestination = 1
 	cfg.Queue.RetryMin = config.Duration(time.Minute)
-	_, rec, _ := run(t, cfg, st, resolver(t, dns.Addr()), Hooks{})
+	_, rec, _ := run(t, cfg, st, resolver(t, dns.Addr()), Options{})
 	waitFor(t, "all delivered", 10*time.Second, func() bool { return rec.count(Sent) == 3 })
 	if n := rec.count(Deferred); n != 0 {
 		t.Errorf("%d deferrals; a session closed by the peer must not cost the message an attempt", n)
@@ -212,7 +212,7 @@ func TestDelivery_MAIL4xxTriesNextMX(t *testing.T) {
 	dns := dnstest.New(t, mxZone("dest.test", "127.0.0.1", "127.0.0.3")...)
 	st := openStore(t, t.TempDir())
 	put(t, st, queue.Envelope{From: ""}, msgBody("mail4xx"), "b@dest.test")
-	_, rec, _ := run(t, testConfig(port), st, resolver(t, dns.Addr()), Hooks{})
+	_, rec, _ := run(t, testConfig(port), st, resolver(t, dns.Addr()), Options{})
 	waitFor(t, "delivery", 10*time.Second, func() bool { return rec.count(Sent) == 1 })
 	if r := rec.list()[0]; r.Attempt != 1 || !strings.HasPrefix(r.Relay, "mx2.dest.test[127.0.0.3]") {
 		t.Errorf("delivered %+v, want by mx2 on the first attempt", r)

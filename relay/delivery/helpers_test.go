@@ -114,20 +114,27 @@ func (r *recorder) count(o Outcome) int {
 }
 
 // run starts a scheduler and stops it (waiting for Run to return) at the end of the test.
-func run(t *testing.T, cfg *config.Config, st *queue.Store, res *dnscheck.Resolver, hooks Hooks) (*Scheduler, *recorder, func()) {
+// Every attempt is recorded; opts' zero fields get test values (a 5 s I/O timeout, no jitter spread).
+func run(t *testing.T, cfg *config.Config, st *queue.Store, res *dnscheck.Resolver, opts Options) (*Scheduler, *recorder, func()) {
+	t.Helper()
+	return runWith(t, cfg, st, res, opts, nil)
+}
+
+// runWith is run with configure applied to the scheduler before it starts.
+func runWith(t *testing.T, cfg *config.Config, st *queue.Store, res *dnscheck.Resolver, opts Options, configure func(*Scheduler)) (*Scheduler, *recorder, func()) {
 	t.Helper()
 	rec := &recorder{}
-	if hooks.OnAttempt == nil {
-		hooks.OnAttempt = rec.add
+	if opts.IOTimeout == 0 {
+		opts.IOTimeout = 5 * time.Second
 	}
-	if hooks.IOTimeout == 0 {
-		hooks.IOTimeout = 5 * time.Second
-	}
-	if hooks.Jitter == nil {
-		hooks.Jitter = func(n int64) int64 { return n / 2 }
+	if opts.Jitter == nil {
+		opts.Jitter = func(n int64) int64 { return n / 2 }
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	s := New(cfg, st, res, nil, log, hooks)
+	s := New(NewSettings(cfg), Env{Store: st, Resolver: res, Log: log, Observers: Observers{OnAttempt: rec.add}, Options: opts})
+	if configure != nil {
+		configure(s)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
@@ -187,6 +194,7 @@ type fakeMsg struct {
 	Sess  int
 	UTF8  bool
 	Body8 bool
+	Size  int64 // MAIL's SIZE=
 	TLS   bool
 	Rcpt  []string // "addr NOTIFY=... ORCPT=..." as the peer parsed them
 }
@@ -397,6 +405,7 @@ func (s *fakeSession) Data(r io.Reader) error {
 	if s.opts != nil {
 		m.UTF8 = s.opts.UTF8
 		m.Body8 = s.opts.Body == smtp.Body8BitMIME
+		m.Size = s.opts.Size
 	}
 	s.f.mu.Lock()
 	s.f.msgs = append(s.f.msgs, m)

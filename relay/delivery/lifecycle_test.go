@@ -47,7 +47,7 @@ func TestDelivery_ShutdownReturnsRecipients(t *testing.T) {
 	cfg.Queue.RetryMax = config.Duration(time.Hour)
 	first := put(t, st, queue.Envelope{From: ""}, msgBody("inflight"), "b@dest.test")
 	second := put(t, st, queue.Envelope{From: ""}, msgBody("waiting"), "c@dest.test")
-	_, rec, stop := run(t, cfg, st, resolver(t, dns.Addr()), Hooks{})
+	_, rec, stop := run(t, cfg, st, resolver(t, dns.Addr()), Options{})
 	waitFor(t, "DATA in flight", 10*time.Second, func() bool {
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -88,7 +88,7 @@ func TestDelivery_Expiry(t *testing.T) {
 	// Long enough that the DSN itself, queued later, cannot expire before it is sent even on a loaded machine.
 	cfg.Queue.Lifetime = config.Duration(1500 * time.Millisecond)
 	id := put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("expire"), "b@dest.test")
-	_, rec, _ := run(t, cfg, st, resolver(t, dns.Addr()), Hooks{})
+	_, rec, _ := run(t, cfg, st, resolver(t, dns.Addr()), Options{})
 	waitFor(t, "expiry", 15*time.Second, func() bool { return rec.count(Expired) >= 1 })
 	waitFor(t, "the DSN", 10*time.Second, func() bool { return len(dsns(f)) == 1 })
 	waitFor(t, "queue empty", 5*time.Second, func() bool { return queueEmpty(t, st) })
@@ -115,7 +115,7 @@ func TestDelivery_DelayWarningOnce(t *testing.T) {
 	cfg := testConfig(port)
 	cfg.Queue.DelayWarning = config.Duration(300 * time.Millisecond)
 	id := put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("delay"), "b@dest.test")
-	_, rec, _ := run(t, cfg, st, resolver(t, dns.Addr()), Hooks{})
+	_, rec, _ := run(t, cfg, st, resolver(t, dns.Addr()), Options{})
 	waitFor(t, "several deferrals past delay_warning", 15*time.Second, func() bool {
 		n := 0
 		for _, r := range rec.list() {
@@ -149,7 +149,7 @@ func TestDelivery_AdminBounce(t *testing.T) {
 	cfg.Queue.RetryMin = config.Duration(time.Hour)
 	cfg.Queue.RetryMax = config.Duration(time.Hour)
 	id := put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("admin"), "b@dest.test")
-	s, rec, _ := run(t, cfg, st, resolver(t, dns.Addr()), Hooks{})
+	s, rec, _ := run(t, cfg, st, resolver(t, dns.Addr()), Options{})
 	waitFor(t, "a deferral", 10*time.Second, func() bool { return rec.count(Deferred) == 1 })
 	if _, err := st.Bounce(queue.Selector{IDs: []string{id}}); err != nil {
 		t.Fatal(err)

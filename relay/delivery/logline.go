@@ -10,8 +10,8 @@ import (
 	"ptrelay/relay/smtpstatus"
 )
 
-// logAttempt writes the one line per recipient attempt (DESIGN.md: Postfix-like fields, so admins can grep) and
-// feeds Hooks.OnAttempt. It is the only place either happens.
+// logAttempt writes the one line per recipient attempt (Postfix-like fields, so admins can grep) and
+// feeds Observers.OnAttempt. It is the only place either happens.
 //
 //	id=… to=<…> relay=host[ip]:port route=direct delay=1.2 dsn=2.0.0 status=sent reply="250 2.0.0 Ok"
 //
@@ -51,8 +51,8 @@ func (s *Scheduler) logAttempt(r Result) {
 		}
 	}
 	s.log.LogAttrs(context.Background(), level, "delivery", attrs...)
-	if s.hooks.OnAttempt != nil {
-		s.hooks.OnAttempt(r)
+	if s.obs.OnAttempt != nil {
+		s.obs.OnAttempt(r)
 	}
 }
 

@@ -6,21 +6,29 @@ import (
 	"os"
 	"strings"
 
-	"github.com/emersion/go-smtp"
-
 	"ptrelay/dnscheck"
-	"ptrelay/relay/route"
 	"ptrelay/relay/smtpstatus"
 )
 
-// decision is what one failure means for the recipients it touched (STYLE.md §4, outbound table).
+// decision is what one failure means for the recipients it touched.
 type decision struct {
 	Outcome Outcome
 	Status  smtpstatus.Status
-	// NextHost: a direct attempt moves on to the next MX host or address with the same transaction.
+	// NextHost: the failure is the host's, not the message's (no connection, a refusing greeting or EHLO, TLS,
+	// a refused login): the hop's next candidate gets the same transaction, whatever the route.
 	NextHost bool
+	// skipHost: with NextHost, the host itself refused us (a login), so its other addresses are skipped too.
+	skipHost bool
 	// Plaintext: opportunistic STARTTLS failed; retry the same address without TLS.
 	Plaintext bool
+}
+
+// where says what classification needs to know about a failure besides its stage and error.
+type where struct {
+	opportunisticTLS bool // the session's STARTTLS was opportunistic: a TLS failure retries in plaintext
+	// nextOnMail: a 4xx to MAIL moves the transaction to the hop's next candidate. Direct delivery does that in
+	// a session's first transaction (RFC 5321 5.1: another MX may accept), where the reply is about the host.
+	nextOnMail bool
 }
 
 // ours builds a status for a failure the peer gave no reply for (Code 0, as queue.Attempt documents).
@@ -36,6 +44,7 @@ var (
 	stDNSTemporary = smtpstatus.Enhanced{4, 4, 3}  // DNS SERVFAIL / timeout
 	stNXDomain     = smtpstatus.Enhanced{5, 1, 2}  // recipient domain does not exist
 	stNoAddress    = smtpstatus.Enhanced{5, 4, 4}  // no MX and no A/AAAA: unable to route
+	stNoRoute      = smtpstatus.Enhanced{4, 4, 4}  // unable to route, for now: the smart host's name does not resolve
 	stNullMX       = smtpstatus.Enhanced{5, 1, 10} // RFC 7505 3.2
 	stTLSFailure   = smtpstatus.Enhanced{4, 7, 5}  // cryptographic failure
 	stLocalError   = smtpstatus.Enhanced{4, 3, 0}  // our own storage
@@ -45,14 +54,11 @@ var (
 	stNoUTF8       = smtpstatus.Enhanced{5, 6, 7} // RFC 6531 3.6: SMTPUTF8 needed, not offered
 )
 
-// classify maps a failure at a stage of the dialogue to an outcome. firstTx is true when the failure happened
-// in the first transaction of a freshly opened direct session (a 4xx to MAIL there means "try the next MX").
-func classify(st stage, r route.Route, tlsOpportunistic bool, firstTx bool, err error) decision {
-	var se *smtp.SMTPError
-	if errors.As(err, &se) {
-		return classifyReply(st, r, firstTx, fromSMTP(se))
+// classify maps a failure at a stage of the dialogue (or of the attempt around it) to an outcome.
+func classify(st stage, err error, w where) decision {
+	if reply, ok := smtpstatus.FromError(err); ok {
+		return classifyReply(st, w, reply)
 	}
-	direct := r == route.Direct
 	switch st {
 	case stDNS:
 		switch {
@@ -67,14 +73,11 @@ func classify(st stage, r route.Route, tlsOpportunistic bool, firstTx bool, err 
 		}
 		return decision{Outcome: Deferred, Status: ours(stDNSTemporary, "Temporary DNS failure: "+errText(err))}
 	case stConnect:
-		return decision{Outcome: Deferred, NextHost: direct, Status: ours(stNoAnswer, "connect failed: "+errText(err))}
+		return decision{Outcome: Deferred, NextHost: true, Status: ours(stNoAnswer, "connect failed: "+errText(err))}
 	case stTLS:
-		d := decision{Outcome: Deferred, Status: ours(stTLSFailure, "TLS failure: "+errText(err))}
-		if direct {
-			d.Plaintext = tlsOpportunistic
-			d.NextHost = !tlsOpportunistic
-		}
-		return d
+		// Opportunistic TLS retries the same address in plaintext; TLS that is required moves on.
+		return decision{Outcome: Deferred, Plaintext: w.opportunisticTLS, NextHost: !w.opportunisticTLS,
+			Status: ours(stTLSFailure, "TLS failure: "+errText(err))}
 	case stQueue:
 		return decision{Outcome: Deferred, Status: ours(stLocalError, "cannot read the queued message: "+errText(err))}
 	case stAbort:
@@ -86,31 +89,31 @@ func classify(st stage, r route.Route, tlsOpportunistic bool, firstTx bool, err 
 		what = "conversation timed out"
 	}
 	d := decision{Outcome: Deferred, Status: ours(stBadConn, what+" during "+strings.ToUpper(string(st))+": "+errText(err))}
-	d.NextHost = direct && (st == stGreeting || st == stEHLO || (st == stMail && firstTx))
+	d.NextHost = st == stGreeting || st == stEHLO || st == stAuth || (st == stMail && w.nextOnMail)
 	return d
 }
 
-func classifyReply(st stage, r route.Route, firstTx bool, s smtpstatus.Status) decision {
-	direct := r == route.Direct
+func classifyReply(st stage, w where, s smtpstatus.Status) decision {
 	temp := s.Code/100 == 4
 	switch st {
 	case stGreeting, stEHLO:
 		// Postfix's smtp_skip_5xx_greeting: a 5xx greeting is one host's problem, not the recipient's.
-		return decision{Outcome: Deferred, NextHost: direct, Status: s}
+		return decision{Outcome: Deferred, NextHost: true, Status: s}
 	case stTLS:
-		return decision{Outcome: Deferred, NextHost: direct, Status: s}
+		return decision{Outcome: Deferred, NextHost: true, Status: s}
 	case stAuth:
 		// A refused login is our configuration's fault: defer (never bounce users' mail) and keep the reply,
-		// recorded as temporary like Postfix's dsn=4.x.x.
+		// recorded as temporary like Postfix's dsn=4.x.x. Another host may take the mail; another address of
+		// this one would refuse the same credentials.
 		if s.Enhanced != (smtpstatus.Enhanced{}) {
 			s.Enhanced[0] = 4
 		} else {
 			s.Enhanced = smtpstatus.Enhanced{4, 7, 0}
 		}
-		return decision{Outcome: Deferred, Status: s}
+		return decision{Outcome: Deferred, NextHost: true, skipHost: true, Status: s}
 	case stMail:
 		if temp {
-			return decision{Outcome: Deferred, NextHost: direct && firstTx, Status: s}
+			return decision{Outcome: Deferred, NextHost: w.nextOnMail, Status: s}
 		}
 	}
 	switch {
@@ -123,16 +126,6 @@ func classifyReply(st stage, r route.Route, firstTx bool, s smtpstatus.Status) d
 	}
 	// Anything else (a 3xx where none belongs, garbage) is a protocol error: try again later.
 	return decision{Outcome: Deferred, Status: s}
-}
-
-// fromSMTP keeps the remote's words; a missing enhanced code stays empty.
-func fromSMTP(se *smtp.SMTPError) smtpstatus.Status {
-	s := smtpstatus.Status{Code: se.Code, Text: strings.ReplaceAll(se.Message, "\n", " ")}
-	ec := se.EnhancedCode
-	if ec != smtp.NoEnhancedCode && ec != smtp.EnhancedCodeNotSet && ec[0] == se.Code/100 {
-		s.Enhanced = smtpstatus.Enhanced(ec)
-	}
-	return s
 }
 
 func isTimeout(err error) bool {

@@ -19,47 +19,47 @@ type txn struct {
 	key   hopKey
 }
 
-// hopKey names a next hop: the recipient domain for direct delivery, the smart host's address for the smart host.
-type hopKey struct {
-	Route route.Route
-	Dest  string
-}
-
-func (s *Scheduler) backoff(cfg *config.Config, attempts int) time.Duration {
-	j := s.hooks.Jitter
+func (s *Scheduler) backoff(cfg *Settings, attempts int) time.Duration {
+	j := s.opts.Jitter
 	if j == nil {
 		j = rand.Int64N
 	}
-	return Backoff(attempts, cfg.Queue.RetryMin.D(), cfg.Queue.RetryMax.D(), j)
+	return Backoff(attempts, cfg.RetryMin, cfg.RetryMax, j)
 }
 
-// expired: queue.lifetime has passed since arrival (STYLE.md §5: now - arrival > lifetime). A zero lifetime
+// expired: queue.lifetime has passed since arrival (now - arrival > lifetime). A zero lifetime
 // never expires mail.
-func expired(m *queue.Message, cfg *config.Config, now time.Time) bool {
-	lt := cfg.Queue.Lifetime.D()
+func expired(m *queue.Message, cfg *Settings, now time.Time) bool {
+	lt := cfg.Lifetime
 	return lt > 0 && now.Sub(m.Arrival) > lt
 }
 
 // expiredStatus is what an expiry records (RFC 3463 X.4.7, Postfix's "status=expired, returned to sender"):
 // our status, with the last reply quoted in the text. The DSN keeps the last remote reply as its Diagnostic-Code.
-func expiredStatus(cfg *config.Config, last smtpstatus.Status) smtpstatus.Status {
-	st := ours(stExpired, "delivery time expired after "+cfg.Queue.Lifetime.String())
+func expiredStatus(cfg *Settings, last smtpstatus.Status) smtpstatus.Status {
+	st := ours(stExpired, "delivery time expired after "+config.Duration(cfg.Lifetime).String())
 	if r := replyText(last); r != "" {
 		st.Text += "; last reply: " + r
 	}
 	return st
 }
 
-func addHistory(r *queue.Recipient, a queue.Attempt) {
-	r.History = append(r.History, a)
+// attempt is one recipient's try as it is recorded: the entry in its history, its log line, its DSN line.
+type attempt struct {
+	At      time.Time
+	Route   route.Route // "" when no route was involved (an admin bounce, an expiry at pick-up)
+	Relay   string      // "host[ip]:port", "none" or ""
+	Outcome Outcome
+	Status  smtpstatus.Status
+}
+
+// addHistory appends a to r's history, keeping the last queue.MaxHistory entries.
+func addHistory(r *queue.Recipient, a attempt) {
+	r.History = append(r.History, queue.Attempt{At: a.At, Route: string(a.Route), Relay: a.Relay, Code: a.Status.Code,
+		Enhanced: a.Status.Enhanced.String(), Text: a.Status.Text, Outcome: string(a.Outcome)})
 	if n := len(r.History) - queue.MaxHistory; n > 0 {
 		r.History = append(r.History[:0:0], r.History[n:]...)
 	}
-}
-
-func attemptOf(now time.Time, rt route.Route, relay string, o Outcome, st smtpstatus.Status) queue.Attempt {
-	return queue.Attempt{At: now, Route: string(rt), Relay: relay, Code: st.Code, Enhanced: st.Enhanced.String(),
-		Text: st.Text, Outcome: string(o)}
 }
 
 func lastStatus(r *queue.Recipient) smtpstatus.Status {
@@ -76,17 +76,17 @@ type fails struct {
 	failed, delayed []dsnRcpt
 }
 
-// bounce makes r final with st, recording an attempt and a DSN line.
-// diag is the reply the DSN quotes as Diagnostic-Code when it differs from st (an expiry quotes the last reply).
-func bounce(r *queue.Recipient, o Outcome, st, diag smtpstatus.Status, rt route.Route, relay string, now time.Time, f *fails) {
+// bounce makes r final with the attempt a, recording it and a DSN line. diag is the reply the DSN quotes as
+// Diagnostic-Code when it differs from a's status (an expiry quotes the last reply).
+func bounce(r *queue.Recipient, a attempt, diag smtpstatus.Status, f *fails) {
 	r.State = queue.StateBounced
 	var lastRoute route.Route // of the attempt that gave diag (an expiry)
-	if a, ok := r.LastAttempt(); ok {
-		lastRoute = route.Route(a.Route)
+	if last, ok := r.LastAttempt(); ok {
+		lastRoute = route.Route(last.Route)
 	}
-	addHistory(r, attemptOf(now, rt, relay, o, st))
+	addHistory(r, a)
 	if wantsDSN(r.Notify, "FAILURE") {
-		line := dsnLine(r, rt, st, relay, now)
+		line := dsnLine(r, a)
 		if diag.Code != 0 {
 			line.Diagnostic = diag.String()
 		}
@@ -97,11 +97,11 @@ func bounce(r *queue.Recipient, o Outcome, st, diag smtpstatus.Status, rt route.
 	}
 }
 
-// claim commits the pick-up of snap's due recipients before anything is dialed (STYLE.md §5): each becomes
+// claim commits the pick-up of snap's due recipients before anything is dialed: each becomes
 // active with Attempts+1 and NextAttempt = now + backoff, so a crash leaves a retry for later, never a tight
 // loop. Recipients bounced by the admin, or past queue.lifetime, are bounced here with their DSN. It returns
 // one transaction per next hop, and whether anything changed (a claim or a bounce).
-func (s *Scheduler) claim(cfg *config.Config, snap *queue.Message, now time.Time) ([]*txn, bool) {
+func (s *Scheduler) claim(cfg *Settings, snap *queue.Message, now time.Time) ([]*txn, bool) {
 	var headers []byte
 	if dsnAllowed(snap) {
 		for _, r := range snap.Recipients {
@@ -126,15 +126,15 @@ func (s *Scheduler) claim(cfg *config.Config, snap *queue.Message, now time.Time
 			}
 			switch {
 			case r.BounceNow:
-				st := ours(stAdminBounce, "bounced by the administrator")
-				bounce(r, Bounced, st, smtpstatus.Status{}, "", "", now, &f)
-				results = append(results, s.result(m, r, "", "", Bounced, st, now))
+				a := attempt{At: now, Outcome: Bounced, Status: ours(stAdminBounce, "bounced by the administrator")}
+				bounce(r, a, smtpstatus.Status{}, &f)
+				results = append(results, s.result(m, r, a))
 			case r.NextAttempt.After(now):
 			case expired(m, cfg, now):
 				last := lastStatus(r)
-				st := expiredStatus(cfg, last)
-				bounce(r, Expired, st, last, "", "", now, &f)
-				results = append(results, s.result(m, r, "", "", Expired, st, now))
+				a := attempt{At: now, Outcome: Expired, Status: expiredStatus(cfg, last)}
+				bounce(r, a, last, &f)
+				results = append(results, s.result(m, r, a))
 			default:
 				r.State = queue.StateActive
 				r.Attempts++
@@ -146,7 +146,7 @@ func (s *Scheduler) claim(cfg *config.Config, snap *queue.Message, now time.Time
 	})
 	if err != nil {
 		if !errors.Is(err, queue.ErrNotFound) {
-			s.log.Error("delivery: cannot claim recipients", "id", snap.ID, "err", err)
+			s.log.Error("cannot claim recipients", "id", snap.ID, "err", err)
 		}
 		return nil, false
 	}
@@ -157,13 +157,13 @@ func (s *Scheduler) claim(cfg *config.Config, snap *queue.Message, now time.Time
 	var out []*txn
 	for _, i := range claimed {
 		r := final.Recipients[i]
-		rt := route.Decide(cfg, final.Envelope.From, r.Addr, s.verdict)
+		rt := route.Decide(cfg.Routing, final.Envelope.From, r.Addr, s.verdict)
 		if rt == route.Direct && s.stayOnSmarthost(cfg, &r, now) {
 			rt = route.Smarthost // a receiver refused this host: do not knock again
 		}
-		key := hopKey{Route: rt, Dest: route.Domain(r.Addr)}
-		if rt == route.Smarthost {
-			key.Dest = cfg.Smarthost.Address
+		key := hopKey{Route: rt}
+		if rt == route.Direct {
+			key.Dest = route.Domain(r.Addr)
 		}
 		t := byHop[key]
 		if t == nil {
@@ -176,7 +176,7 @@ func (s *Scheduler) claim(cfg *config.Config, snap *queue.Message, now time.Time
 	return out, len(claimed)+len(results) > 0
 }
 
-func (s *Scheduler) queueDSNs(tx *queue.Tx, cfg *config.Config, m *queue.Message, f *fails, headers []byte, now time.Time) error {
+func (s *Scheduler) queueDSNs(tx *queue.Tx, cfg *Settings, m *queue.Message, f *fails, headers []byte, now time.Time) error {
 	if !dsnAllowed(m) {
 		return nil
 	}
@@ -189,21 +189,22 @@ func (s *Scheduler) queueDSNs(tx *queue.Tx, cfg *config.Config, m *queue.Message
 		}
 		if _, err := s.enqueueDSN(tx, cfg, m, k.kind, k.lines, headers, now); err != nil {
 			// Without its DSN the bounce still has to be recorded, or the recipients would stay claimed.
-			s.log.Error("delivery: cannot queue a DSN", "id", m.ID, "err", err)
+			s.log.Error("cannot queue a DSN", "id", m.ID, "err", err)
 		}
 	}
 	return nil
 }
 
-func (s *Scheduler) result(m *queue.Message, r *queue.Recipient, rt route.Route, relay string, o Outcome, st smtpstatus.Status, now time.Time) Result {
-	return Result{ID: m.ID, Rcpt: r.Addr, Route: rt, Relay: relay, Outcome: o, Status: st, Delay: now.Sub(m.Arrival),
-		Attempt: r.Attempts, IsDSN: m.Envelope.IsDSN}
+// result is the log line's view of r's attempt a.
+func (s *Scheduler) result(m *queue.Message, r *queue.Recipient, a attempt) Result {
+	return Result{ID: m.ID, Rcpt: r.Addr, Route: a.Route, Relay: a.Relay, Outcome: a.Outcome, Status: a.Status,
+		Delay: a.At.Sub(m.Arrival), Attempt: r.Attempts, IsDSN: m.Envelope.IsDSN}
 }
 
 // record stores the outcome of one transaction's recipients, with their attempt in the history, the DSNs they
 // call for (failure, or the one delay warning), and writes their log lines. aborted means the attempt was cut
 // by a shutdown: a deferred recipient is due again at once, so nothing waits a backoff for our restart.
-func (s *Scheduler) record(cfg *config.Config, t *txn, results []rcptResult, aborted bool) {
+func (s *Scheduler) record(cfg *Settings, t *txn, results []rcptResult, aborted bool) {
 	now := s.now()
 	snap := t.msg
 	// Any failure may end in a DSN (a bounce, an expiry, the delay warning, or an admin bounce that arrived
@@ -232,28 +233,28 @@ func (s *Scheduler) record(cfg *config.Config, t *txn, results []rcptResult, abo
 			if r.Addr != res.Addr || r.State != queue.StateActive {
 				continue // the admin deleted or changed it meanwhile
 			}
-			o, st := res.Outcome, res.Status
+			a := attempt{At: now, Route: t.key.Route, Relay: res.Relay, Outcome: res.Outcome, Status: res.Status}
 			switch {
-			case o == Sent:
+			case a.Outcome == Sent:
 				r.State = queue.StateDelivered
-				addHistory(r, attemptOf(now, t.key.Route, res.Relay, o, st))
-			case r.BounceNow && o != Bounced:
-				addHistory(r, attemptOf(now, t.key.Route, res.Relay, o, st))
-				o, st = Bounced, ours(stAdminBounce, "bounced by the administrator")
-				bounce(r, o, st, smtpstatus.Status{}, "", "", now, &f)
-			case canReroute(cfg, t.key.Route, st):
+				addHistory(r, a)
+			case r.BounceNow && a.Outcome != Bounced:
+				addHistory(r, a)
+				a.Outcome, a.Status = Bounced, ours(stAdminBounce, "bounced by the administrator")
+				bounce(r, attempt{At: now, Outcome: a.Outcome, Status: a.Status}, smtpstatus.Status{}, &f)
+			case canReroute(cfg, t.key.Route, a.Status):
 				// Not the recipient's fault: this host was refused. The smart host takes it, at once.
-				o = Rerouted
+				a.Outcome = Rerouted
 				r.State = queue.StateDeferred
 				r.NextAttempt = now
-				addHistory(r, attemptOf(now, t.key.Route, res.Relay, o, st))
+				addHistory(r, a)
 				rerouted = true
-			case o == Bounced:
-				bounce(r, o, st, smtpstatus.Status{}, t.key.Route, res.Relay, now, &f)
+			case a.Outcome == Bounced:
+				bounce(r, a, smtpstatus.Status{}, &f)
 			case !aborted && expired(m, cfg, now):
-				last := st
-				o, st = Expired, expiredStatus(cfg, st)
-				bounce(r, o, st, last, t.key.Route, res.Relay, now, &f)
+				last := a.Status
+				a.Outcome, a.Status = Expired, expiredStatus(cfg, last)
+				bounce(r, a, last, &f)
 			default:
 				r.State = queue.StateDeferred
 				if aborted {
@@ -263,22 +264,22 @@ func (s *Scheduler) record(cfg *config.Config, t *txn, results []rcptResult, abo
 					// would otherwise be due again the moment it failed.
 					r.NextAttempt = next
 				}
-				addHistory(r, attemptOf(now, t.key.Route, res.Relay, o, st))
-				dw := cfg.Queue.DelayWarning.D()
+				addHistory(r, a)
+				dw := cfg.DelayWarning
 				if dw > 0 && !r.DelayWarned && now.Sub(m.Arrival) >= dw && wantsDSN(r.Notify, "DELAY") {
 					r.DelayWarned = true
-					f.delayed = append(f.delayed, dsnLine(r, t.key.Route, st, res.Relay, now))
+					f.delayed = append(f.delayed, dsnLine(r, a))
 				}
 			}
-			logs = append(logs, s.result(m, r, t.key.Route, res.Relay, o, st, now))
+			logs = append(logs, s.result(m, r, a))
 		}
 		return s.queueDSNs(tx, cfg, m, &f, headers, now)
 	})
 	switch {
 	case errors.Is(err, queue.ErrNotFound):
-		s.log.Info("delivery: message deleted while it was being delivered", "id", snap.ID)
+		s.log.Info("message deleted while it was being delivered", "id", snap.ID)
 	case err != nil:
-		s.log.Error("delivery: cannot record the outcome; the recipients stay claimed until the next start",
+		s.log.Error("cannot record the outcome; the recipients stay claimed until the next start",
 			"id", snap.ID, "err", err)
 	}
 	for _, l := range logs {
@@ -315,6 +316,6 @@ func (s *Scheduler) release(t *txn) {
 		return nil
 	})
 	if err != nil && !errors.Is(err, queue.ErrNotFound) {
-		s.log.Error("delivery: cannot return recipients to the queue; they are retried at the next start", "id", t.msg.ID, "err", err)
+		s.log.Error("cannot return recipients to the queue; they are retried at the next start", "id", t.msg.ID, "err", err)
 	}
 }

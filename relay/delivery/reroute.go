@@ -4,7 +4,6 @@ import (
 	"net/netip"
 	"time"
 
-	"ptrelay/config"
 	"ptrelay/dnscheck"
 	"ptrelay/queue"
 	"ptrelay/relay/route"
@@ -21,20 +20,15 @@ import (
 // day, so a fixed PTR or a delisting is noticed the next day without hammering the receiver meanwhile.
 const smarthostMemory = 24 * time.Hour
 
-// rerouteOn: routing.reroute is on, a smart host exists, and the mode lets direct delivery fall back (auto or
-// direct; rules within those modes included).
-func rerouteOn(cfg *config.Config) bool {
-	return cfg.Routing.Reroute && cfg.Smarthost.Configured() && cfg.EffectiveRoutingMode() != "smarthost"
-}
-
-// canReroute: a direct attempt's reply that the smart host can get past, with rerouting on.
-func canReroute(cfg *config.Config, rt route.Route, st smtpstatus.Status) bool {
-	return rt == route.Direct && st.Code != 0 && rerouteOn(cfg) && route.Classify(st).Reroutable()
+// canReroute: a direct attempt's reply that the smart host can get past, with rerouting on (route.Policy's
+// Reroute).
+func canReroute(cfg *Settings, rt route.Route, st smtpstatus.Status) bool {
+	return rt == route.Direct && st.Code != 0 && cfg.Routing.Reroute && route.Classify(st).Reroutable()
 }
 
 // stayOnSmarthost: the recipient, or its domain lately, was refused for this host's reputation.
-func (s *Scheduler) stayOnSmarthost(cfg *config.Config, r *queue.Recipient, now time.Time) bool {
-	if !rerouteOn(cfg) {
+func (s *Scheduler) stayOnSmarthost(cfg *Settings, r *queue.Recipient, now time.Time) bool {
+	if !cfg.Routing.Reroute {
 		return false
 	}
 	if until, ok := s.smarthostOnly.Load(route.Domain(r.Addr)); ok {
@@ -63,16 +57,16 @@ func (s *Scheduler) rerouted(logs []Result) {
 		}
 		ref := route.Classify(l.Status)
 		s.smarthostOnly.Store(route.Domain(l.Rcpt), s.now().Add(smarthostMemory))
-		if s.hooks.OnReroute != nil {
-			s.hooks.OnReroute(ref.Reason)
+		if s.obs.OnReroute != nil {
+			s.obs.OnReroute(ref.Reason)
 		}
 		if !warned {
 			warned = true
-			s.log.Warn("delivery: direct delivery refused for this host; rerouted via the smart host",
+			s.log.Warn("direct delivery refused for this host; rerouted via the smart host",
 				"id", l.ID, "relay", l.Relay, "reason", ref.Reason, "reply", l.Reply(), "fix", ref.Fix)
 		}
 	}
-	if rc, ok := s.verdict.(interface{ Recheck() }); ok {
+	if rc, ok := s.verdict.(route.Rechecker); ok {
 		rc.Recheck()
 	}
 }
@@ -94,7 +88,7 @@ func refusalFor(rt route.Route, st smtpstatus.Status) route.Refusal {
 // directFamilies is the address families direct delivery may use: those whose egress verdict is direct-ok,
 // when the verdict source knows (dnscheck.Checker). nil means any.
 func (s *Scheduler) directFamilies() map[dnscheck.Family]bool {
-	fs, ok := s.verdict.(interface{ DirectFamilies() []dnscheck.Family })
+	fs, ok := s.verdict.(route.FamilyVerdicts)
 	if !ok {
 		return nil
 	}

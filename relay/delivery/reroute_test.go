@@ -97,14 +97,13 @@ func newRerouteEnv(t *testing.T, port int, mxIPs []string, zones ...string) *rer
 }
 
 // run starts the scheduler with verdict v and a log the test can read.
-func (e *rerouteEnv) run(t *testing.T, v route.VerdictSource, hooks Hooks) *recorder {
+func (e *rerouteEnv) run(t *testing.T, v route.VerdictSource, obs Observers) *recorder {
 	t.Helper()
 	rec := &recorder{}
-	hooks.OnAttempt = rec.add
-	hooks.IOTimeout = 5 * time.Second
-	hooks.Jitter = func(n int64) int64 { return n / 2 }
+	obs.OnAttempt = rec.add
+	opts := Options{IOTimeout: 5 * time.Second, Jitter: func(n int64) int64 { return n / 2 }}
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	s := New(e.cfg, e.st, resolver(t, e.dns), v, log, hooks)
+	s := New(NewSettings(e.cfg), Env{Store: e.st, Resolver: resolver(t, e.dns), Verdict: v, Log: log, Observers: obs, Options: opts})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
@@ -148,7 +147,7 @@ func TestReroute_Gmail5725AtRCPT(t *testing.T) {
 	var reasons []string
 	var mu sync.Mutex
 	v := &fakeVerdict{ok: true}
-	rec := e.run(t, v, Hooks{OnReroute: func(reason string) { mu.Lock(); reasons = append(reasons, reason); mu.Unlock() }})
+	rec := e.run(t, v, Observers{OnReroute: func(reason string) { mu.Lock(); reasons = append(reasons, reason); mu.Unlock() }})
 	put(t, e.st, queue.Envelope{From: "a@sender.test"}, msgBody("gmail-rcpt"), "b@dest.test")
 
 	got := e.sh.WaitMessages(t, 1, 15*time.Second)
@@ -156,6 +155,8 @@ func TestReroute_Gmail5725AtRCPT(t *testing.T) {
 		t.Errorf("the smart host got %q -> %v", got[0].From, got[0].To)
 	}
 	waitFor(t, "the queue to empty", 10*time.Second, func() bool { return queueEmpty(t, e.st) })
+	// The attempt is logged (and the hook called) just after its outcome is committed.
+	waitFor(t, "the delivery's log line", 10*time.Second, func() bool { return rec.count(Sent) >= 1 })
 	if o := outcomes(rec, "b@dest.test"); strings.Join(o, ", ") != "direct rerouted, smarthost sent" {
 		t.Errorf("attempts %v, want direct rerouted then smarthost sent", o)
 	}
@@ -199,7 +200,7 @@ func TestReroute_HistoryShowsBoth(t *testing.T) {
 	e.sh = relaytest.StartSink(t, relaytest.SinkOptions{Addr: "127.0.0.69:0",
 		Reject: map[string]string{"RCPT": "451 4.3.0 try again later"}})
 	e.cfg.Smarthost.Address = e.sh.Addr()
-	rec := e.run(t, &fakeVerdict{ok: true}, Hooks{})
+	rec := e.run(t, &fakeVerdict{ok: true}, Observers{})
 	id := put(t, e.st, queue.Envelope{From: "a@sender.test"}, msgBody("history"), "b@dest.test")
 	waitFor(t, "two attempts", 15*time.Second, func() bool { return len(rec.list()) >= 2 })
 	m, err := e.st.Get(id)
@@ -253,7 +254,7 @@ func TestReroute_AtGreeting(t *testing.T) {
 	conns := rawGreeter(t, "127.0.0.63:"+strconv.Itoa(port), gmxGreeting)
 	backup := startFake(t, "127.0.0.64:"+strconv.Itoa(port), nil)
 	e := newRerouteEnv(t, port, []string{"127.0.0.63", "127.0.0.64"})
-	rec := e.run(t, &fakeVerdict{ok: true}, Hooks{})
+	rec := e.run(t, &fakeVerdict{ok: true}, Observers{})
 	put(t, e.st, queue.Envelope{From: "a@sender.test"}, msgBody("greeting"), "b@dest.test")
 	e.sh.WaitMessages(t, 1, 15*time.Second)
 	if o := outcomes(rec, "b@dest.test"); strings.Join(o, ", ") != "direct rerouted, smarthost sent" {
@@ -273,13 +274,15 @@ func TestReroute_AfterDATA(t *testing.T) {
 		f.dataErr = func(int) error { return gmail5725 }
 	})
 	e := newRerouteEnv(t, port, []string{"127.0.0.65"})
-	rec := e.run(t, &fakeVerdict{ok: true}, Hooks{})
+	rec := e.run(t, &fakeVerdict{ok: true}, Observers{})
 	put(t, e.st, queue.Envelope{From: "a@sender.test"}, msgBody("data"), "b@dest.test", "c@dest.test")
 	got := e.sh.WaitMessages(t, 1, 15*time.Second)
 	if len(got[0].To) != 2 {
 		t.Errorf("the smart host got recipients %v, want both in one transaction", got[0].To)
 	}
 	waitFor(t, "the queue to empty", 10*time.Second, func() bool { return queueEmpty(t, e.st) })
+	// The attempts are logged (and the hook called) just after their outcome is committed.
+	waitFor(t, "the deliveries' log lines", 10*time.Second, func() bool { return rec.count(Sent) >= 2 })
 	for _, rcpt := range []string{"b@dest.test", "c@dest.test"} {
 		if o := outcomes(rec, rcpt); strings.Join(o, ", ") != "direct rerouted, smarthost sent" {
 			t.Errorf("%s: attempts %v, want direct rerouted then smarthost sent", rcpt, o)
@@ -298,7 +301,7 @@ func TestReroute_SenderAuthBouncesWithFix(t *testing.T) {
 		f.dataErr = func(int) error { return gmail5726 }
 	})
 	e := newRerouteEnv(t, port, []string{"127.0.0.66"})
-	rec := e.run(t, &fakeVerdict{ok: true}, Hooks{OnReroute: func(r string) { t.Errorf("OnReroute(%q) for an SPF/DKIM refusal", r) }})
+	rec := e.run(t, &fakeVerdict{ok: true}, Observers{OnReroute: func(r string) { t.Errorf("OnReroute(%q) for an SPF/DKIM refusal", r) }})
 	put(t, e.st, queue.Envelope{From: "a@sender.test"}, msgBody("spf"), "b@dest.test")
 	dsn := e.senders.WaitMessages(t, 1, 15*time.Second)[0]
 	if o := outcomes(rec, "b@dest.test"); strings.Join(o, ", ") != "direct bounced" {
@@ -326,7 +329,7 @@ func TestReroute_450CannotFindHostname(t *testing.T) {
 	mx := relaytest.StartSink(t, relaytest.SinkOptions{Addr: "127.0.0.67:" + strconv.Itoa(port), Hostname: "mx1.dest.test",
 		Reject: map[string]string{"RCPT": "450 4.7.1 Client host rejected: cannot find your hostname, [127.0.0.1]"}})
 	e := newRerouteEnv(t, port, []string{"127.0.0.67"})
-	rec := e.run(t, &fakeVerdict{ok: true}, Hooks{})
+	rec := e.run(t, &fakeVerdict{ok: true}, Observers{})
 	put(t, e.st, queue.Envelope{From: "a@sender.test"}, msgBody("hostname"), "b@dest.test")
 	e.sh.WaitMessages(t, 1, 15*time.Second)
 	if o := outcomes(rec, "b@dest.test"); strings.Join(o, ", ") != "direct rerouted, smarthost sent" {
@@ -355,7 +358,7 @@ func TestReroute_DisabledBounces(t *testing.T) {
 			if !c.smarthost {
 				e.cfg.Smarthost = config.Smarthost{}
 			}
-			rec := e.run(t, &fakeVerdict{ok: true}, Hooks{OnReroute: func(r string) { t.Errorf("OnReroute(%q)", r) }})
+			rec := e.run(t, &fakeVerdict{ok: true}, Observers{OnReroute: func(r string) { t.Errorf("OnReroute(%q)", r) }})
 			put(t, e.st, queue.Envelope{From: "a@sender.test"}, msgBody("noreroute"), "b@dest.test")
 			dsn := e.senders.WaitMessages(t, 1, 15*time.Second)[0]
 			if o := outcomes(rec, "b@dest.test"); strings.Join(o, ", ") != "direct bounced" {
@@ -379,7 +382,7 @@ func TestReroute_DomainRemembered(t *testing.T) {
 		f.rcptErr = func(int, string) error { return gmail5725 }
 	})
 	e := newRerouteEnv(t, port, []string{"127.0.0.62"})
-	rec := e.run(t, &fakeVerdict{ok: true}, Hooks{})
+	rec := e.run(t, &fakeVerdict{ok: true}, Observers{})
 	put(t, e.st, queue.Envelope{From: "a@sender.test"}, msgBody("first"), "b@dest.test")
 	e.sh.WaitMessages(t, 1, 15*time.Second)
 	sessions := mx.sessionCount()
@@ -413,7 +416,7 @@ func TestDelivery_DirectFamilies(t *testing.T) {
 				"dest.test. MX 10 mx1.dest.test.", "mx1.dest.test. AAAA ::1",
 				"dest.test. MX 20 mx2.dest.test.", "mx2.dest.test. A 127.0.0.64")
 			e.cfg.Smarthost = config.Smarthost{}
-			e.run(t, &fakeVerdict{ok: true, families: c.families}, Hooks{})
+			e.run(t, &fakeVerdict{ok: true, families: c.families}, Observers{})
 			put(t, e.st, queue.Envelope{From: "a@sender.test"}, msgBody("family"), "b@dest.test")
 			waitFor(t, "delivery", 15*time.Second, func() bool { return len(v4.messages())+len(v6.messages()) > 0 })
 			got := "v4"
@@ -473,7 +476,7 @@ func TestReroute_SmarthostRefusalAdvice(t *testing.T) {
 			e.cfg.Routing.Mode = "smarthost"
 			// The DSN goes straight to the sender's MX, past the refusing smart host.
 			e.cfg.Routing.Rules = []config.Rule{{Domains: []string{"sender.test"}, Via: "direct"}}
-			rec := e.run(t, &fakeVerdict{ok: true}, Hooks{})
+			rec := e.run(t, &fakeVerdict{ok: true}, Observers{})
 			put(t, e.st, queue.Envelope{From: "a@sender.test"}, msgBody("sh-"+c.name), "b@dest.test")
 			dsn := e.senders.WaitMessages(t, 1, 15*time.Second)[0]
 			if o := outcomes(rec, "b@dest.test"); strings.Join(o, ", ") != "smarthost bounced" {

@@ -44,7 +44,7 @@ func TestDelivery_Bounce550SendsDSN(t *testing.T) {
 	f, port, dns := fakeMX(t, func(f *fakePeer) { f.rcptErr = rejectFor("nobody@dest.test") })
 	st := openStore(t, t.TempDir())
 	id := put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("bounce"), "nobody@dest.test", "b@dest.test")
-	_, rec, _ := run(t, testConfig(port), st, resolver(t, dns.Addr()), Hooks{})
+	_, rec, _ := run(t, testConfig(port), st, resolver(t, dns.Addr()), Options{})
 	waitFor(t, "DSN delivered", 10*time.Second, func() bool { return rec.count(Sent) == 2 })
 	waitFor(t, "queue empty", 5*time.Second, func() bool { return queueEmpty(t, st) })
 	var dsnMsg *fakeMsg
@@ -85,7 +85,7 @@ func TestDelivery_NullSenderBounceMakesNoDSN(t *testing.T) {
 	f, port, dns := fakeMX(t, func(f *fakePeer) { f.rcptErr = rejectFor("nobody@dest.test") })
 	st := openStore(t, t.TempDir())
 	put(t, st, queue.Envelope{From: ""}, msgBody("nullsender"), "nobody@dest.test")
-	_, rec, _ := run(t, testConfig(port), st, resolver(t, dns.Addr()), Hooks{})
+	_, rec, _ := run(t, testConfig(port), st, resolver(t, dns.Addr()), Options{})
 	waitFor(t, "bounce", 10*time.Second, func() bool { return rec.count(Bounced) == 1 })
 	waitFor(t, "queue empty", 5*time.Second, func() bool { return queueEmpty(t, st) })
 	if n := len(f.messages()); n != 0 {
@@ -124,7 +124,7 @@ func TestDelivery_DNSOutcomes(t *testing.T) {
 	cfg := testConfig(port)
 	cfg.Queue.RetryMin = config.Duration(time.Minute)
 	cfg.Queue.RetryMax = config.Duration(time.Minute)
-	_, rec, _ := run(t, cfg, st, resolver(t, dns.Addr()), Hooks{})
+	_, rec, _ := run(t, cfg, st, resolver(t, dns.Addr()), Options{})
 	waitFor(t, "every domain tried", 10*time.Second, func() bool { return len(rec.list()) >= len(cases) })
 	got := map[string]Result{}
 	for _, r := range rec.list() {
@@ -148,7 +148,7 @@ func TestDelivery_MXFailover(t *testing.T) {
 	dns := dnstest.New(t, mxZone("dest.test", "127.0.0.2", "127.0.0.3")...)
 	st := openStore(t, t.TempDir())
 	put(t, st, queue.Envelope{From: ""}, msgBody("failover"), "b@dest.test")
-	_, rec, _ := run(t, testConfig(port), st, resolver(t, dns.Addr()), Hooks{})
+	_, rec, _ := run(t, testConfig(port), st, resolver(t, dns.Addr()), Options{})
 	waitFor(t, "delivery", 10*time.Second, func() bool { return rec.count(Sent) == 1 })
 	r := rec.list()[0]
 	if !strings.HasPrefix(r.Relay, "mx2.dest.test[127.0.0.3]:") || r.Attempt != 1 {
@@ -170,7 +170,7 @@ func TestDelivery_EHLONameAndOpportunisticTLS(t *testing.T) {
 	st := openStore(t, t.TempDir())
 	put(t, st, queue.Envelope{From: ""}, msgBody("tls"), "b@dest.test")
 	cfg := testConfig(port)
-	_, rec, stop := run(t, cfg, st, resolver(t, dns.Addr()), Hooks{})
+	_, rec, stop := run(t, cfg, st, resolver(t, dns.Addr()), Options{})
 	waitFor(t, "delivery", 10*time.Second, func() bool { return rec.count(Sent) == 1 })
 	stop()
 	msgs := f.messages()
@@ -188,7 +188,7 @@ func TestDelivery_EHLONameAndOpportunisticTLS(t *testing.T) {
 	id := put(t, st2, queue.Envelope{From: ""}, msgBody("verify"), "b@dest.test")
 	cfg2 := testConfig(port)
 	cfg2.Delivery.TLS = "verify"
-	_, rec2, stop2 := run(t, cfg2, st2, resolver(t, dns.Addr()), Hooks{})
+	_, rec2, stop2 := run(t, cfg2, st2, resolver(t, dns.Addr()), Options{})
 	waitFor(t, "deferral", 10*time.Second, func() bool { return rec2.count(Deferred) >= 1 })
 	stop2()
 	if r := rec2.list()[0]; dsnField(r) != "4.7.5" {
@@ -198,7 +198,7 @@ func TestDelivery_EHLONameAndOpportunisticTLS(t *testing.T) {
 		t.Errorf("mail went out over an unverified connection with tls=verify")
 	}
 	// ... and delivers once the certificate is trusted.
-	_, rec3, _ := run(t, cfg2, st2, resolver(t, dns.Addr()), Hooks{RootCAs: pool})
+	_, rec3, _ := run(t, cfg2, st2, resolver(t, dns.Addr()), Options{RootCAs: pool})
 	if err := retryNow(st2, id); err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +223,7 @@ func TestDelivery_TLSHandshakeFailureFallsBackToPlaintext(t *testing.T) {
 	})
 	st := openStore(t, t.TempDir())
 	put(t, st, queue.Envelope{From: ""}, msgBody("fallback"), "b@dest.test")
-	_, rec, _ := run(t, testConfig(port), st, resolver(t, dns.Addr()), Hooks{})
+	_, rec, _ := run(t, testConfig(port), st, resolver(t, dns.Addr()), Options{})
 	waitFor(t, "delivery", 10*time.Second, func() bool { return rec.count(Sent) == 1 })
 	msgs := f.messages()
 	if len(msgs) != 1 || msgs[0].TLS {
@@ -243,7 +243,7 @@ func TestDelivery_ConnectionReuse(t *testing.T) {
 	}
 	cfg := testConfig(port)
 	cfg.Delivery.PerDestination = 3
-	_, rec, _ := run(t, cfg, st, resolver(t, dns.Addr()), Hooks{})
+	_, rec, _ := run(t, cfg, st, resolver(t, dns.Addr()), Options{})
 	waitFor(t, "all delivered", 20*time.Second, func() bool { return rec.count(Sent) == n })
 	if got := len(f.messages()); got != n {
 		t.Errorf("peer got %d messages, want %d", got, n)
@@ -264,14 +264,14 @@ func TestDelivery_RoutingRuleChangeAppliesToQueuedMail(t *testing.T) {
 	cfg.Smarthost = config.Smarthost{Address: sh.addr, TLS: "none"}
 	cfg.Routing.Rules = []config.Rule{{Domains: []string{"dest.test"}, Via: "smarthost"}}
 	id := put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("rule"), "b@dest.test")
-	s, rec, _ := run(t, cfg, st, resolver(t, dns.Addr()), Hooks{})
+	s, rec, _ := run(t, cfg, st, resolver(t, dns.Addr()), Options{})
 	waitFor(t, "a smart host deferral", 10*time.Second, func() bool { return rec.count(Deferred) >= 1 })
 	if r := rec.list()[0]; r.Route != "smarthost" {
 		t.Fatalf("first attempt via %s, want smarthost", r.Route)
 	}
 	cfg2 := *cfg
 	cfg2.Routing.Rules = []config.Rule{{Senders: []string{"sender.test"}, Via: "direct"}}
-	s.Reload(&cfg2)
+	s.Reload(NewSettings(&cfg2))
 	waitFor(t, "direct delivery", 10*time.Second, func() bool { return rec.count(Sent) == 1 })
 	for _, r := range rec.list() {
 		if r.Outcome == Sent && (r.Route != "direct" || r.ID != id) {
@@ -299,7 +299,7 @@ func TestDelivery_SmarthostAuth(t *testing.T) {
 		name    string
 		mechs   []string
 		tls     *tls.Config
-		mode    string
+		mode    config.SmarthostTLS
 		pass    string
 		outcome Outcome
 		authed  string
@@ -323,7 +323,7 @@ func TestDelivery_SmarthostAuth(t *testing.T) {
 			cfg.Smarthost = config.Smarthost{Address: sh.addr, TLS: c.mode, TLSVerify: true, Username: "user", PasswordFile: pw}
 			cfg.Queue.RetryMin = config.Duration(time.Minute)
 			put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("auth"), "b@dest.test")
-			_, rec, _ := run(t, cfg, st, nil, Hooks{RootCAs: pool})
+			_, rec, _ := run(t, cfg, st, nil, Options{RootCAs: pool})
 			waitFor(t, "an attempt", 10*time.Second, func() bool { return len(rec.list()) >= 1 })
 			r := rec.list()[0]
 			if r.Outcome != c.outcome || r.Route != "smarthost" {
@@ -357,7 +357,7 @@ func TestDelivery_RuleChangedByRestart(t *testing.T) {
 	cfg.Smarthost = config.Smarthost{Address: sh.addr, TLS: "none"}
 	cfg.Routing.Mode = "smarthost"
 	put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("restart"), "b@dest.test")
-	_, rec, stop := run(t, cfg, st, resolver(t, dns.Addr()), Hooks{})
+	_, rec, stop := run(t, cfg, st, resolver(t, dns.Addr()), Options{})
 	waitFor(t, "a smart host deferral", 10*time.Second, func() bool { return rec.count(Deferred) >= 1 })
 	stop()
 	if err := st.Close(); err != nil {
@@ -366,7 +366,7 @@ func TestDelivery_RuleChangedByRestart(t *testing.T) {
 	st2 := openStore(t, dir)
 	cfg2 := *cfg
 	cfg2.Routing.Rules = []config.Rule{{Domains: []string{"dest.test"}, Via: "direct"}}
-	_, rec2, _ := run(t, &cfg2, st2, resolver(t, dns.Addr()), Hooks{})
+	_, rec2, _ := run(t, &cfg2, st2, resolver(t, dns.Addr()), Options{})
 	waitFor(t, "direct delivery after the restart", 10*time.Second, func() bool { return rec2.count(Sent) == 1 })
 	if r := rec2.list()[len(rec2.list())-1]; r.Route != "direct" {
 		t.Errorf("delivered via %s", r.Route)
@@ -393,7 +393,7 @@ func TestDelivery_RerouteOnPolicyRefusal(t *testing.T) {
 			cfg.Routing.Reroute = reroute
 			cfg.Smarthost = config.Smarthost{Address: sh.addr, TLS: "none"}
 			id := put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("reroute"), "b@dest.test")
-			_, rec, _ := run(t, cfg, st, resolver(t, dns.Addr()), Hooks{})
+			_, rec, _ := run(t, cfg, st, resolver(t, dns.Addr()), Options{})
 			if !reroute {
 				waitFor(t, "the bounce", 10*time.Second, func() bool { return rec.count(Bounced) == 1 })
 				return
@@ -427,7 +427,7 @@ func TestDelivery_SenderAuthRefusalBouncesWithFix(t *testing.T) {
 	cfg.Routing.Reroute = true
 	cfg.Smarthost = config.Smarthost{Address: sh.addr, TLS: "none"}
 	put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("spf"), "b@dest.test")
-	_, rec, _ := run(t, cfg, st, resolver(t, dns.Addr()), Hooks{})
+	_, rec, _ := run(t, cfg, st, resolver(t, dns.Addr()), Options{})
 	waitFor(t, "the bounce and its DSN", 10*time.Second, func() bool { return rec.count(Bounced) == 1 && len(dsns(f)) == 1 })
 	if len(sh.messages()) != 0 || rec.count(Rerouted) != 0 {
 		t.Errorf("an SPF/DKIM refusal was rerouted")
@@ -460,7 +460,7 @@ func TestDelivery_VerifyRefusesTLS10(t *testing.T) {
 	cfg := testConfig(port)
 	cfg.Delivery.TLS = "verify"
 	cfg.SMTP.TLSLegacy = true
-	_, rec, _ := run(t, cfg, st, resolver(t, dns.Addr()), Hooks{RootCAs: pool})
+	_, rec, _ := run(t, cfg, st, resolver(t, dns.Addr()), Options{RootCAs: pool})
 	waitFor(t, "deferred attempt", 10*time.Second, func() bool { return rec.count(Deferred) >= 1 })
 	if n := len(f.messages()); n != 0 {
 		t.Fatalf("a TLS 1.0-only peer got %d messages with delivery.tls = verify", n)

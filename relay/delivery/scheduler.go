@@ -2,11 +2,9 @@ package delivery
 
 import (
 	"context"
-	"io"
 	"sync"
 	"time"
 
-	"ptrelay/config"
 	"ptrelay/queue"
 	"ptrelay/relay/route"
 )
@@ -22,18 +20,6 @@ type hop struct {
 // linger is how long an open session waits for more mail to its hop before it quits: mail arriving one
 // message at a time then shares a session (Postfix's connection cache keeps sessions 2 s for the same reason).
 const linger = time.Second
-
-// limits returns delivery.concurrency and delivery.per_destination with sane floors.
-func limits(cfg *config.Config) (total, perDest int) {
-	total, perDest = cfg.Delivery.Concurrency, cfg.Delivery.PerDestination
-	if total <= 0 {
-		total = 1
-	}
-	if perDest <= 0 || perDest > total {
-		perDest = total
-	}
-	return total, perDest
-}
 
 // Run delivers until ctx is done. It is one loop: it wakes when the queue commits new work (store.Notify), at
 // the next due time (a timer at store.NextDue), when a session finishes, or on Kick; there is no poll tick. On
@@ -74,9 +60,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 // queue as sessions free up rather than all at once. It is generous (like Postfix's active queue) because the
 // route is only known after the claim: a small budget would let one slow destination's backlog hold back mail
 // for every other one.
-func maxWaiting(cfg *config.Config) int {
-	total, _ := limits(cfg)
-	return 20*total + 500
+func maxWaiting(cfg *Settings) int {
+	return 20*cfg.Concurrency + 500
 }
 
 // pickChunk is how many messages one pass claims before the loop dispatches what it got: a large backlog is
@@ -86,7 +71,7 @@ const pickChunk = 128
 // pick claims one chunk of due recipients if there is room. It returns 0 when more may be due at once, a delay
 // after which to look again when it could not make progress (a store error, or due messages of which nothing
 // could be claimed), else -1.
-func (s *Scheduler) pick(cfg *config.Config) time.Duration {
+func (s *Scheduler) pick(cfg *Settings) time.Duration {
 	s.mu.Lock()
 	room := min(maxWaiting(cfg)-s.waiting, pickChunk)
 	s.mu.Unlock()
@@ -96,7 +81,7 @@ func (s *Scheduler) pick(cfg *config.Config) time.Duration {
 	now := s.now()
 	msgs, err := s.store.Due(now, room)
 	if err != nil {
-		s.log.Error("delivery: reading due mail from the queue", "err", err)
+		s.log.Error("reading due mail from the queue", "err", err)
 		return time.Second
 	}
 	if len(msgs) == 0 {
@@ -119,7 +104,7 @@ const claimWorkers = 16
 
 // claimAll claims msgs concurrently and queues their transactions in msgs' order (earliest due first); it
 // reports whether anything changed.
-func (s *Scheduler) claimAll(cfg *config.Config, msgs []*queue.Message, now time.Time) bool {
+func (s *Scheduler) claimAll(cfg *Settings, msgs []*queue.Message, now time.Time) bool {
 	var wg sync.WaitGroup
 	txns := make([][]*txn, len(msgs))
 	changed := make([]bool, len(msgs))
@@ -163,7 +148,7 @@ func (s *Scheduler) enqueue(txns []*txn) {
 }
 
 // nextWake is how long to sleep before the next due time; -1 means "until something else wakes us".
-func (s *Scheduler) nextWake(cfg *config.Config, retryIn time.Duration) time.Duration {
+func (s *Scheduler) nextWake(cfg *Settings, retryIn time.Duration) time.Duration {
 	s.mu.Lock()
 	full := s.waiting >= maxWaiting(cfg)
 	s.mu.Unlock()
@@ -175,7 +160,7 @@ func (s *Scheduler) nextWake(cfg *config.Config, retryIn time.Duration) time.Dur
 	}
 	next, ok, err := s.store.NextDue()
 	if err != nil {
-		s.log.Error("delivery: reading the next due time", "err", err)
+		s.log.Error("reading the next due time", "err", err)
 		return time.Second
 	}
 	if !ok {
@@ -193,7 +178,7 @@ func (s *Scheduler) nextWake(cfg *config.Config, retryIn time.Duration) time.Dur
 // (connection reuse), so new sessions are only opened while work is waiting that no session can take.
 func (s *Scheduler) dispatch(ctx context.Context, wg *sync.WaitGroup) {
 	cfg := s.cfg.Load()
-	total, perDest := limits(cfg)
+	total, perDest := cfg.Concurrency, cfg.PerDestination
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stop {
@@ -331,19 +316,19 @@ func (s *Scheduler) shutdown(wg *sync.WaitGroup) {
 	}
 }
 
-// runSession serves one hop: it opens a session (walking MX hosts or dialing the smart host) and sends the
-// transactions of that hop one after the other on it, reopening when a session breaks.
-func (s *Scheduler) runSession(ctx context.Context, cfg *config.Config, key hopKey, t *txn) {
+// runSession serves one hop: it opens a session (walking the hop's candidates: MX hosts or smart hosts) and
+// sends the transactions of that hop one after the other on it, reopening when a session breaks.
+func (s *Scheduler) runSession(ctx context.Context, cfg *Settings, key hopKey, t *txn) {
 	defer s.sessionEnded(key)
 	var (
-		ss     *session
-		dialer *hopDialer
-		fresh  bool
-		stale  bool // the current transaction was already retried after a stale session
+		ss    *session
+		walk  *hopWalk
+		fresh bool
+		stale bool // the current transaction was already retried after a stale session
 	)
 	defer func() {
 		if ss != nil {
-			ss.close(ctx.Err() == nil)
+			ss.Close(ctx.Err() == nil)
 		}
 	}()
 	for t != nil {
@@ -352,65 +337,63 @@ func (s *Scheduler) runSession(ctx context.Context, cfg *config.Config, key hopK
 			t = s.nextTxn(key)
 			continue
 		}
+		if cur := s.cfg.Load(); cur != cfg {
+			// A reload: the next transaction goes out on a session opened with the new settings (another smart
+			// host, other TLS), never on one kept open from before.
+			if ss != nil {
+				ss.Close(true)
+				ss = nil
+			}
+			cfg, walk = cur, nil
+		}
 		if ss == nil {
-			if dialer == nil {
-				dialer = &hopDialer{s: s, cfg: cfg, key: key}
+			if walk == nil {
+				walk = newHopWalk(s, cfg, key)
 			}
 			var d *decision
-			ss, d = dialer.next(ctx)
+			ss, d = walk.next(ctx)
 			if ss == nil {
 				// The destination failed as a whole: everything waiting for it shares the verdict.
 				aborted := ctx.Err() != nil
 				for _, w := range append([]*txn{t}, s.takeAll(key)...) {
-					s.record(cfg, w, resultsFor(w, *d, dialer.lastRelay), aborted)
+					s.record(cfg, w, resultsFor(w, *d, walk.lastRelay), aborted)
 				}
 				return
 			}
 			fresh = true
 		}
-		res := ss.send(t.msg, t.rcpts, s.bodyOpener(t.msg.ID), txContext{
-			route: key.Route, tlsOpportunistic: cfg.Delivery.TLS != "verify" && cfg.Delivery.TLS != "none", firstTx: fresh,
-			reroute: rerouteOn(cfg)})
+		res := ss.send(t.msg, t.rcpts, func() (*outgoing, error) { return s.prepare(t.msg, &ss.cand) }, txContext{
+			route: key.Route, nextOnMail: fresh && key.Route == route.Direct, reroute: cfg.Routing.Reroute})
 		fresh = false
 		if res.Stale && !stale && ctx.Err() == nil {
 			// The peer closed a session we kept open (idle timeout, or a limit of messages per connection):
 			// not the message's fault, so it goes again at once on a new session.
 			stale = true
-			ss.close(false)
-			ss, dialer = nil, nil
+			ss.Close(false)
+			ss, walk = nil, nil
 			continue
 		}
 		if res.NextHost {
-			ss.close(false)
+			ss.Close(false)
 			d := res.NextHostDecision
-			dialer.last, dialer.lastRelay = &d, ss.relay
+			walk.last, walk.lastRelay = &d, ss.Relay()
 			ss = nil
 			continue // same transaction, next MX
 		}
 		aborted := ctx.Err() != nil
 		if aborted {
-			res.Results = abortResults(res.Results, ss.relay)
+			res.Results = abortResults(res.Results, ss.Relay())
 		}
 		s.record(cfg, t, res.Results, aborted)
 		if res.Broken {
-			ss.close(false)
-			ss, dialer = nil, nil // the next transaction starts the walk afresh
+			ss.Close(false)
+			ss, walk = nil, nil // the next transaction starts the walk afresh
 		}
 		stale = false
 		t = s.nextTxn(key)
 		if t == nil && ss != nil {
 			t = s.awaitTxn(ctx, key)
 		}
-	}
-}
-
-func (s *Scheduler) bodyOpener(id string) func() (io.ReadCloser, error) {
-	return func() (io.ReadCloser, error) {
-		rc, err := s.store.Body(id)
-		if err != nil {
-			return nil, err
-		}
-		return bodyReader{rc}, nil
 	}
 }
 
@@ -425,7 +408,7 @@ func resultsFor(t *txn, d decision, relay string) []rcptResult {
 
 // abortResults keeps what a shutdown could not undo (a 2xx, a 5xx) and marks the rest as interrupted.
 func abortResults(in []rcptResult, relay string) []rcptResult {
-	ab := classify(stAbort, route.Direct, false, false, context.Canceled)
+	ab := classify(stAbort, context.Canceled, where{})
 	for i := range in {
 		if in[i].Outcome == Deferred {
 			in[i].decision = ab

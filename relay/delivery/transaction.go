@@ -2,7 +2,6 @@ package delivery
 
 import (
 	"errors"
-	"io"
 	"slices"
 	"strings"
 
@@ -34,14 +33,23 @@ type txResult struct {
 	Stale bool
 }
 
-// send runs MAIL, RCPT for each recipient, DATA with the stored body, on an open session. A 452 to some RCPTs
-// after others were accepted is the peer's recipient limit, not a failure (RFC 5321 4.5.3.1.10): the rest go in
-// a new transaction right after this one, on the same session.
-func (ss *session) send(m *queue.Message, rcpts []rcptRef, body func() (io.ReadCloser, error), dc txContext) txResult {
+// send runs MAIL, RCPT for each recipient, DATA with the message as prepare builds it for this session (see
+// outgoing.go), on an open session. A 452 to some RCPTs after others were accepted is the peer's recipient
+// limit, not a failure (RFC 5321 4.5.3.1.10): the rest go in a new transaction right after this one, on the
+// same session.
+func (ss *session) send(m *queue.Message, rcpts []rcptRef, prepare func() (*outgoing, error), dc txContext) txResult {
 	var out txResult
+	msg, err := prepare()
+	if err != nil {
+		d := classify(stQueue, err, where{})
+		for _, r := range rcpts {
+			out.Results = append(out.Results, rcptResult{Index: r.Index, Addr: r.Addr, decision: d, Relay: ss.Relay()})
+		}
+		return out
+	}
 	pending := rcpts
 	for round := 0; len(pending) > 0 && round <= len(rcpts); round++ {
-		res, retry, stop := ss.sendOnce(m, pending, body, dc)
+		res, retry, stop := ss.sendOnce(m, pending, msg, dc)
 		out.Results = append(out.Results, res.Results...)
 		if res.Broken || res.NextHost {
 			out.Broken, out.NextHost, out.NextHostDecision, out.Stale = res.Broken, res.NextHost, res.NextHostDecision, res.Stale
@@ -51,7 +59,7 @@ func (ss *session) send(m *queue.Message, rcpts []rcptRef, body func() (io.ReadC
 			break
 		}
 		pending = retry
-		dc.firstTx = false
+		dc.nextOnMail = false
 	}
 	return out
 }
@@ -62,34 +70,33 @@ type rcptRef struct {
 	Addr  string
 }
 
-// txContext is what classification needs to know about where the transaction goes.
+// txContext is what the transaction's classification needs to know about where it goes.
 type txContext struct {
-	route            route.Route
-	tlsOpportunistic bool
-	firstTx          bool
-	reroute          bool // routing.reroute applies (rerouteOn)
+	route route.Route
+	// nextOnMail: a 4xx to MAIL moves the transaction to the hop's next candidate (see where).
+	nextOnMail bool
+	reroute    bool // routing.reroute applies (route.Policy's Reroute)
 }
 
-func (ss *session) sendOnce(m *queue.Message, rcpts []rcptRef, body func() (io.ReadCloser, error), tc txContext) (txResult, []rcptRef, bool) {
+func (ss *session) sendOnce(m *queue.Message, rcpts []rcptRef, msg *outgoing, tc txContext) (txResult, []rcptRef, bool) {
 	var out txResult
 	all := func(d decision, list []rcptRef) {
 		for _, r := range list {
-			out.Results = append(out.Results, rcptResult{Index: r.Index, Addr: r.Addr, decision: d, Relay: ss.relay})
+			out.Results = append(out.Results, rcptResult{Index: r.Index, Addr: r.Addr, decision: d, Relay: ss.Relay()})
 		}
 	}
 	fail := func(st stage, err error, list []rcptRef) {
-		d := classify(st, tc.route, tc.tlsOpportunistic, tc.firstTx, err)
-		var se *smtp.SMTPError
-		if !errors.As(err, &se) {
+		d := classify(st, err, where{nextOnMail: tc.nextOnMail})
+		if !smtpstatus.IsReply(err) {
 			out.Broken = true
 		}
 		all(d, list)
 	}
 
-	opts := &smtp.MailOptions{Size: m.Size}
+	opts := &smtp.MailOptions{Size: msg.size()}
 	if m.Envelope.SMTPUTF8 {
-		if ok, _ := ss.c.Extension("SMTPUTF8"); !ok {
-			all(decision{Outcome: Bounced, Status: ours(stNoUTF8, "the message needs SMTPUTF8 but "+ss.relay+" does not offer it")}, rcpts)
+		if ok, _ := ss.Extension("SMTPUTF8"); !ok {
+			all(decision{Outcome: Bounced, Status: ours(stNoUTF8, "the message needs SMTPUTF8 but "+ss.Relay()+" does not offer it")}, rcpts)
 			return out, nil, true
 		}
 		opts.UTF8 = true
@@ -100,8 +107,8 @@ func (ss *session) sendOnce(m *queue.Message, rcpts []rcptRef, body func() (io.R
 	if isPrintable(m.Envelope.EnvID) {
 		opts.EnvelopeID = m.Envelope.EnvID
 	}
-	if err := ss.c.Mail(m.Envelope.From, opts); err != nil {
-		d := classify(stMail, tc.route, tc.tlsOpportunistic, tc.firstTx, err)
+	if err := ss.Mail(m.Envelope.From, opts); err != nil {
+		d := classify(stMail, err, where{nextOnMail: tc.nextOnMail})
 		// A 4xx to MAIL that refuses this host's reputation (Yahoo's [TSS04]) goes to the smart host, not to the
 		// next MX of the same receiver.
 		if d.NextHost && !(tc.reroute && tc.route == route.Direct && route.Classify(d.Status).Reroutable()) {
@@ -109,8 +116,7 @@ func (ss *session) sendOnce(m *queue.Message, rcpts []rcptRef, body func() (io.R
 			return out, nil, true
 		}
 		fail(stMail, err, rcpts)
-		var se *smtp.SMTPError
-		if ss.used > 0 && (!errors.As(err, &se) || se.Code == 421) {
+		if reply, ok := smtpstatus.FromError(err); ss.used > 0 && (!ok || reply.Code == 421) {
 			out.Stale, out.Broken = true, true
 			return out, nil, true
 		}
@@ -119,18 +125,18 @@ func (ss *session) sendOnce(m *queue.Message, rcpts []rcptRef, body func() (io.R
 	}
 	var accepted, retry []rcptRef
 	for i, r := range rcpts {
-		err := ss.c.Rcpt(r.Addr, rcptOptions(m, r.Index))
+		err := ss.Rcpt(r.Addr, rcptOptions(m, r.Index))
 		if err == nil {
 			accepted = append(accepted, r)
 			continue
 		}
-		var se *smtp.SMTPError
-		if !errors.As(err, &se) {
+		reply, ok := smtpstatus.FromError(err)
+		if !ok {
 			fail(stRcpt, err, rcpts[i:])
 			fail(stRcpt, err, accepted)
 			return out, nil, true
 		}
-		if se.Code == 452 && len(accepted) > 0 {
+		if reply.Code == 452 && len(accepted) > 0 {
 			retry = append(retry, r)
 			continue
 		}
@@ -140,45 +146,27 @@ func (ss *session) sendOnce(m *queue.Message, rcpts []rcptRef, body func() (io.R
 		ss.reset(&out)
 		return out, nil, true
 	}
-	w, err := ss.c.Data()
+	rc, err := msg.reader()
 	if err != nil {
+		all(classify(stQueue, err, where{}), accepted)
+		ss.reset(&out)
+		return out, nil, true
+	}
+	reply, err := ss.Data(rc)
+	_ = rc.Close() // a close error after a complete read changes nothing: the peer has every byte
+	var re readErr
+	switch {
+	case errors.As(err, &re):
+		// We cannot finish DATA without sending a truncated message: the connection is dropped instead.
+		all(classify(stQueue, err, where{}), accepted)
+		out.Broken = true
+		return out, nil, true
+	case err != nil:
 		fail(stData, err, accepted)
 		ss.reset(&out)
 		return out, nil, true
 	}
-	rc, err := body()
-	if err != nil {
-		// We cannot finish DATA without sending a truncated message: drop the connection instead.
-		all(classify(stQueue, tc.route, false, false, err), accepted)
-		out.Broken = true
-		return out, nil, true
-	}
-	stuffer := newDotStuffer(ss.wire)
-	_, werr := io.Copy(stuffer, rc)
-	if werr == nil {
-		werr = stuffer.finish(w)
-	}
-	rerr := rc.Close()
-	if werr != nil {
-		st := stData
-		var re readErr
-		if errors.As(werr, &re) {
-			st = stQueue
-		}
-		all(classify(st, tc.route, false, false, werr), accepted)
-		out.Broken = true
-		return out, nil, true
-	}
-	_ = rerr // a close error after a complete read changes nothing: the peer has every byte
-	resp, err := w.CloseWithResponse()
-	if err != nil {
-		fail(stData, err, accepted)
-		if !out.Broken {
-			ss.reset(&out)
-		}
-		return out, nil, true
-	}
-	all(decision{Outcome: Sent, Status: okStatus(resp.StatusText)}, accepted)
+	all(decision{Outcome: Sent, Status: reply}, accepted)
 	ss.used++
 	return out, retry, len(retry) == 0
 }
@@ -188,20 +176,9 @@ func (ss *session) reset(out *txResult) {
 	if out.Broken {
 		return
 	}
-	if err := ss.c.Reset(); err != nil {
+	if err := ss.Reset(); err != nil {
 		out.Broken = true
 	}
-}
-
-// okStatus parses go-smtp's DataResponse text ("2.0.0 Ok: queued as X") into a 250 status.
-func okStatus(text string) smtpstatus.Status {
-	s := smtpstatus.Status{Code: 250, Text: text}
-	if first, rest, ok := strings.Cut(text, " "); ok {
-		if e, ok := smtpstatus.ParseEnhanced(first); ok && e[0] == 2 {
-			s.Enhanced, s.Text = e, rest
-		}
-	}
-	return s
 }
 
 func isPrintable(s string) bool {
@@ -215,24 +192,6 @@ func isPrintable(s string) bool {
 	}
 	return true
 }
-
-// readErr marks an error from reading our own stored body, so it is not blamed on the peer.
-type readErr struct{ err error }
-
-func (e readErr) Error() string { return e.err.Error() }
-func (e readErr) Unwrap() error { return e.err }
-
-// bodyReader tags read errors from the store.
-type bodyReader struct{ rc io.ReadCloser }
-
-func (b bodyReader) Read(p []byte) (int, error) {
-	n, err := b.rc.Read(p)
-	if err != nil && err != io.EOF {
-		err = readErr{err}
-	}
-	return n, err
-}
-func (b bodyReader) Close() error { return b.rc.Close() }
 
 // rcptOptions passes the recipient's DSN parameters (RFC 3461 NOTIFY and ORCPT) on; go-smtp sends them only when
 // the next hop advertises DSN. Values that would not survive as parameters are dropped rather than mangled.

@@ -149,7 +149,7 @@ func TestAuth_WrongPassword(t *testing.T) {
 	}
 }
 
-// A loopback client may AUTH without TLS (DESIGN.md); 127.0.0.5 is loopback but outside allowed_networks.
+// A loopback client may AUTH without TLS (docs/configuration.md, smtp.auth_requires_tls); 127.0.0.5 is loopback but outside allowed_networks.
 func TestAuth_LoopbackWithoutTLS(t *testing.T) {
 	ts := startServer(t, nil, serverOpt{})
 	d := dialFrom(t, ts.addr, "127.0.0.5")

@@ -2,8 +2,10 @@
 // access control (allowed networks or AUTH PLAIN/LOGIN), limits, STARTTLS (with an opt-in legacy profile for old
 // Windows), and the data path that streams a message through the bare CR/LF filter and the header completer into
 // the queue, answering 250 only after the queue committed it. It is built on go-smtp's server and works around
-// the go-smtp traps recorded in research/libraries.md (per-read idle deadlines, AUTH error codes, Data's type
-// assertion). It knows nothing of delivery, routing or DNS: what it accepts ends in queue.Store.
+// go-smtp v0.25.1's traps: its read deadline is set per command, not per read, so a slow DATA body times out
+// (per-read idle deadlines, conn.go); a plain error from an authenticator becomes 454 instead of 535; Data's
+// error mapping uses a type assertion, so a wrapped *smtp.SMTPError becomes 554. It knows nothing of delivery,
+// routing or DNS: what it accepts ends in queue.Store.
 //
 // Decisions a reader should know:
 //   - Relay access is decided per recipient (as Postfix does): a client inside smtp.allowed_networks, or one
@@ -99,7 +101,7 @@ func newServer(cfg *config.Config, st store, log *slog.Logger, hooks Hooks) (*Se
 		log = slog.Default()
 	}
 	s := &Server{
-		log:       log.With("component", "inbound"),
+		log:       log,
 		store:     st,
 		hooks:     hooks,
 		idle:      DefaultIdleTimeout,
@@ -364,6 +366,9 @@ func (s *Server) refused(reason string) {
 type slogPrinter struct{ log *slog.Logger }
 
 func (p slogPrinter) Printf(format string, v ...any) {
-	p.log.Warn("smtp: " + fmt.Sprintf(format, v...))
+	p.log.Warn(fmt.Sprintf(format, v...), "from", "go-smtp")
 }
-func (p slogPrinter) Println(v ...any) { p.log.Warn("smtp: " + fmt.Sprintln(v...)) }
+func (p slogPrinter) Println(v ...any) {
+	msg := fmt.Sprintln(v...)
+	p.log.Warn(msg[:len(msg)-1], "from", "go-smtp") // without Sprintln's newline
+}

@@ -81,7 +81,7 @@ func (s *session) reply(st smtpstatus.Status) *smtp.SMTPError {
 	return withSession(st, s.c.id).SMTPError()
 }
 
-// authAllowed: after STARTTLS, from loopback, or anywhere when auth_requires_tls = false (DESIGN.md).
+// authAllowed: after STARTTLS, from loopback, or anywhere when auth_requires_tls = false (docs/configuration.md).
 func (s *session) authAllowed() bool {
 	return s.tls != nil || !s.set.authRequiresTLS || s.c.remote.IsLoopback()
 }

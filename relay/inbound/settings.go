@@ -48,10 +48,10 @@ func newSettings(cfg *config.Config, log *slog.Logger) (*settings, error) {
 		}
 		st.allowed = append(st.allowed, p)
 	}
-	switch strings.ToLower(sc.BareNewlines) {
-	case "", "reject":
+	switch sc.BareNewlines {
+	case config.BareNewlinesReject, "":
 		st.bare = message.Reject
-	case "normalize":
+	case config.BareNewlinesNormalize:
 		st.bare = message.Normalize
 	default:
 		return nil, fmt.Errorf("smtp.bare_newlines = %q: use \"reject\" or \"normalize\"", sc.BareNewlines)

@@ -8,7 +8,7 @@ import (
 // tap watches a connection's decrypted input for the one bare CR the data path cannot see.
 //
 // go-smtp's DATA reader removes dot-stuffing, and for a line that starts with ".\r" followed by anything but
-// "\n" it drops both the dot and the CR (research/libraries.md, smuggling table): "\r\n.\rX" reaches Data as
+// "\n" it drops both the dot and the CR (go-smtp v0.25.1, verified on the wire): "\r\n.\rX" reaches Data as
 // "\r\nX". What is stored is then plain CRLF text, so nothing can be smuggled through it, but the client did
 // send a bare CR and smtp.bare_newlines = "reject" promises to refuse such a message. Only the raw input shows
 // it. go-smtp's Debug writer gets every byte read (a tee above TLS) and every reply written, from the

@@ -20,7 +20,7 @@ type Trace struct {
 }
 
 // HeaderCompleter writes a message to dst with a Received field first and, when the header section has no
-// Message-ID or no Date, those fields added at its end (DESIGN.md; RFC 5322 3.6 requires Date, recommends
+// Message-ID or no Date, those fields added at its end (RFC 5322 3.6 requires Date, recommends
 // Message-ID). It buffers only the header section, at most MaxHeaderBytes; the body streams through unchanged.
 //
 // The header section is the run of lines from the start that are fields ("name:" with optional blanks before

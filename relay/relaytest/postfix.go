@@ -35,6 +35,9 @@ type PostfixOptions struct {
 	AuthWithoutTLS bool
 	// MainCF holds extra main.cf lines ("name = value"), applied last.
 	MainCF []string
+	// LogCommands has smtpd log every command its loopback clients send, for Transcripts. It logs much more
+	// than that (debug_peer_level = 2): leave it off where the log is not read.
+	LogCommands bool
 }
 
 // Postfix is a running private Postfix instance.
@@ -215,7 +218,8 @@ func (pf *Postfix) chownPostfix(rel string) error {
 }
 
 // writeSASL creates the Cyrus sasldb with the users and the smtpd.conf that points Postfix's smtpd at it.
-// Debian's Postfix reads $config_directory/sasl/smtpd.conf (research/exchange.md), so it lives in conf/sasl.
+// Debian's Postfix 3.7 reads $config_directory/sasl/smtpd.conf (seen with strace; cyrus_sasl_config_path is not
+// used), so it lives in conf/sasl.
 func (pf *Postfix) writeSASL(t testing.TB, opt PostfixOptions) {
 	t.Helper()
 	db := filepath.Join(pf.dir, "sasldb2")
@@ -298,6 +302,9 @@ func (pf *Postfix) writeConfig(t testing.TB, opt PostfixOptions) {
 		"minimal_backoff_time = 5s",
 		"maximal_backoff_time = 10s",
 		"queue_run_delay = 5s",
+	}
+	if opt.LogCommands {
+		main = append(main, postfixCommandLogging...)
 	}
 	main = append(main, opt.MainCF...)
 	listen := func(addr string) string {

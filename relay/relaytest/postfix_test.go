@@ -95,3 +95,30 @@ func TestPostfix_TwoInstancesAtOnce(t *testing.T) {
 		t.Errorf("IPv4 sink has %d messages, want 1", sink.MessageCount())
 	}
 }
+
+// TestPostfix_Transcripts: with LogCommands, the transcript of a swaks session over STARTTLS with AUTH LOGIN
+// lists its commands in order, the EHLO after STARTTLS included.
+func TestPostfix_Transcripts(t *testing.T) {
+	Require(t, "smtp-sink", "swaks", "postfix", "saslpasswd2")
+	RequireRoot(t)
+	sink := StartSink(t, SinkOptions{})
+	pf := StartPostfix(t, PostfixOptions{Users: map[string]string{"u": "p"}, RelayTo: sink.Addr(), LogCommands: true})
+	out, err := Swaks(t, "--server", pf.Addr(), "--tls", "--auth", "LOGIN", "--auth-user", "u", "--auth-password", "p",
+		"--ehlo", "swaks.test", "--from", "app@example.test", "--to", "dest@example.org")
+	if err != nil {
+		t.Fatalf("swaks: %v\n%s", err, out)
+	}
+	var got []string
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if ts := pf.Transcripts(); len(ts) == 1 && CountVerb(ts[0], "QUIT") == 1 {
+			got = ts[0]
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	want := "EHLO swaks.test|STARTTLS|EHLO swaks.test|AUTH LOGIN|MAIL FROM:<app@example.test>|RCPT TO:<dest@example.org>|DATA|QUIT"
+	if strings.Join(got, "|") != want {
+		t.Errorf("transcript %q\nwant %q\nmaillog:\n%s", strings.Join(got, "|"), want, pf.Log())
+	}
+}

@@ -169,3 +169,25 @@ func TestSink_LargeConcurrentMessagesComplete(t *testing.T) {
 		t.Errorf("%d messages, want %d", got, n)
 	}
 }
+
+// TestSink_Transcripts: the sink's transcript of a swaks session lists its commands in order, probes left out.
+func TestSink_Transcripts(t *testing.T) {
+	Require(t, "smtp-sink", "swaks")
+	sink := StartSink(t, SinkOptions{})
+	if out, err := Swaks(t, "--server", sink.Addr(), "--ehlo", "swaks.test", "--from", "a@example.test", "--to", "b@example.org"); err != nil {
+		t.Fatalf("swaks: %v\n%s", err, out)
+	}
+	sink.WaitMessages(t, 1, 10*time.Second)
+	var ts [][]string
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if ts = sink.Transcripts(); len(ts) == 1 && CountVerb(ts[0], "QUIT") == 1 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	want := "EHLO swaks.test|MAIL FROM:<a@example.test>|RCPT TO:<b@example.org>|DATA|.|QUIT"
+	if len(ts) != 1 || strings.Join(ts[0], "|") != want {
+		t.Errorf("transcripts %q, want one: %q\nsink log:\n%s", ts, want, sink.Log())
+	}
+}

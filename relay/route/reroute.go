@@ -82,7 +82,8 @@ type rule struct {
 	text   *regexp.Regexp // on the normalised text (normalise)
 }
 
-// rules is the one classification of receiver replies (research/peers.md §4), first match wins. The order
+// rules is the one classification of receiver replies, first match wins; every row is tested with a real reply
+// (reroute_test.go names where each was seen). The order
 // carries the policy:
 //   - a DMARC refusal is named first: receivers send it under 5.7.1, 5.7.26, 5.7.509 and more;
 //   - RFC 7372's X.7.25 (reverse DNS validation failed) is the receiver saying so explicitly;

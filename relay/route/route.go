@@ -7,9 +7,11 @@
 package route
 
 import (
+	"slices"
 	"strings"
 
 	"ptrelay/config"
+	"ptrelay/dnscheck"
 )
 
 // Route is where a recipient's next attempt goes.
@@ -27,40 +29,107 @@ type VerdictSource interface {
 	DirectOK() (ok, known bool)
 }
 
+// Rechecker is a VerdictSource that can be asked to judge again now: a direct attempt refused for this host's
+// reputation means the verdict that sent the mail direct was wrong or stale. dnscheck.Checker is one.
+type Rechecker interface {
+	Recheck()
+}
+
+// FamilyVerdicts is a VerdictSource that judges each address family of the egress on its own: direct delivery
+// then uses the families found fit (an IPv6 address without a PTR record is left out, IPv4 is used).
+// dnscheck.Checker is one.
+type FamilyVerdicts interface {
+	DirectFamilies() []dnscheck.Family
+}
+
+// The checker the daemon passes to delivery is all three; a method renamed there fails the build here.
+var (
+	_ VerdictSource  = (*dnscheck.Checker)(nil)
+	_ Rechecker      = (*dnscheck.Checker)(nil)
+	_ FamilyVerdicts = (*dnscheck.Checker)(nil)
+)
+
+// Policy is what routing decisions need from the configuration, read once by NewPolicy: a reload builds a new
+// Policy and the caller swaps it whole.
+type Policy struct {
+	// Mode is routing.mode resolved (never RoutingDefault): with no smart host, "smarthost" means direct.
+	Mode config.RoutingMode
+	// Smarthost: at least one smart host is configured.
+	Smarthost bool
+	// Reroute: routing.reroute applies, i.e. it is on, a smart host exists and the mode lets direct delivery fall
+	// back (auto or direct).
+	Reroute bool
+	Rules   []Rule
+}
+
+// Rule is one [[routing.rules]] entry with its lists normalised: domains lower-cased without a trailing dot,
+// senders lower-cased with "@example.com" written as "example.com".
+type Rule struct {
+	Domains []string
+	Senders []string
+	Via     Route
+}
+
+// NewPolicy reads the routing keys of a validated configuration. A rule with via = "smarthost" is left out while
+// no smart host is configured, so a rule can never strand mail; a rule with an unknown via (which validation
+// refuses) is left out rather than guessed.
+func NewPolicy(cfg *config.Config) *Policy {
+	p := &Policy{Mode: cfg.EffectiveRoutingMode(), Smarthost: cfg.Smarthost.Configured()}
+	if p.Mode == config.RoutingSmarthost && !p.Smarthost {
+		p.Mode = config.RoutingDirect
+	}
+	p.Reroute = cfg.Routing.Reroute && p.Smarthost && p.Mode != config.RoutingSmarthost
+	for _, r := range cfg.Routing.Rules {
+		var via Route
+		switch r.Via {
+		case config.ViaDirect:
+			via = Direct
+		case config.ViaSmarthost:
+			if !p.Smarthost {
+				continue
+			}
+			via = Smarthost
+		default:
+			continue
+		}
+		rule := Rule{Via: via}
+		for _, d := range r.Domains {
+			rule.Domains = append(rule.Domains, strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), "."))
+		}
+		for _, s := range r.Senders {
+			s = strings.ToLower(strings.TrimSpace(s))
+			if !strings.Contains(s, "@") || strings.HasPrefix(s, "@") {
+				s = strings.TrimSuffix(strings.TrimPrefix(s, "@"), ".") // a domain
+			}
+			rule.Senders = append(rule.Senders, s)
+		}
+		p.Rules = append(p.Rules, rule)
+	}
+	return p
+}
+
 // Decide returns the route for one recipient of a message from sender. Precedence:
-//  1. the first [[routing.rules]] entry whose domains contain the recipient's domain, or whose senders contain
-//     the sender address or the sender's domain (matching is case-insensitive; a rule with via = "smarthost" is
-//     ignored while no smart host is configured, so a rule can never strand mail);
+//  1. the first rule whose domains contain the recipient's domain, or whose senders contain the sender address
+//     or the sender's domain (matching is case-insensitive);
 //  2. routing.mode "direct" or "smarthost";
-//  3. "auto" (and the default ""): with no smart host, direct; with one, the verdict decides, and an unknown or
-//     missing verdict means the smart host (DESIGN.md: while the verdict is unknown, auto uses the smart host).
-func Decide(cfg *config.Config, sender, rcpt string, verdict VerdictSource) Route {
-	hasSmarthost := cfg.Smarthost.Configured()
+//  3. "auto": the verdict decides, and an unknown or missing verdict means the smart host (while the egress
+//     verdict is unknown, auto uses the smart host).
+func Decide(p *Policy, sender, rcpt string, verdict VerdictSource) Route {
 	rdom := Domain(rcpt)
 	sl := strings.ToLower(sender)
 	sdom := Domain(sender)
-	for _, r := range cfg.Routing.Rules {
-		via := Route(strings.ToLower(r.Via))
-		if via != Direct && via != Smarthost {
-			continue // validation rejects these; never guess a route from a typo
-		}
-		if via == Smarthost && !hasSmarthost {
-			continue
-		}
-		if matchDomain(r.Domains, rdom) || matchSender(r.Senders, sl, sdom) {
-			return via
+	for _, r := range p.Rules {
+		if (rdom != "" && slices.Contains(r.Domains, rdom)) || matchSender(r.Senders, sl, sdom) {
+			return r.Via
 		}
 	}
-	switch strings.ToLower(cfg.Routing.Mode) {
-	case string(Direct):
+	switch p.Mode {
+	case config.RoutingDirect:
 		return Direct
-	case string(Smarthost):
-		if hasSmarthost {
-			return Smarthost
-		}
-		return Direct
+	case config.RoutingSmarthost:
+		return Smarthost
 	}
-	if !hasSmarthost {
+	if !p.Smarthost {
 		return Direct
 	}
 	if verdict == nil {
@@ -83,33 +152,18 @@ func Domain(addr string) string {
 	return strings.TrimSuffix(strings.ToLower(addr[i+1:]), ".")
 }
 
-func matchDomain(list []string, dom string) bool {
-	if dom == "" {
-		return false
-	}
-	for _, d := range list {
-		if strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), ".") == dom {
-			return true
-		}
-	}
-	return false
-}
-
-// matchSender accepts an entry that is either a full address ("ceo@example.com") or a domain ("example.com",
-// also written "@example.com").
+// matchSender accepts an entry that is either a full address ("ceo@example.com") or a domain ("example.com"),
+// as NewPolicy normalised them.
 func matchSender(list []string, addr, dom string) bool {
 	if addr == "" {
 		return false // the null sender matches no sender rule: bounces follow the mode
 	}
 	for _, s := range list {
-		s = strings.ToLower(strings.TrimSpace(s))
-		if strings.Contains(s, "@") && !strings.HasPrefix(s, "@") {
+		if strings.Contains(s, "@") {
 			if s == addr {
 				return true
 			}
-			continue
-		}
-		if strings.TrimSuffix(strings.TrimPrefix(s, "@"), ".") == dom {
+		} else if s == dom {
 			return true
 		}
 	}

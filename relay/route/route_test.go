@@ -11,14 +11,14 @@ type fixedVerdict struct{ ok, known bool }
 func (v fixedVerdict) DirectOK() (bool, bool) { return v.ok, v.known }
 
 func TestDecide(t *testing.T) {
-	withSH := func(mode string, rules ...config.Rule) *config.Config {
+	withSH := func(mode config.RoutingMode, rules ...config.Rule) *config.Config {
 		c := &config.Config{}
 		c.Smarthost.Address = "smtp.isp.example:587"
 		c.Routing.Mode = mode
 		c.Routing.Rules = rules
 		return c
 	}
-	noSH := func(mode string, rules ...config.Rule) *config.Config {
+	noSH := func(mode config.RoutingMode, rules ...config.Rule) *config.Config {
 		c := withSH(mode, rules...)
 		c.Smarthost.Address = ""
 		return c
@@ -61,7 +61,7 @@ func TestDecide(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if got := Decide(c.cfg, c.from, c.to, c.verdict); got != c.want {
+			if got := Decide(NewPolicy(c.cfg), c.from, c.to, c.verdict); got != c.want {
 				t.Errorf("Decide(%q -> %q) = %s, want %s", c.from, c.to, got, c.want)
 			}
 		})
@@ -78,6 +78,31 @@ func TestDomain(t *testing.T) {
 	} {
 		if got := Domain(in); got != want {
 			t.Errorf("Domain(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestPolicy_Reroute: routing.reroute applies only with a smart host and a mode that delivers directly.
+func TestPolicy_Reroute(t *testing.T) {
+	for _, c := range []struct {
+		mode      config.RoutingMode
+		smarthost bool
+		reroute   bool
+		want      bool
+	}{
+		{"", true, true, true},
+		{"auto", true, true, true},
+		{"direct", true, true, true},
+		{"smarthost", true, true, false},
+		{"auto", false, true, false},
+		{"auto", true, false, false},
+	} {
+		cfg := &config.Config{Routing: config.Routing{Mode: c.mode, Reroute: c.reroute}}
+		if c.smarthost {
+			cfg.Smarthost.Address = "smtp.isp.example:587"
+		}
+		if got := NewPolicy(cfg).Reroute; got != c.want {
+			t.Errorf("mode %q, smart host %v, reroute %v: Reroute = %v, want %v", c.mode, c.smarthost, c.reroute, got, c.want)
 		}
 	}
 }

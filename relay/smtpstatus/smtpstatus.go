@@ -87,7 +87,7 @@ func (s Status) With(format string, args ...any) Status {
 	return s
 }
 
-// Named inbound replies (DESIGN.md "Replies users see"). The number is in the comment so grep finds it.
+// Named inbound replies (docs/exchange.md lists what a client sees). The number is in the comment so grep finds it.
 var (
 	Queued             = New(250, Enhanced{2, 0, 0}, "Ok: queued")                                // 250 2.0.0
 	RelayDenied        = New(554, Enhanced{5, 7, 1}, "Relay access denied")                       // 554 5.7.1
@@ -169,13 +169,4 @@ func (s Status) SMTPError() *smtp.SMTPError {
 		ec = smtp.NoEnhancedCode
 	}
 	return &smtp.SMTPError{Code: s.Code, EnhancedCode: ec, Message: s.Text}
-}
-
-// FromSMTPError converts a reply received by go-smtp's client into a Status, keeping the remote's words.
-func FromSMTPError(e *smtp.SMTPError) Status {
-	s := Status{Code: e.Code, Text: e.Message}
-	if e.EnhancedCode != smtp.NoEnhancedCode && e.EnhancedCode != smtp.EnhancedCodeNotSet {
-		s.Enhanced = Enhanced(e.EnhancedCode)
-	}
-	return s
 }

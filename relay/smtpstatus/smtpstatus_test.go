@@ -9,7 +9,7 @@ import (
 )
 
 // TestNamedStatuses walks every named reply: the enhanced class agrees with the basic code, and each is the
-// reply DESIGN.md promises.
+// reply the documentation promises (docs/exchange.md).
 func TestNamedStatuses(t *testing.T) {
 	cases := []struct {
 		name string
@@ -95,15 +95,5 @@ func TestToSMTP(t *testing.T) {
 	secret := errors.New("open /var/lib/ptrelay/queue.db: input/output error")
 	if !errors.As(ToSMTP(secret), &se) || se.Code != 451 || se.Message == secret.Error() {
 		t.Errorf("an unknown error became %v (the cause must not reach the client)", ToSMTP(secret))
-	}
-}
-
-func TestFromSMTPError(t *testing.T) {
-	st := FromSMTPError(&smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 25}, Message: "no PTR"})
-	if st.Code != 550 || st.Enhanced != (Enhanced{5, 7, 25}) || st.Text != "no PTR" {
-		t.Errorf("got %+v", st)
-	}
-	if st := FromSMTPError(&smtp.SMTPError{Code: 451, EnhancedCode: smtp.NoEnhancedCode}); st.Enhanced != (Enhanced{}) {
-		t.Errorf("no enhanced code became %v", st.Enhanced)
 	}
 }

@@ -1,14 +1,15 @@
-package delivery
+package smtpclient
 
 import (
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // deadlineConn puts a deadline on every Read and Write. go-smtp sets a deadline around each command but clears
-// it after DATA's 354, so the body is written with none and a receiver that stops reading would block us
-// forever (research/libraries.md 1b). When go-smtp asks for a deadline (a reply wait) it is honoured; otherwise
+// it after each reply, DATA's 354 included (go-smtp v0.25.1, Client.cmd), so the body is written with none and a receiver that
+// stops reading would block us forever. When go-smtp asks for a deadline (a reply wait) it is honoured; otherwise
 // each operation gets now + timeout, which bounds an idle peer without capping a long transfer that progresses.
 // It sits under tls.Client, so TLS records get the same treatment.
 type deadlineConn struct {
@@ -74,10 +75,10 @@ func (c *deadlineConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-// greetedConn replays a greeting we already read ourselves. We speak the pre-TLS part of the dialogue (greeting,
-// EHLO, STARTTLS) with net/textproto because go-smtp's STARTTLS path always sends "EHLO localhost" first and
-// has no public StartTLS; go-smtp then takes over a connection on which it expects a 220 greeting, so it is
-// given this synthetic one and its Hello sends our real EHLO (the required post-TLS EHLO, RFC 3207 4.2).
+// greetedConn gives go-smtp's client, after STARTTLS, the greeting it waits for before its first EHLO: the
+// server sent its real greeting before STARTTLS and sends none after it (RFC 3207 4.2), and go-smtp has no way
+// to start a client past the greeting. The client's Hello then sends the EHLO that RFC 3207 4.2 requires on
+// the encrypted session.
 type greetedConn struct {
 	net.Conn
 	pending []byte
@@ -90,4 +91,16 @@ func (g *greetedConn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	return g.Conn.Read(p)
+}
+
+// writeWatch records whether go-smtp's client has written anything: a failed Hello that wrote nothing failed at
+// the greeting, one that wrote failed at EHLO.
+type writeWatch struct {
+	net.Conn
+	wrote atomic.Bool
+}
+
+func (w *writeWatch) Write(p []byte) (int, error) {
+	w.wrote.Store(true)
+	return w.Conn.Write(p)
 }

@@ -1,0 +1,109 @@
+package delivery
+
+import (
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"ptrelay/config"
+	"ptrelay/relay/route"
+	"ptrelay/relay/smtpclient"
+)
+
+// Settings is the part of the configuration delivery works with, read once from a validated configuration by
+// NewSettings: choices are typed values here, never strings compared again. A reload builds new Settings and
+// Scheduler.Reload swaps them whole; the next pick-up and every session opened after it use them, and a session
+// in flight finishes its transaction with the ones it started with.
+type Settings struct {
+	Hostname string // the EHLO name, and the Reporting-MTA of DSNs
+	Routing  *route.Policy
+	Direct   DirectSettings
+	// Smarthosts are the smart hosts in order of preference (one today: [smarthost]); empty: none configured.
+	// The hop walk (hopwalk.go) takes them as candidates, as it takes the MX hosts of a domain.
+	Smarthosts []Smarthost
+
+	Concurrency    int // delivery.concurrency, at least 1
+	PerDestination int // delivery.per_destination, from 1 to Concurrency
+
+	RetryMin, RetryMax time.Duration // the backoff (Backoff)
+	Lifetime           time.Duration // queue.lifetime; 0: mail never expires
+	DelayWarning       time.Duration // queue.delay_warning; 0: no delay DSN
+}
+
+// DirectSettings is how mail goes to the recipient domain's MX hosts.
+type DirectSettings struct {
+	Port string             // delivery.port
+	Bind netip.Addr         // delivery.bind, the source of every outbound connection; invalid: the kernel's choice
+	TLS  smtpclient.TLSMode // delivery.tls
+}
+
+// Smarthost is one smart host: where it is, how the connection is secured and how ptrelay logs in.
+type Smarthost struct {
+	Name    string // the host's name in the list; "" for the single [smarthost]
+	Address string // "host:port" as configured
+	Host    string // Address without the port: resolved through the configured resolver, and the TLS name
+	Port    string
+	TLS     smtpclient.TLSMode
+	Verify  bool // smarthost.tls_verify: the certificate must chain to a trusted root and name Host
+
+	Username string // "" : no login
+	// Password reads the password when a session logs in, so a changed password file needs no reload.
+	Password func() (string, error)
+	// PasswordSource says where the password comes from, for the fix sentence of a refused login.
+	PasswordSource string
+}
+
+// NewSettings reads delivery's keys from a validated configuration.
+func NewSettings(cfg *config.Config) *Settings {
+	st := &Settings{
+		Hostname:     cfg.Hostname,
+		Routing:      route.NewPolicy(cfg),
+		RetryMin:     cfg.Queue.RetryMin.D(),
+		RetryMax:     cfg.Queue.RetryMax.D(),
+		Lifetime:     cfg.Queue.Lifetime.D(),
+		DelayWarning: cfg.Queue.DelayWarning.D(),
+	}
+	if st.Hostname == "" {
+		st.Hostname = "localhost" // config fills hostname from the OS; this only guards a hand-built Config
+	}
+	st.Concurrency, st.PerDestination = cfg.Delivery.Concurrency, cfg.Delivery.PerDestination
+	if st.Concurrency <= 0 {
+		st.Concurrency = 1
+	}
+	if st.PerDestination <= 0 || st.PerDestination > st.Concurrency {
+		st.PerDestination = st.Concurrency
+	}
+	st.Direct.Port = "25"
+	if cfg.Delivery.Port > 0 {
+		st.Direct.Port = strconv.Itoa(cfg.Delivery.Port)
+	}
+	if cfg.Delivery.Bind != "" {
+		st.Direct.Bind, _ = netip.ParseAddr(cfg.Delivery.Bind)
+	}
+	switch cfg.Delivery.TLS {
+	case config.DeliveryNoTLS:
+		st.Direct.TLS = smtpclient.TLSOff
+	case config.DeliveryVerify:
+		st.Direct.TLS = smtpclient.TLSRequired
+	default:
+		st.Direct.TLS = smtpclient.TLSOpportunistic
+	}
+	if sh := cfg.Smarthost; sh.Configured() {
+		h := Smarthost{Address: sh.Address, Host: sh.Address, Verify: sh.TLSVerify, Username: sh.Username,
+			Password: cfg.SmarthostPassword, PasswordSource: cfg.SmarthostPasswordSource()}
+		if host, port, err := net.SplitHostPort(sh.Address); err == nil {
+			h.Host, h.Port = host, port
+		}
+		switch sh.TLS {
+		case config.SmarthostNoTLS:
+			h.TLS = smtpclient.TLSOff
+		case config.SmarthostImplicit:
+			h.TLS = smtpclient.TLSImplicit
+		default:
+			h.TLS = smtpclient.TLSRequired
+		}
+		st.Smarthosts = append(st.Smarthosts, h)
+	}
+	return st
+}

@@ -1,0 +1,61 @@
+package smtpclient
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+)
+
+// TLSMode says whether and how a session is encrypted.
+type TLSMode int
+
+const (
+	TLSOff           TLSMode = iota // never: smarthost.tls = "none", delivery.tls = "none"
+	TLSOpportunistic                // STARTTLS when offered; plaintext when it is not offered or is refused
+	TLSRequired                     // STARTTLS must be offered and succeed
+	TLSImplicit                     // TLS from the first byte (port 465)
+)
+
+func (m TLSMode) String() string {
+	switch m {
+	case TLSOpportunistic:
+		return "opportunistic"
+	case TLSRequired:
+		return "required"
+	case TLSImplicit:
+		return "implicit"
+	}
+	return "off"
+}
+
+// TLSPolicy is how one connection is secured. It belongs to one candidate address, not to a route, so that a
+// policy about one host (an MX host's DANE TLSA records or its domain's MTA-STS policy) can require TLS and
+// check the certificate its own way for that host only.
+type TLSPolicy struct {
+	Mode TLSMode
+	// Verify checks that the certificate chains to RootCAs and names ServerName (PKIX). Without it the
+	// certificate is accepted as it comes, unless VerifyConnection refuses it.
+	Verify  bool
+	RootCAs *x509.CertPool // nil: the system's roots
+	// ServerName is the name sent as SNI and verified; "" means Spec.Host.
+	ServerName string
+	// VerifyConnection, when set, runs after every handshake with the connection's state (tls.Config's hook of
+	// the same name), after the PKIX check when Verify is set. Its error fails the handshake: DANE's match of
+	// the certificate against TLSA records belongs here.
+	VerifyConnection func(tls.ConnectionState) error
+	// MinVersion is the lowest TLS version accepted; 0 means crypto/tls's default for clients (TLS 1.2).
+	MinVersion uint16
+}
+
+func (p TLSPolicy) config(host string) *tls.Config {
+	name := p.ServerName
+	if name == "" {
+		name = host
+	}
+	return &tls.Config{
+		ServerName:         name,
+		RootCAs:            p.RootCAs,
+		InsecureSkipVerify: !p.Verify,
+		VerifyConnection:   p.VerifyConnection,
+		MinVersion:         p.MinVersion,
+	}
+}
