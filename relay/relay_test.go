@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"ptrelay/config"
+	"ptrelay/internal/testkit"
 )
 
 // startRelay runs a daemon in-process on a loopback port with the given extra TOML and returns it with its
@@ -68,20 +68,7 @@ socket = %q
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run returned %v on a clean stop", err)
-			}
-		case <-time.After(45 * time.Second):
-			t.Error("Run did not return after its context ended")
-		}
-	})
+	testkit.Serve(t, "Relay.Run", r.Run)
 	return r, r.listeners[0].Addr().String()
 }
 

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"ptrelay/internal/testkit"
 	"ptrelay/queue"
 	"ptrelay/relay/relaytest"
 )
@@ -75,7 +76,7 @@ func (n *notifyListener) index(from int, prefix string) int {
 func (n *notifyListener) wait(t *testing.T, from int, prefix string) int {
 	t.Helper()
 	i := -1
-	waitFor(t, 30*time.Second, func() string {
+	testkit.WaitForExplained(t, 30*time.Second, func() string {
 		return fmt.Sprintf("no %q datagram after #%d; got %q", prefix, from, n.all())
 	}, func() bool { i = n.index(from, prefix); return i >= 0 })
 	return i
@@ -106,7 +107,7 @@ func TestSignals_SdNotify(t *testing.T) {
 	if n.index(0, "STOPPING=1") >= 0 || n.index(0, "RELOADING=1") >= 0 {
 		t.Errorf("before any signal: %q", n.all())
 	}
-	waitFor(t, 30*time.Second, func() string { return fmt.Sprintf("fewer than 2 WATCHDOG=1: %q", n.all()) },
+	testkit.WaitForExplained(t, 30*time.Second, func() string { return fmt.Sprintf("fewer than 2 WATCHDOG=1: %q", n.all()) },
 		func() bool { return n.count("WATCHDOG=1") >= 2 })
 
 	// A transaction open across the reload completes.
@@ -125,7 +126,7 @@ func TestSignals_SdNotify(t *testing.T) {
 		t.Errorf("after SIGHUP: %v", err)
 	}
 	before := n.count("WATCHDOG=1")
-	waitFor(t, 30*time.Second, func() string { return "no watchdog ping after the reload" },
+	testkit.WaitForExplained(t, 30*time.Second, func() string { return "no watchdog ping after the reload" },
 		func() bool { return n.count("WATCHDOG=1") > before })
 
 	if code := d.Stop(); code != 0 {
@@ -183,7 +184,7 @@ func TestSignals_ReloadRefusesBrokenConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.Signal(syscall.SIGHUP)
-	waitFor(t, 30*time.Second, func() string { return "no refusal logged:\n" + tailLog(d) }, func() bool {
+	testkit.WaitForExplained(t, 30*time.Second, func() string { return "no refusal logged:\n" + tailLog(d) }, func() bool {
 		return strings.Contains(d.Stderr(), "reload refused")
 	})
 	var refusal string
@@ -202,7 +203,7 @@ func TestSignals_ReloadRefusesBrokenConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustPtrelay(t, d, "queue", "retry", first)
-	waitFor(t, 30*time.Second, func() string { return "no second attempt:\n" + tailLog(d) }, func() bool {
+	testkit.WaitForExplained(t, 30*time.Second, func() string { return "no second attempt:\n" + tailLog(d) }, func() bool {
 		m := queueList(t, d)[first]
 		return m != nil && m.Recipients[0].Attempts >= 2 && m.Recipients[0].State == queue.StateDeferred
 	})
@@ -222,7 +223,7 @@ func TestSignals_ReloadRefusesBrokenConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.Signal(syscall.SIGHUP)
-	waitFor(t, 30*time.Second, func() string { return "no reload logged:\n" + tailLog(d) }, func() bool {
+	testkit.WaitForExplained(t, 30*time.Second, func() string { return "no reload logged:\n" + tailLog(d) }, func() bool {
 		return strings.Contains(d.Stderr(), `msg="configuration reloaded"`) // serve's line, after Reload returned
 	})
 	if !strings.Contains(d.Stderr(), "next restart") || !strings.Contains(d.Stderr(), "dns.timeout") {
@@ -281,7 +282,7 @@ func TestSignals_SIGTERMUnderLoad(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, 30*time.Second, func() string { return "clients got no 250s:\n" + tailLog(d) }, func() bool {
+	testkit.WaitForExplained(t, 30*time.Second, func() string { return "clients got no 250s:\n" + tailLog(d) }, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(acked) >= 30
@@ -319,7 +320,7 @@ func TestSignals_SIGTERMUnderLoad(t *testing.T) {
 
 	// The drain left what it interrupted due at once: the restarted daemon delivers all of it.
 	d.Restart()
-	waitFor(t, 30*time.Second, func() string { return "queue not empty after the restart:\n" + tailLog(d) }, func() bool {
+	testkit.WaitForExplained(t, 30*time.Second, func() string { return "queue not empty after the restart:\n" + tailLog(d) }, func() bool {
 		return len(queueList(t, d)) == 0
 	})
 	atSink = map[string]bool{}
@@ -351,7 +352,7 @@ func TestSignals_SIGTERMLetsTransactionsFinish(t *testing.T) {
 		t.Fatalf("greeting %q, %v", greeting, err)
 	}
 	d.Signal(syscall.SIGTERM)
-	waitFor(t, 30*time.Second, func() string { return "no drain logged:\n" + tailLog(d) }, func() bool {
+	testkit.WaitForExplained(t, 30*time.Second, func() string { return "no drain logged:\n" + tailLog(d) }, func() bool {
 		return strings.Contains(d.Stderr(), "stopping")
 	})
 	// The idle session is told and closed.
@@ -381,7 +382,7 @@ func TestSignals_SIGTERMReturnsStalledDelivery(t *testing.T) {
 	stalled := inject(t, d.Addr(), "a@example.com", "b@example.org", "stalled")
 	held := inject(t, d.Addr(), "a@example.com", "c@example.org", "held in flight")
 	waitStates(t, d, "active", stalled, held)
-	waitFor(t, 30*time.Second, func() string { return "the deliveries never reached DATA:\n" + slow.Log() }, func() bool {
+	testkit.WaitForExplained(t, 30*time.Second, func() string { return "the deliveries never reached DATA:\n" + slow.Log() }, func() bool {
 		return strings.Count(slow.Log(), "DATA") >= 2
 	})
 	mustPtrelay(t, d, "queue", "hold", held)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"ptrelay/internal/testkit"
 	"ptrelay/queue"
 )
 
@@ -61,23 +62,12 @@ func serve(t *testing.T, srv *Server, path, group string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.ServeListener(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("ServeListener: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("the admin server did not stop")
-		}
+	t.Cleanup(func() { // after the server stopped (cleanups run last in, first out)
 		if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("socket file left behind after stop: %v", err)
 		}
 	})
+	testkit.Serve(t, "the admin server", func(ctx context.Context) error { return srv.ServeListener(ctx, ln) })
 }
 
 func (h *harness) put(t *testing.T, body string, rcpts ...string) string {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"ptrelay/config"
+	"ptrelay/internal/testkit"
 	"ptrelay/relay/relaytest"
 )
 
@@ -48,7 +49,7 @@ func legacyHandshake(t *testing.T, addr string, suite uint16) (*dialog, error) {
 }
 
 func TestTLS_LegacyRefusedByDefault(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	cfg := testConfig(t)
 	cfg.SMTP.TLSCert, cfg.SMTP.TLSKey, _ = writeTestCert(t, t.TempDir())
 	ts := startServer(t, cfg, serverOpt{log: slog.New(slog.NewTextHandler(logs, nil))})
@@ -75,7 +76,7 @@ func TestTLS_LegacyRefusedByDefault(t *testing.T) {
 }
 
 func TestTLS_LegacyAccepted(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	cfg := testConfig(t)
 	cfg.SMTP.TLSCert, cfg.SMTP.TLSKey, _ = writeTestCert(t, t.TempDir())
 	cfg.SMTP.TLSLegacy = true
@@ -209,7 +210,7 @@ func TestTLS_AutoCertificate(t *testing.T) {
 // default with a hint naming tls_legacy, and accepted with it.
 func TestTLS_RSAKeyExchangeOnly(t *testing.T) {
 	for _, legacy := range []bool{false, true} {
-		logs := &syncBuffer{}
+		logs := &testkit.Buffer{}
 		cfg := testConfig(t)
 		cfg.SMTP.TLSCert, cfg.SMTP.TLSKey, _ = writeTestCert(t, t.TempDir())
 		cfg.SMTP.TLSLegacy = legacy

@@ -16,10 +16,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"ptrelay/internal/testkit"
 )
 
 // E2EEnv is the environment variable that turns a missing peer from a skip into a failure.
-const E2EEnv = "PTRELAY_E2E"
+const E2EEnv = testkit.E2EEnv
 
 // peer says where a program lives besides $PATH and which Debian package ships it.
 type peer struct {
@@ -73,7 +75,7 @@ func Require(t testing.TB, progs ...string) {
 			if pkg == "" {
 				pkg = prog
 			}
-			missing(t, "end-to-end test needs "+prog+" (apt-get install "+pkg+")")
+			testkit.Missing(t, "end-to-end test needs "+prog+" (apt-get install "+pkg+")")
 		}
 	}
 }
@@ -82,17 +84,7 @@ func Require(t testing.TB, progs ...string) {
 // instance cannot be started otherwise.
 func RequireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		missing(t, "end-to-end test needs root (it starts a private Postfix instance)")
-	}
-}
-
-func missing(t testing.TB, why string) {
-	t.Helper()
-	if os.Getenv(E2EEnv) != "" && os.Getenv(E2EEnv) != "0" {
-		t.Fatal(why + "; " + E2EEnv + " is set, so this is a failure")
-	}
-	t.Skip(why + "; set " + E2EEnv + "=1 to make this a failure")
+	testkit.RequireRoot(t, "it starts a private Postfix instance")
 }
 
 // Path returns the absolute path of prog, after Require.

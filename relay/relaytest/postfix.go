@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"ptrelay/internal/testkit"
 )
 
 // PostfixOptions configures a private Postfix instance acting as an authenticated smart host.
@@ -143,7 +145,7 @@ func requireSASLPlugins(t testing.TB) {
 	} {
 		if m, _ := filepath.Glob(filepath.Join("/usr/lib/*/sasl2", lib.file)); len(m) == 0 {
 			if m, _ := filepath.Glob(filepath.Join("/usr/lib/sasl2", lib.file)); len(m) == 0 {
-				missing(t, "end-to-end test needs the Cyrus SASL plug-in "+lib.file+" (apt-get install "+lib.pkg+")")
+				testkit.Missing(t, "end-to-end test needs the Cyrus SASL plug-in "+lib.file+" (apt-get install "+lib.pkg+")")
 			}
 		}
 	}
