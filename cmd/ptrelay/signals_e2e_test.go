@@ -6,11 +6,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"ptrelay/internal/testkit"
 	"ptrelay/queue"
@@ -82,6 +85,32 @@ func (n *notifyListener) wait(t *testing.T, from int, prefix string) int {
 	return i
 }
 
+// mark sends a datagram of its own to the socket and waits until it has been read: every datagram sent
+// before it has been read too (a datagram socket keeps its queue in order).
+func (n *notifyListener) mark(t *testing.T) {
+	t.Helper()
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: n.path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const mark = "X_PTRELAY_TEST_MARK=1"
+	if _, err := c.Write([]byte(mark)); err != nil {
+		t.Fatal(err)
+	}
+	n.wait(t, 0, mark)
+}
+
+// clockMonotonicUsec reads CLOCK_MONOTONIC, the clock systemd compares MONOTONIC_USEC with.
+func clockMonotonicUsec(t *testing.T) int64 {
+	t.Helper()
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		t.Fatal(err)
+	}
+	return ts.Nano() / 1000
+}
+
 func (n *notifyListener) count(prefix string) int {
 	c := 0
 	for _, m := range n.all() {
@@ -112,10 +141,16 @@ func TestSignals_SdNotify(t *testing.T) {
 
 	// A transaction open across the reload completes.
 	open := openTransaction(t, d.Addr(), "a@example.com", "b@example.org")
+	before := clockMonotonicUsec(t)
 	d.Signal(syscall.SIGHUP)
 	reloading := n.wait(t, ready+1, "RELOADING=1")
-	if msg := n.all()[reloading]; !strings.Contains(msg, "\nMONOTONIC_USEC=") {
-		t.Errorf("RELOADING=1 without MONOTONIC_USEC (systemd's Type=notify-reload needs it): %q", msg)
+	after := clockMonotonicUsec(t)
+	// systemd's Type=notify-reload needs MONOTONIC_USEC, on CLOCK_MONOTONIC (one clock for every process).
+	msg := n.all()[reloading]
+	_, field, _ := strings.Cut(msg, "\nMONOTONIC_USEC=")
+	if usec, err := strconv.ParseInt(field, 10, 64); err != nil || usec < before || usec > after {
+		t.Errorf("RELOADING=1 datagram %q: MONOTONIC_USEC not within [%d, %d], CLOCK_MONOTONIC read before the "+
+			"signal and after the datagram", msg, before, after)
 	}
 	n.wait(t, reloading+1, "READY=1")
 	if id := open.finish(t, "open across reload"); states(queueList(t, d)[id]) != "deferred" && states(queueList(t, d)[id]) != "queued" {
@@ -125,9 +160,9 @@ func TestSignals_SdNotify(t *testing.T) {
 	if _, err := injectFrom(d.Addr(), "", "a@example.com", "b@example.org", "after reload"); err != nil {
 		t.Errorf("after SIGHUP: %v", err)
 	}
-	before := n.count("WATCHDOG=1")
+	pings := n.count("WATCHDOG=1")
 	testkit.WaitForExplained(t, 30*time.Second, func() string { return "no watchdog ping after the reload" },
-		func() bool { return n.count("WATCHDOG=1") > before })
+		func() bool { return n.count("WATCHDOG=1") > pings })
 
 	if code := d.Stop(); code != 0 {
 		t.Errorf("SIGTERM: exit %d\n%s", code, tailLog(d))
@@ -151,11 +186,18 @@ func TestSignals_WatchdogForAnotherPid(t *testing.T) {
 		Env:    []string{"NOTIFY_SOCKET=" + n.path, "WATCHDOG_USEC=200000", "WATCHDOG_PID=1"},
 	})
 	n.wait(t, 0, "READY=1")
-	time.Sleep(time.Second) // ten watchdog periods
+	// A watchdog of ours pings at once, then every 100 ms. The daemon's whole life is over once it has exited
+	// and our own datagram, queued behind everything it sent, has been read: then count.
+	if code := d.Stop(); code != 0 {
+		t.Errorf("SIGTERM: exit %d\n%s", code, tailLog(d))
+	}
+	n.mark(t)
+	if n.index(0, "STOPPING=1") < 0 {
+		t.Fatalf("the daemon's datagrams did not all arrive: %q", n.all())
+	}
 	if c := n.count("WATCHDOG=1"); c != 0 {
 		t.Errorf("%d WATCHDOG=1 pings for a watchdog that belongs to pid 1: %q", c, n.all())
 	}
-	d.Stop()
 }
 
 // TestSignals_ReloadRefusesBrokenConfig: a SIGHUP with a broken file is refused with a log line naming the
