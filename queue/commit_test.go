@@ -157,12 +157,12 @@ func TestCommit_RetriedBatchIsIdempotent(t *testing.T) {
 	if runsA.Load() != 2 {
 		t.Fatalf("A ran %d times; the test needs the batch to be retried (2 runs)", runsA.Load())
 	}
-	ma, _ := s.Get(a)
-	mc, _ := s.Get(c)
+	ma := mustGet(t, s, a)
+	mc := mustGet(t, s, c)
 	if ma.Recipients[0].Attempts != 1 || len(ma.Recipients[0].History) != 1 || mc.Recipients[0].Attempts != 1 {
 		t.Fatalf("effects not applied exactly once: A %+v, C %+v", ma.Recipients[0], mc.Recipients[0])
 	}
-	list, _ := s.List()
+	list := mustList(t, s)
 	var dsns []string
 	for _, m := range list {
 		if m.Envelope.IsDSN {

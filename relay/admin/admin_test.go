@@ -136,7 +136,10 @@ func TestAdmin_ReadVerbs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	local, _ := h.store.List()
+	local, err := h.store.List()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !sameJSON(t, msgs, local) {
 		t.Errorf("List over the socket differs from the store's")
 	}
@@ -264,8 +267,8 @@ func TestAdmin_WriteVerbs(t *testing.T) {
 	if err != nil || n != 2 {
 		t.Fatalf("Delete all: %d, %v", n, err)
 	}
-	if left, _ := h.store.List(); len(left) != 0 {
-		t.Errorf("%d messages left after delete -all", len(left))
+	if left, err := h.store.List(); err != nil || len(left) != 0 {
+		t.Errorf("after delete -all: %d messages left, %v", len(left), err)
 	}
 }
 
@@ -276,8 +279,8 @@ func TestAdmin_BadSelectionRefused(t *testing.T) {
 			t.Errorf("Delete(%+v): %d, %v: want a refusal", sel, n, err)
 		}
 	}
-	if left, _ := h.store.List(); len(left) != 3 {
-		t.Errorf("a refused selection deleted messages: %d left", len(left))
+	if left, err := h.store.List(); err != nil || len(left) != 3 {
+		t.Errorf("after a refused selection: %d messages left (want 3), %v", len(left), err)
 	}
 }
 
