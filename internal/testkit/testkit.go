@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -43,6 +44,25 @@ func RequireRoot(t testing.TB, why string) {
 	if os.Geteuid() != 0 {
 		Missing(t, "end-to-end test needs root ("+why+")")
 	}
+}
+
+// SeedEnv replays a randomised test: set it to the seed a run logged.
+const SeedEnv = "PTRELAY_TEST_SEED"
+
+// Seed returns the seed of a randomised test's random source: $PTRELAY_TEST_SEED when set (a replay),
+// otherwise a new one. It is logged, so a failing run says how to replay it.
+func Seed(t testing.TB) uint64 {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv(SeedEnv); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("%s=%q: not a seed (an unsigned decimal number)", SeedEnv, v)
+		}
+		seed = n
+	}
+	t.Logf("random seed %d; replay with %s=%d go test -run '^%s$'", seed, SeedEnv, seed, t.Name())
+	return seed
 }
 
 // PollInterval is how often WaitFor evaluates its condition.

@@ -163,3 +163,10 @@ func TestMissingHelper(t *testing.T) {
 	Missing(t, "test needs frobnicator (apt-get install frob)")
 	t.Error("Missing returned")
 }
+
+func TestSeed_FromEnvironment(t *testing.T) {
+	t.Setenv(SeedEnv, "42")
+	if s := Seed(t); s != 42 {
+		t.Errorf("Seed = %d with %s=42", s, SeedEnv)
+	}
+}
