@@ -323,9 +323,7 @@ func TestOps_QueueVerbsOffline(t *testing.T) {
 // Neither may fall back to the database or act on the queue.
 func TestOps_AdminSocketRefusesOtherUsers(t *testing.T) {
 	relaytest.Require(t, "setpriv")
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run the client as another user")
-	}
+	testkit.RequireRoot(t, "it runs the client as another user")
 	t.Parallel()
 	// A directory nobody can reach: the binary, its configuration and the socket live there; the queue does not.
 	pub, err := os.MkdirTemp("", "ptrelay-nobody-")

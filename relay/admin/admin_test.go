@@ -402,9 +402,7 @@ func TestListen_SocketMode(t *testing.T) {
 		t.Errorf("socket without group: %v, %v; want a socket with mode 0600", fi.Mode(), err)
 	}
 
-	if os.Geteuid() != 0 {
-		t.Skip("giving the socket to another group needs root")
-	}
+	testkit.RequireRoot(t, "it gives the socket to another group")
 	grouped := filepath.Join(dir, "grouped.sock")
 	serve(t, NewServer(fakeQueue{}, nil, nil, nil), grouped, "nogroup")
 	fi, err := os.Stat(grouped)
