@@ -1,14 +1,14 @@
 // Package relaytest holds the test helpers shared by ptrelay's packages: it finds and launches the real mail
-// peers the end-to-end tests talk to (smtp-sink, a private Postfix smart host, swaks, msmtp, smtp-source), makes
-// test certificates, picks loopback ports, and builds and drives the ptrelay binary for tests that need a real
-// process (signals, kill -9 recovery).
+// peers the end-to-end tests talk to (smtp-sink, a private Postfix as smart host or as MX, swaks, msmtp,
+// smtp-source), makes test certificates and a test CA, picks loopback ports, and builds and drives the ptrelay
+// binary for tests that need a real process (signals, kill -9 recovery, the system's trusted roots).
 //
 // It is imported only from _test.go files. It knows nothing of ptrelay's internals: peers are configured through
 // their own command lines and files, and the daemon through its TOML configuration.
 //
 // A test that needs an external program calls Require first. When the program is missing the test is skipped
 // with the reason and the Debian package to install; with PTRELAY_E2E=1 (set by scripts/test, so CI) it fails
-// instead, so that the end-to-end suite cannot silently vanish.
+// instead, so that the end-to-end suite cannot silently vanish (internal/testkit.Missing decides).
 package relaytest
 
 import (
