@@ -9,6 +9,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"ptrelay/internal/testkit"
 )
 
 // TestCommit_Concurrent: 50 goroutines commit at once (group commit gathers them); every message is there with
@@ -90,12 +92,8 @@ func holdLoop(t *testing.T, s *Store) (release func()) {
 // waitQueued waits (bounded) until n requests wait for the commit loop.
 func waitQueued(t *testing.T, s *Store, n int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for len(s.reqs) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d requests queued, want %d", len(s.reqs), n)
-		}
-		time.Sleep(time.Millisecond)
+	if !testkit.Eventually(5*time.Second, func() bool { return len(s.reqs) >= n }) {
+		t.Fatalf("only %d requests queued, want %d", len(s.reqs), n)
 	}
 }
 

@@ -44,19 +44,16 @@ func startCaptureSink(t *testing.T) *captureSink {
 
 func (cs *captureSink) wait(t *testing.T, n int) [][]byte {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	var got [][]byte
+	testkit.WaitForExplained(t, 60*time.Second, func() string {
+		return fmt.Sprintf("the sink got %d messages, want %d", len(got), n)
+	}, func() bool {
 		cs.mu.Lock()
-		got := append([][]byte(nil), cs.msgs...)
+		got = append([][]byte(nil), cs.msgs...)
 		cs.mu.Unlock()
-		if len(got) >= n {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the sink got %d messages, want %d", len(got), n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return len(got) >= n
+	})
+	return got
 }
 
 type captureSession struct{ cs *captureSink }

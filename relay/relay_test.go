@@ -90,20 +90,13 @@ tls_legacy = true`)
 	}
 	_ = c.Quit()
 
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st := r.status()
-		if len(st.TLSClients) == 1 {
-			got := st.TLSClients[0]
-			if got.Client != "127.0.0.1" || got.Version != "TLS1.0" || got.Cipher != "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA" || !got.Legacy() {
-				t.Fatalf("TLS client recorded as %+v", got)
-			}
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no TLS client in status after a TLS 1.0 session: %+v", st.TLSClients)
-		}
-		time.Sleep(20 * time.Millisecond)
+	testkit.WaitFor(t, 10*time.Second, "a TLS client in status after a TLS 1.0 session", func() bool {
+		return len(r.status().TLSClients) > 0
+	})
+	st := r.status()
+	if got := st.TLSClients[0]; len(st.TLSClients) != 1 || got.Client != "127.0.0.1" || got.Version != "TLS1.0" ||
+		got.Cipher != "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA" || !got.Legacy() {
+		t.Fatalf("TLS clients recorded as %+v", st.TLSClients)
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"ptrelay/internal/testkit"
 )
 
 func TestSink_SwaksEnvelopeAndBody(t *testing.T) {
@@ -102,10 +104,7 @@ func TestSink_SmtpSourceLoad(t *testing.T) {
 	if err != nil {
 		t.Fatalf("smtp-source: %v\n%s", err, out)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for s.MessageCount() < 40 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(10*time.Second, func() bool { return s.MessageCount() >= 40 })
 	if s.MessageCount() != 40 || s.Sessions() != 40 {
 		t.Fatalf("count %d sessions %d, want 40 and 40\n%s", s.MessageCount(), s.Sessions(), tail(s.Log(), 2000))
 	}
