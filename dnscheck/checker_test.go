@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 
 	"ptrelay/dnscheck"
 	"ptrelay/dnscheck/dnstest"
+	"ptrelay/internal/testkit"
 )
 
 func newChecker(t *testing.T, o dnscheck.Options) *dnscheck.Checker {
@@ -132,22 +132,7 @@ func TestChecker_NoEgressOfFamily(t *testing.T) {
 
 // runChecker starts Run and stops it (waiting for it) at the end of the test.
 func runChecker(t *testing.T, c *dnscheck.Checker) {
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); c.Run(ctx) }()
-	t.Cleanup(func() { cancel(); wg.Wait() })
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Serve(t, "Checker.Run", func(ctx context.Context) error { c.Run(ctx); return nil })
 }
 
 func TestChecker_EgressChangeTriggersCheck(t *testing.T) {
@@ -161,13 +146,13 @@ func TestChecker_EgressChangeTriggersCheck(t *testing.T) {
 		Discovery: []string{"dns"}, Whoami: []string{srv.Addr()}, Families: []dnscheck.Family{dnscheck.IPv4},
 		CheckInterval: time.Hour, EgressPoll: 20 * time.Millisecond, Timeout: time.Second})
 	runChecker(t, c)
-	waitFor(t, "first verdict", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "first verdict", func() bool {
 		r, ok := c.Report(dnscheck.IPv4)
 		return ok && r.Verdict == dnscheck.VerdictDirectOK
 	})
 
 	current.Store("127.0.0.22") // the ISP hands out a new address, one without a PTR
-	waitFor(t, "verdict for the new address", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "verdict for the new address", func() bool {
 		r, _ := c.Report(dnscheck.IPv4)
 		return r.Egress.IP == netip.MustParseAddr("127.0.0.22") && r.Verdict == dnscheck.VerdictSmarthost
 	})
@@ -178,13 +163,13 @@ func TestChecker_Recheck(t *testing.T) {
 	c := newChecker(t, dnscheck.Options{Resolver: newResolver(t, srv.Addr()), Hostname: "mail.good.test",
 		EgressIP: "127.0.0.25", Families: []dnscheck.Family{dnscheck.IPv4}, CheckInterval: time.Hour})
 	runChecker(t, c)
-	waitFor(t, "first verdict", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "first verdict", func() bool {
 		r, ok := c.Report(dnscheck.IPv4)
 		return ok && r.Verdict == dnscheck.VerdictDirectOK
 	})
 	srv.Remove("relay.good.test", dns.TypeA) // FCrDNS now fails
 	c.Recheck()
-	waitFor(t, "verdict after Recheck", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "verdict after Recheck", func() bool {
 		r, _ := c.Report(dnscheck.IPv4)
 		return r.Verdict == dnscheck.VerdictSmarthost
 	})
@@ -211,7 +196,7 @@ func TestChecker_UpdateOnReload(t *testing.T) {
 		EgressIP: "127.0.0.21", Families: []dnscheck.Family{dnscheck.IPv4}, CheckInterval: time.Hour}
 	c := newChecker(t, o)
 	runChecker(t, c)
-	waitFor(t, "first verdict", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "first verdict", func() bool {
 		r, ok := c.Report(dnscheck.IPv4)
 		return ok && r.Verdict == dnscheck.VerdictDirectOK
 	})
@@ -219,7 +204,7 @@ func TestChecker_UpdateOnReload(t *testing.T) {
 	if err := c.Update(o); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "verdict after Update", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "verdict after Update", func() bool {
 		r, _ := c.Report(dnscheck.IPv4)
 		return r.Egress.IP == netip.MustParseAddr("127.0.0.22") && r.Verdict == dnscheck.VerdictSmarthost
 	})

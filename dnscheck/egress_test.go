@@ -13,6 +13,7 @@ import (
 
 	"ptrelay/dnscheck"
 	"ptrelay/dnscheck/dnstest"
+	"ptrelay/internal/testkit"
 )
 
 // whoamiServer answers like resolver1.opendns.com (A/AAAA myip.opendns.com) with the querying address.
@@ -59,7 +60,7 @@ func TestWhoami_GoogleTXTStyle(t *testing.T) {
 
 func TestWhoami_IPv6(t *testing.T) {
 	if ln, err := net.Listen("tcp6", "[::1]:0"); err != nil {
-		t.Skipf("no IPv6 loopback: %v", err)
+		testkit.Missing(t, "test needs the IPv6 loopback address ::1: "+err.Error())
 	} else {
 		ln.Close()
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"ptrelay/internal/testkit"
 	"ptrelay/relay/relaytest"
 )
 
@@ -75,11 +76,15 @@ var exposureLine = regexp.MustCompile(`Overall exposure level for \S+: ([0-9.]+)
 
 func TestUnit_SecurityExposure(t *testing.T) {
 	relaytest.Require(t, "systemd-analyze")
-	if out, _ := analyze(t, "security", "--help"); !strings.Contains(out, "--offline") {
-		t.Skip("this systemd-analyze has no security --offline (systemd < 250)")
+	out, err := analyze(t, "security", "--help")
+	if err != nil {
+		t.Fatalf("systemd-analyze security --help: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "--offline") {
+		testkit.Missing(t, "test needs systemd-analyze security --offline (systemd 250 or later)")
 	}
 	unit := stage(t)
-	out, err := analyze(t, "security", "--offline=true", unit)
+	out, err = analyze(t, "security", "--offline=true", unit)
 	if err != nil {
 		t.Fatalf("systemd-analyze security: %v\n%s", err, out)
 	}

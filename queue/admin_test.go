@@ -38,11 +38,11 @@ func TestAdmin_Verbs(t *testing.T) {
 	if n != 2 || !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), unknown) {
 		t.Fatalf("Hold = %d, %v", n, err)
 	}
-	ma, _ := s.Get(a)
+	ma := mustGet(t, s, a)
 	if r := ma.Recipients; r[0].State != StateActive || !r[0].HoldPending || r[1].State != StateHold || r[1].HeldFrom != StateDeferred {
 		t.Fatalf("after Hold: %+v", r)
 	}
-	if due, _ := s.Due(t0.Add(48*time.Hour), 10); len(due) != 0 {
+	if due := mustDue(t, s, t0.Add(48*time.Hour), 10); len(due) != 0 {
 		t.Fatalf("held messages are due: %d", len(due))
 	}
 	noNotify(t, s)
@@ -55,7 +55,7 @@ func TestAdmin_Verbs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ma, _ = s.Get(a)
+	ma = mustGet(t, s, a)
 	if r := ma.Recipients[0]; r.State != StateHold || r.HeldFrom != StateDeferred || r.HoldPending {
 		t.Fatalf("pending hold not applied: %+v", r)
 	}
@@ -66,8 +66,8 @@ func TestAdmin_Verbs(t *testing.T) {
 		t.Fatalf("Release = %d, %v", n, err)
 	}
 	waitNotify(t, s)
-	ma, _ = s.Get(a)
-	mb, _ := s.Get(b)
+	ma = mustGet(t, s, a)
+	mb := mustGet(t, s, b)
 	if ma.Recipients[1].State != StateDeferred || !ma.Recipients[1].NextAttempt.Equal(t0) || mb.Recipients[0].State != StateQueued {
 		t.Fatalf("after Release: %+v / %+v", ma.Recipients, mb.Recipients)
 	}
@@ -79,14 +79,14 @@ func TestAdmin_Verbs(t *testing.T) {
 		return nil
 	})
 	drainNotify(s)
-	if due, _ := s.Due(t0, 10); len(due) != 1 || due[0].ID != b {
+	if due := mustDue(t, s, t0, 10); len(due) != 1 || due[0].ID != b {
 		t.Fatalf("before Retry: %d due", len(due))
 	}
 	if n, err := s.Retry(Selector{IDs: []string{a}}); n != 1 || err != nil {
 		t.Fatalf("Retry = %d, %v", n, err)
 	}
 	waitNotify(t, s)
-	if due, _ := s.Due(t0, 10); len(due) != 2 {
+	if due := mustDue(t, s, t0, 10); len(due) != 2 {
 		t.Fatalf("after Retry: %d due", len(due))
 	}
 
@@ -94,7 +94,7 @@ func TestAdmin_Verbs(t *testing.T) {
 	if n, err := s.Bounce(Selector{IDs: []string{b}}); n != 1 || err != nil {
 		t.Fatalf("Bounce = %d, %v", n, err)
 	}
-	if mb, _ := s.Get(b); !mb.Recipients[0].BounceNow {
+	if mb := mustGet(t, s, b); !mb.Recipients[0].BounceNow {
 		t.Fatal("BounceNow not set")
 	}
 	n, err = s.Delete(Selector{IDs: []string{a, unknown}})
@@ -107,10 +107,10 @@ func TestAdmin_Verbs(t *testing.T) {
 	if n, err := s.Delete(Selector{All: true}); n != 1 || err != nil {
 		t.Fatalf("Delete all = %d, %v", n, err)
 	}
-	if st, _ := s.Stats(); st.Messages != 0 {
+	if st := mustStats(t, s); st.Messages != 0 {
 		t.Fatalf("Stats after delete: %+v", st)
 	}
-	if _, ok, _ := s.NextDue(); ok {
+	if _, ok := mustNextDue(t, s); ok {
 		t.Fatal("due index not empty after delete")
 	}
 	if _, err := s.Retry(Selector{}); err == nil {

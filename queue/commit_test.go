@@ -9,6 +9,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"ptrelay/internal/testkit"
 )
 
 // TestCommit_Concurrent: 50 goroutines commit at once (group commit gathers them); every message is there with
@@ -90,12 +92,8 @@ func holdLoop(t *testing.T, s *Store) (release func()) {
 // waitQueued waits (bounded) until n requests wait for the commit loop.
 func waitQueued(t *testing.T, s *Store, n int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for len(s.reqs) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d requests queued, want %d", len(s.reqs), n)
-		}
-		time.Sleep(time.Millisecond)
+	if !testkit.Eventually(5*time.Second, func() bool { return len(s.reqs) >= n }) {
+		t.Fatalf("only %d requests queued, want %d", len(s.reqs), n)
 	}
 }
 
@@ -157,12 +155,12 @@ func TestCommit_RetriedBatchIsIdempotent(t *testing.T) {
 	if runsA.Load() != 2 {
 		t.Fatalf("A ran %d times; the test needs the batch to be retried (2 runs)", runsA.Load())
 	}
-	ma, _ := s.Get(a)
-	mc, _ := s.Get(c)
+	ma := mustGet(t, s, a)
+	mc := mustGet(t, s, c)
 	if ma.Recipients[0].Attempts != 1 || len(ma.Recipients[0].History) != 1 || mc.Recipients[0].Attempts != 1 {
 		t.Fatalf("effects not applied exactly once: A %+v, C %+v", ma.Recipients[0], mc.Recipients[0])
 	}
-	list, _ := s.List()
+	list := mustList(t, s)
 	var dsns []string
 	for _, m := range list {
 		if m.Envelope.IsDSN {

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"ptrelay/internal/testkit"
 )
 
 // The crash test runs this test binary again as a child (TestCrashChild with crashEnv set) that commits messages
@@ -19,12 +21,20 @@ import (
 // moment, reopens the queue and checks that every printed ID is there with its whole body, and that no message
 // exists whose body is not whole.
 
-const crashEnv = "PTRELAY_QUEUE_CRASH_DIR"
+const (
+	crashEnv     = "PTRELAY_QUEUE_CRASH_DIR"
+	crashSeedEnv = "PTRELAY_QUEUE_CRASH_SEED" // the child's random seed, from the parent's (testkit.Seed)
+)
 
 func TestCrashChild(t *testing.T) {
 	dir := os.Getenv(crashEnv)
 	if dir == "" {
 		t.Skip("helper process for TestCrash")
+	}
+	seed, err := strconv.ParseUint(os.Getenv(crashSeedEnv), 10, 64)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child seed:", err)
+		os.Exit(2)
 	}
 	s, err := Open(Options{Dir: dir, InlineMax: 16 << 10, OpenTimeout: 5 * time.Second})
 	if err != nil {
@@ -40,6 +50,7 @@ func TestCrashChild(t *testing.T) {
 	// A deliverer claims due messages (active, next attempt recorded first) and finishes some of them, so
 	// kills also land in the middle of updates and removals.
 	go func() {
+		rng := rand.New(rand.NewPCG(seed, 100)) // one source per goroutine: a rand.Rand is not safe for sharing
 		for {
 			due, err := s.Due(time.Now(), 4)
 			if err != nil {
@@ -58,7 +69,7 @@ func TestCrashChild(t *testing.T) {
 					return
 				}
 				say("CLAIM %s\n", m.ID)
-				if rand.IntN(2) == 0 {
+				if rng.IntN(2) == 0 {
 					continue // left active: the crash must turn it into deferred
 				}
 				err = s.Update(m.ID, func(m *Message, tx *Tx) error {
@@ -82,9 +93,10 @@ func TestCrashChild(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			rng := rand.New(rand.NewPCG(seed, uint64(g)))
 			for i := 0; ; i++ {
 				seed := fmt.Sprintf("p%d-g%d-%d", os.Getpid(), g, i)
-				size := 100 + rand.IntN(64<<10)
+				size := 100 + rng.IntN(64<<10)
 				w, err := s.NewWriter()
 				if err != nil {
 					return
@@ -148,10 +160,13 @@ func TestCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	all := &crashLog{acked: map[string]acked{}, claimed: map[string]bool{}, gone: map[string]bool{}}
+	// The kill moments and the children's choices come from one seed, logged for a replay. (The goroutines'
+	// interleaving is the scheduler's: a replay repeats the choices, not necessarily the crash.)
+	rng := rand.New(rand.NewPCG(testkit.Seed(t), 0))
 	const rounds = 4
 	for round := range rounds {
 		cmd := exec.Command(exe, "-test.run=^TestCrashChild$")
-		cmd.Env = append(os.Environ(), crashEnv+"="+dir)
+		cmd.Env = append(os.Environ(), crashEnv+"="+dir, fmt.Sprintf("%s=%d", crashSeedEnv, rng.Uint64()))
 		cmd.Stderr = os.Stderr
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
@@ -170,7 +185,7 @@ func TestCrash(t *testing.T) {
 		}()
 		// Kill after a random number of acknowledged messages (and a random extra moment), so the kill lands
 		// in every phase of a commit: writing, fsync, rename, transaction.
-		killAfter := 3 + rand.IntN(30)
+		killAfter := 3 + rng.IntN(30)
 		got := 0
 		deadline := time.After(20 * time.Second)
 	wait:
@@ -187,7 +202,7 @@ func TestCrash(t *testing.T) {
 				break wait
 			}
 		}
-		time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond)
+		time.Sleep(time.Duration(rng.IntN(3000)) * time.Microsecond)
 		cmd.Process.Signal(syscall.SIGKILL)
 		for l := range lines { // lines printed before the kill count too
 			if all.line(l) {
@@ -262,10 +277,10 @@ func checkCrashState(t *testing.T, dir string, all *crashLog) {
 			t.Fatalf("acknowledged message %s lost", id)
 		}
 	}
-	if due, _ := s.Due(time.Now().Add(48*time.Hour), 1<<20); len(due) != waiting {
+	if due := mustDue(t, s, time.Now().Add(48*time.Hour), 1<<20); len(due) != waiting {
 		t.Fatalf("due index has %d messages, %d are waiting", len(due), waiting)
 	}
-	if c, _ := s.Corrupt(); len(c) != 0 {
+	if c := mustCorrupt(t, s); len(c) != 0 {
 		t.Fatalf("corrupt records after a crash: %v", c)
 	}
 	for _, f := range spoolFiles(t, dir) {

@@ -52,14 +52,14 @@ func TestDue_OrderAndStates(t *testing.T) {
 			t.Errorf("Due(%v, %d) = %v, want %v", c.at, c.max, g, c.want)
 		}
 	}
-	if at, ok, _ := s.NextDue(); !ok || !at.Equal(t0) {
+	if at, ok := mustNextDue(t, s); !ok || !at.Equal(t0) {
 		t.Fatalf("NextDue = %v %v, want %v", at, ok, t0)
 	}
 	// An admin bounce makes the late message due first, whatever its NextAttempt.
 	if n, err := s.Bounce(Selector{IDs: []string{late}}); n != 1 || err != nil {
 		t.Fatalf("Bounce = %d, %v", n, err)
 	}
-	got, _ := s.Due(t0.Add(-time.Hour), 10)
+	got := mustDue(t, s, t0.Add(-time.Hour), 10)
 	if len(got) != 1 || got[0].ID != late || !got[0].Recipients[0].BounceNow {
 		t.Fatalf("after Bounce, Due = %v", ids(got))
 	}

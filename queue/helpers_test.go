@@ -129,3 +129,60 @@ func noNotify(t *testing.T, s *Store) {
 type fakeClock struct{ t time.Time }
 
 func (c *fakeClock) now() time.Time { return c.t }
+
+// The store's read methods, failing the test on an error: an "it is empty" check must not pass because the
+// read failed.
+
+func mustList(t *testing.T, s *Store) []*Message {
+	t.Helper()
+	l, err := s.List()
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	return l
+}
+
+func mustGet(t *testing.T, s *Store, id string) *Message {
+	t.Helper()
+	m, err := s.Get(id)
+	if err != nil {
+		t.Fatalf("Get(%s): %v", id, err)
+	}
+	return m
+}
+
+func mustDue(t *testing.T, s *Store, now time.Time, max int) []*Message {
+	t.Helper()
+	due, err := s.Due(now, max)
+	if err != nil {
+		t.Fatalf("Due: %v", err)
+	}
+	return due
+}
+
+func mustNextDue(t *testing.T, s *Store) (time.Time, bool) {
+	t.Helper()
+	at, ok, err := s.NextDue()
+	if err != nil {
+		t.Fatalf("NextDue: %v", err)
+	}
+	return at, ok
+}
+
+func mustStats(t *testing.T, s *Store) Stats {
+	t.Helper()
+	st, err := s.Stats()
+	if err != nil {
+		t.Fatalf("Stats: %v", err)
+	}
+	return st
+}
+
+func mustCorrupt(t *testing.T, s *Store) []CorruptRecord {
+	t.Helper()
+	c, err := s.Corrupt()
+	if err != nil {
+		t.Fatalf("Corrupt: %v", err)
+	}
+	return c
+}

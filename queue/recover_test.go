@@ -60,7 +60,7 @@ func TestRecover_ActiveBecomesDeferred(t *testing.T) {
 			t.Errorf("recipient %d: %s at %v, want %s at %v", i, r.State, r.NextAttempt, want, retryAt)
 		}
 	}
-	if at, ok, _ := s.NextDue(); !ok || !at.Equal(retryAt) {
+	if at, ok := mustNextDue(t, s); !ok || !at.Equal(retryAt) {
 		t.Fatalf("NextDue = %v %v; the recovered recipients must be indexed at their retry time", at, ok)
 	}
 }
@@ -105,13 +105,13 @@ func TestRecover_Quarantine(t *testing.T) {
 	if c, err := ro.Corrupt(); err != nil || len(c) != 3 {
 		t.Fatalf("read-only Corrupt = %v, %v", c, err)
 	}
-	if l, _ := ro.List(); len(l) != 2 {
+	if l := mustList(t, ro); len(l) != 2 {
 		t.Fatalf("read-only List = %d messages, want 2 decodable", len(l))
 	}
 	ro.Close()
 
 	s = openTest(t, dir) // must not fail
-	list, _ := s.List()
+	list := mustList(t, s)
 	if len(list) != 1 || list[0].ID != good {
 		t.Fatalf("List = %v, want only %s", list, good)
 	}
@@ -140,15 +140,15 @@ func TestRecover_Quarantine(t *testing.T) {
 	if len(corrupt) != len(want) {
 		t.Errorf("%d corrupt records, want %d: %v", len(corrupt), len(want), corrupt)
 	}
-	if st, _ := s.Stats(); st.Corrupt != len(want) || st.Messages != 1 {
+	if st := mustStats(t, s); st.Corrupt != len(want) || st.Messages != 1 {
 		t.Fatalf("Stats = %+v", st)
 	}
-	if due, _ := s.Due(time.Now().Add(time.Hour), 10); len(due) != 1 || due[0].ID != good {
+	if due := mustDue(t, s, time.Now().Add(time.Hour), 10); len(due) != 1 || due[0].ID != good {
 		t.Fatalf("Due = %v: quarantined records must leave the due index", due)
 	}
 	s.Close()
 	s = openTest(t, dir) // quarantine is stable across restarts
-	if c, _ := s.Corrupt(); len(c) != len(want) {
+	if c := mustCorrupt(t, s); len(c) != len(want) {
 		t.Fatalf("after second open: %d corrupt", len(c))
 	}
 }

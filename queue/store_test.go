@@ -120,7 +120,7 @@ func TestStore_StorageFailure(t *testing.T) {
 		if _, err := w.Commit(Envelope{}, rcpts("a@example.org")); !errors.Is(err, ErrStorage) {
 			t.Fatalf("Commit err = %v, want ErrStorage", err)
 		}
-		if l, _ := s.List(); len(l) != 0 {
+		if l := mustList(t, s); len(l) != 0 {
 			t.Fatalf("a message was stored: %v", l)
 		}
 	})
@@ -145,7 +145,7 @@ func TestStore_StorageFailure(t *testing.T) {
 		if got := spoolFiles(t, dir); len(got) != 0 {
 			t.Fatalf("left behind: %v", got)
 		}
-		if l, _ := s.List(); len(l) != 0 {
+		if l := mustList(t, s); len(l) != 0 {
 			t.Fatalf("a message was stored: %v", l)
 		}
 	})

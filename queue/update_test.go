@@ -29,10 +29,10 @@ func TestUpdate_DeliveryLifeCycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if due, _ := s.Due(t0.Add(time.Hour), 10); len(due) != 0 {
+	if due := mustDue(t, s, t0.Add(time.Hour), 10); len(due) != 0 {
 		t.Fatalf("active recipients are due: %v", due)
 	}
-	if _, ok, _ := s.NextDue(); ok {
+	if _, ok := mustNextDue(t, s); ok {
 		t.Fatal("NextDue with only active recipients")
 	}
 	noNotify(t, s)
@@ -48,13 +48,13 @@ func TestUpdate_DeliveryLifeCycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	noNotify(t, s)
-	if at, ok, _ := s.NextDue(); !ok || !at.Equal(retryAt) {
+	if at, ok := mustNextDue(t, s); !ok || !at.Equal(retryAt) {
 		t.Fatalf("NextDue = %v %v, want %v", at, ok, retryAt)
 	}
-	if due, _ := s.Due(retryAt.Add(-time.Second), 10); len(due) != 0 {
+	if due := mustDue(t, s, retryAt.Add(-time.Second), 10); len(due) != 0 {
 		t.Fatal("due before its time")
 	}
-	due, _ := s.Due(retryAt, 10)
+	due := mustDue(t, s, retryAt, 10)
 	if len(due) != 1 || due[0].ID != id {
 		t.Fatalf("Due at retry time = %v", due)
 	}
@@ -71,7 +71,7 @@ func TestUpdate_DeliveryLifeCycle(t *testing.T) {
 	if !errors.Is(err, ErrIllegalTransition) {
 		t.Fatalf("delivered -> queued: %v", err)
 	}
-	if m, _ := s.Get(id); m.Recipients[1].Attempts != 1 {
+	if m := mustGet(t, s, id); m.Recipients[1].Attempts != 1 {
 		t.Fatal("a rejected update was written")
 	}
 
@@ -98,7 +98,7 @@ func TestUpdate_DeliveryLifeCycle(t *testing.T) {
 		t.Fatalf("spool file of a finished message left: %v", files)
 	}
 	checkBody(t, s, dsn, []byte("bounce"))
-	due, _ = s.Due(t0, 10)
+	due = mustDue(t, s, t0, 10)
 	if len(due) != 1 || due[0].ID != dsn || !due[0].Envelope.IsDSN {
 		t.Fatalf("Due = %v, want the DSN", due)
 	}
@@ -150,7 +150,7 @@ func TestUpdate_HistoryBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	m, _ := s.Get(id)
+	m := mustGet(t, s, id)
 	h := m.Recipients[0].History
 	if len(h) != MaxHistory || h[0].Code != 405 || h[len(h)-1].Code != 400+MaxHistory+4 {
 		t.Fatalf("history: %d entries, first %d, last %d", len(h), h[0].Code, h[len(h)-1].Code)

@@ -1,8 +1,6 @@
 package relay_test
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +19,7 @@ import (
 	"ptrelay/config"
 	"ptrelay/dnscheck"
 	"ptrelay/dnscheck/dnstest"
+	"ptrelay/internal/testkit"
 	"ptrelay/relay"
 	"ptrelay/relay/admin"
 	"ptrelay/relay/relaytest"
@@ -57,7 +55,7 @@ type egressEnv struct {
 	mx   *relaytest.Sink // the recipient domain's MX, on delivery.port
 	sh   *relaytest.Sink // the smart host
 	dir  string
-	logs *logBuffer
+	logs *testkit.Buffer
 }
 
 func startEgressEnv(t *testing.T, mxOpt relaytest.SinkOptions, zones ...string) *egressEnv {
@@ -74,7 +72,7 @@ func startEgressEnv(t *testing.T, mxOpt relaytest.SinkOptions, zones ...string) 
 		mx:   relaytest.StartSink(t, mxOpt),
 		sh:   relaytest.StartSink(t, relaytest.SinkOptions{Addr: smarthost + ":0", Hostname: "smtp.isp.test"}),
 		dir:  t.TempDir(),
-		logs: &logBuffer{},
+		logs: &testkit.Buffer{},
 	}
 }
 
@@ -127,25 +125,14 @@ func (e *egressEnv) start(t *testing.T, cfg *config.Config) (*relay.Relay, strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run returned %v on a clean stop", err)
-			}
-		case <-time.After(45 * time.Second):
-			t.Error("Run did not return after its context ended")
-		}
+	t.Cleanup(func() { // after the daemon stopped (cleanups run last in, first out)
 		if t.Failed() {
 			t.Logf("daemon log:\n%s", e.logs.String())
 		}
 	})
+	testkit.Serve(t, "Relay.Run", r.Run)
 	var addr string
-	waitUntil(t, "the SMTP listener in status", 20*time.Second, func() bool {
+	testkit.WaitFor(t, 20*time.Second, "the SMTP listener in status", func() bool {
 		for _, l := range e.status(t).Listeners {
 			if a, ok := strings.CutPrefix(l, "smtp "); ok {
 				addr = a
@@ -190,7 +177,7 @@ func (e *egressEnv) waitVerdict(t *testing.T, ip, verdict string) {
 
 func (e *egressEnv) waitFamilyVerdict(t *testing.T, family, ip, verdict string) {
 	t.Helper()
-	waitUntil(t, family+" egress "+ip+" "+verdict, 30*time.Second, func() bool {
+	testkit.WaitFor(t, 30*time.Second, family+" egress "+ip+" "+verdict, func() bool {
 		gotIP, got := e.verdict(t, family)
 		return gotIP == ip && got == verdict
 	})
@@ -223,7 +210,7 @@ func subjects(s *relaytest.Sink) []string {
 
 func waitSubject(t *testing.T, s *relaytest.Sink, who, subject string) {
 	t.Helper()
-	waitUntil(t, who+" receiving "+subject, 30*time.Second, func() bool {
+	testkit.WaitFor(t, 30*time.Second, who+" receiving "+subject, func() bool {
 		for _, got := range subjects(s) {
 			if got == subject {
 				return true
@@ -255,7 +242,8 @@ func TestEgressE2E_GoodVerdictDeliversDirect(t *testing.T) {
 	if n := e.sh.MessageCount(); n != 0 {
 		t.Errorf("the smart host got %d messages with a direct-ok verdict: %v", n, subjects(e.sh))
 	}
-	if !strings.Contains(e.logs.String(), "route=direct") {
+	// The relay logs the delivery after the MX's 250, which the MX's dump precedes: wait for the line.
+	if !testkit.Eventually(10*time.Second, func() bool { return strings.Contains(e.logs.String(), "route=direct") }) {
 		t.Errorf("no route=direct delivery line in the log")
 	}
 }
@@ -393,6 +381,8 @@ func TestEgressE2E_RerouteOn5725(t *testing.T) {
 	if n := e.mx.MessageCount(); n != 0 {
 		t.Errorf("the refusing MX completed %d transactions", n)
 	}
+	// The relay logs the delivery after the smart host's 250, which the smart host's dump precedes.
+	testkit.Eventually(10*time.Second, func() bool { return strings.Contains(e.logs.String(), "status=sent") })
 	log := e.logs.String()
 	for _, want := range []string{"route=direct", "status=rerouted", "route=smarthost", "status=sent", "reason=ptr"} {
 		if !strings.Contains(log, want) {
@@ -434,34 +424,4 @@ func grepLines(s, word string) string {
 		}
 	}
 	return strings.Join(out, "\n")
-}
-
-// logBuffer collects the daemon's log for assertions.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// waitUntil polls cond until it holds or timeout passes (a bounded wait, never a timing assertion).
-func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"ptrelay/internal/testkit"
 )
 
 // captureSink is a next hop that keeps every message's bytes exactly as received (go-smtp, DATA from our
@@ -42,19 +44,16 @@ func startCaptureSink(t *testing.T) *captureSink {
 
 func (cs *captureSink) wait(t *testing.T, n int) [][]byte {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	var got [][]byte
+	testkit.WaitForExplained(t, 60*time.Second, func() string {
+		return fmt.Sprintf("the sink got %d messages, want %d", len(got), n)
+	}, func() bool {
 		cs.mu.Lock()
-		got := append([][]byte(nil), cs.msgs...)
+		got = append([][]byte(nil), cs.msgs...)
 		cs.mu.Unlock()
-		if len(got) >= n {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the sink got %d messages, want %d", len(got), n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return len(got) >= n
+	})
+	return got
 }
 
 type captureSession struct{ cs *captureSink }
@@ -72,6 +71,18 @@ func (s *captureSession) Data(r io.Reader) error {
 	s.cs.msgs = append(s.cs.msgs, b)
 	s.cs.mu.Unlock()
 	return nil
+}
+
+// waitQueueEmpty waits until every message r accepted has left its queue.
+func waitQueueEmpty(t *testing.T, r *Relay) {
+	t.Helper()
+	testkit.WaitFor(t, 60*time.Second, "an empty queue", func() bool {
+		l, err := r.store.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(l) == 0
+	})
 }
 
 // relayToSink starts a daemon whose smart host is sink (no TLS, no AUTH) with extra [smtp] keys.
@@ -213,7 +224,7 @@ func TestExchange_NormalizeArrivesAsOneCleanMessage(t *testing.T) {
 	}
 	t.Run("normalize", func(t *testing.T) {
 		sink := startCaptureSink(t)
-		addr := relayToSink(t, sink.addr, `bare_newlines = "normalize"`)
+		r, addr := startRelayWithSmarthost(t, `bare_newlines = "normalize"`, sink.addr)
 		for i, v := range variants {
 			rc := dialRaw(t, addr)
 			rc.cmd("MAIL FROM:<device@contoso.com>", "250")
@@ -222,10 +233,13 @@ func TestExchange_NormalizeArrivesAsOneCleanMessage(t *testing.T) {
 			rc.cmd(message(i, v)+".", "250")
 			rc.cmd("QUIT", "221")
 		}
+		sink.wait(t, len(variants))
+		// A message split at the next hop would be an extra transaction in the session that delivered it, ended
+		// before that session's last reply: once the queue is empty, every session is over.
+		waitQueueEmpty(t, r)
 		got := sink.wait(t, len(variants))
-		time.Sleep(200 * time.Millisecond) // a split message would show up as an extra one
-		if n := len(sink.wait(t, len(variants))); n != len(variants) {
-			t.Fatalf("the sink got %d messages for %d variants", n, len(variants))
+		if len(got) != len(variants) {
+			t.Fatalf("the sink got %d messages for %d variants", len(got), len(variants))
 		}
 		for _, m := range got {
 			if strings.Contains(string(m), "evil@x") && !strings.Contains(string(m), "Subject: v") {
@@ -239,7 +253,7 @@ func TestExchange_NormalizeArrivesAsOneCleanMessage(t *testing.T) {
 	})
 	t.Run("reject", func(t *testing.T) {
 		sink := startCaptureSink(t)
-		addr := relayToSink(t, sink.addr, "")
+		r, addr := startRelayWithSmarthost(t, "", sink.addr)
 		for i, v := range variants {
 			rc := dialRaw(t, addr)
 			rc.cmd("MAIL FROM:<device@contoso.com>", "250")
@@ -252,12 +266,17 @@ func TestExchange_NormalizeArrivesAsOneCleanMessage(t *testing.T) {
 				t.Errorf("variant %q answered %q, want a 5xx", v, line)
 			}
 		}
-		time.Sleep(300 * time.Millisecond)
-		sink.mu.Lock()
-		n := len(sink.msgs)
-		sink.mu.Unlock()
-		if n != 0 {
-			t.Errorf("the sink got %d messages, want none", n)
+		// A clean message after them: once it has arrived and the queue is empty, anything the variants had
+		// queued would have arrived too.
+		rc := dialRaw(t, addr)
+		rc.cmd("MAIL FROM:<device@contoso.com>", "250")
+		rc.cmd("RCPT TO:<b@example.org>", "250")
+		rc.cmd("DATA", "354")
+		rc.cmd("Subject: clean\r\n\r\nclean\r\n.", "250")
+		sink.wait(t, 1)
+		waitQueueEmpty(t, r)
+		if got := sink.wait(t, 1); len(got) != 1 || !strings.Contains(string(got[0]), "Subject: clean") {
+			t.Errorf("the sink got %d messages, want only the clean one", len(got))
 		}
 	})
 }

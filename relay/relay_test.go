@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"ptrelay/config"
+	"ptrelay/internal/testkit"
 )
 
 // startRelay runs a daemon in-process on a loopback port with the given extra TOML and returns it with its
@@ -68,20 +68,7 @@ socket = %q
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run returned %v on a clean stop", err)
-			}
-		case <-time.After(45 * time.Second):
-			t.Error("Run did not return after its context ended")
-		}
-	})
+	testkit.Serve(t, "Relay.Run", r.Run)
 	return r, r.listeners[0].Addr().String()
 }
 
@@ -103,30 +90,21 @@ tls_legacy = true`)
 	}
 	_ = c.Quit()
 
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st := r.status()
-		if len(st.TLSClients) == 1 {
-			got := st.TLSClients[0]
-			if got.Client != "127.0.0.1" || got.Version != "TLS1.0" || got.Cipher != "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA" || !got.Legacy() {
-				t.Fatalf("TLS client recorded as %+v", got)
-			}
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no TLS client in status after a TLS 1.0 session: %+v", st.TLSClients)
-		}
-		time.Sleep(20 * time.Millisecond)
+	testkit.WaitFor(t, 10*time.Second, "a TLS client in status after a TLS 1.0 session", func() bool {
+		return len(r.status().TLSClients) > 0
+	})
+	st := r.status()
+	if got := st.TLSClients[0]; len(st.TLSClients) != 1 || got.Client != "127.0.0.1" || got.Version != "TLS1.0" ||
+		got.Cipher != "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA" || !got.Legacy() {
+		t.Fatalf("TLS clients recorded as %+v", st.TLSClients)
 	}
 }
 
 func TestAdminSocket_GroupMode(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("giving the socket to a group needs root")
-	}
+	testkit.RequireRoot(t, "it gives the admin socket to another group")
 	g, err := user.LookupGroup("nogroup")
 	if err != nil {
-		t.Skip("no group nogroup on this machine")
+		testkit.Missing(t, "test needs the group nogroup (Debian's base-passwd): "+err.Error())
 	}
 	r, _ := startRelayWith(t, "", `socket_group = "nogroup"`)
 	fi, err := os.Stat(r.cfg.Load().AdminSocket())

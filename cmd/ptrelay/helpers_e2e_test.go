@@ -13,6 +13,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"ptrelay/internal/testkit"
 	"ptrelay/queue"
 	"ptrelay/relay/relaytest"
 )
@@ -188,23 +189,11 @@ func states(m *queue.Message) string {
 	return strings.Join(s, ",")
 }
 
-// waitFor polls cond until it holds, failing the test with what() after timeout.
-func waitFor(t *testing.T, timeout time.Duration, what func() string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", timeout, what())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // waitStates waits until every given message's recipients are in want ("gone" for a message no longer queued).
 func waitStates(t *testing.T, d *relaytest.Daemon, want string, ids ...string) {
 	t.Helper()
 	var q map[string]*queue.Message
-	waitFor(t, 30*time.Second, func() string {
+	testkit.WaitForExplained(t, 30*time.Second, func() string {
 		var b strings.Builder
 		for _, id := range ids {
 			fmt.Fprintf(&b, "%s: %s (want %s)\n", id, states(q[id]), want)

@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"ptrelay/internal/testkit"
 	"ptrelay/relay/admin"
 	"ptrelay/relay/relaytest"
 )
@@ -94,7 +95,7 @@ metrics_listen = %q
 
 	var after map[string]float64
 	delta := func(name string) float64 { return after[name] - before[name] }
-	waitFor(t, 30*time.Second, func() string { return fmt.Sprintf("deliveries not counted: %v", after) }, func() bool {
+	testkit.WaitForExplained(t, 30*time.Second, func() string { return fmt.Sprintf("deliveries not counted: %v", after) }, func() bool {
 		after = scrape(t, metricsAddr)
 		return delta(`ptrelay_deliveries_total{outcome="sent",route="smarthost"}`) >= sent
 	})
@@ -402,7 +403,7 @@ func TestObserve_SendWithAuthOverSTARTTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.Signal(syscall.SIGHUP)
-	waitFor(t, 30*time.Second, func() string { return "no reload logged:\n" + tailLog(d) }, func() bool {
+	testkit.WaitForExplained(t, 30*time.Second, func() string { return "no reload logged:\n" + tailLog(d) }, func() bool {
 		return strings.Contains(d.Stderr(), `msg="configuration reloaded"`) // serve's line, after Reload returned
 	})
 	if out, code := ptrelay(t, d, "send", "-to", "a@example.org", "-server", d.Addr(), "-user", "exchange",

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"ptrelay/internal/testkit"
 	"ptrelay/relay/relaytest"
 )
 
@@ -37,7 +38,7 @@ func runSendOK(t *testing.T, args ...string) string {
 func sendTranscript(t *testing.T, get func() [][]string, log func() string) string {
 	t.Helper()
 	var ts [][]string
-	waitFor(t, 20*time.Second, func() string { return "no complete session:\n" + log() }, func() bool {
+	testkit.WaitForExplained(t, 20*time.Second, func() string { return "no complete session:\n" + log() }, func() bool {
 		ts = get()
 		return len(ts) >= 1 && relaytest.CountVerb(ts[len(ts)-1], "QUIT") == 1
 	})

@@ -6,12 +6,16 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"ptrelay/internal/testkit"
 	"ptrelay/queue"
 	"ptrelay/relay/relaytest"
 )
@@ -75,10 +79,36 @@ func (n *notifyListener) index(from int, prefix string) int {
 func (n *notifyListener) wait(t *testing.T, from int, prefix string) int {
 	t.Helper()
 	i := -1
-	waitFor(t, 30*time.Second, func() string {
+	testkit.WaitForExplained(t, 30*time.Second, func() string {
 		return fmt.Sprintf("no %q datagram after #%d; got %q", prefix, from, n.all())
 	}, func() bool { i = n.index(from, prefix); return i >= 0 })
 	return i
+}
+
+// mark sends a datagram of its own to the socket and waits until it has been read: every datagram sent
+// before it has been read too (a datagram socket keeps its queue in order).
+func (n *notifyListener) mark(t *testing.T) {
+	t.Helper()
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: n.path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const mark = "X_PTRELAY_TEST_MARK=1"
+	if _, err := c.Write([]byte(mark)); err != nil {
+		t.Fatal(err)
+	}
+	n.wait(t, 0, mark)
+}
+
+// clockMonotonicUsec reads CLOCK_MONOTONIC, the clock systemd compares MONOTONIC_USEC with.
+func clockMonotonicUsec(t *testing.T) int64 {
+	t.Helper()
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		t.Fatal(err)
+	}
+	return ts.Nano() / 1000
 }
 
 func (n *notifyListener) count(prefix string) int {
@@ -106,15 +136,21 @@ func TestSignals_SdNotify(t *testing.T) {
 	if n.index(0, "STOPPING=1") >= 0 || n.index(0, "RELOADING=1") >= 0 {
 		t.Errorf("before any signal: %q", n.all())
 	}
-	waitFor(t, 30*time.Second, func() string { return fmt.Sprintf("fewer than 2 WATCHDOG=1: %q", n.all()) },
+	testkit.WaitForExplained(t, 30*time.Second, func() string { return fmt.Sprintf("fewer than 2 WATCHDOG=1: %q", n.all()) },
 		func() bool { return n.count("WATCHDOG=1") >= 2 })
 
 	// A transaction open across the reload completes.
 	open := openTransaction(t, d.Addr(), "a@example.com", "b@example.org")
+	before := clockMonotonicUsec(t)
 	d.Signal(syscall.SIGHUP)
 	reloading := n.wait(t, ready+1, "RELOADING=1")
-	if msg := n.all()[reloading]; !strings.Contains(msg, "\nMONOTONIC_USEC=") {
-		t.Errorf("RELOADING=1 without MONOTONIC_USEC (systemd's Type=notify-reload needs it): %q", msg)
+	after := clockMonotonicUsec(t)
+	// systemd's Type=notify-reload needs MONOTONIC_USEC, on CLOCK_MONOTONIC (one clock for every process).
+	msg := n.all()[reloading]
+	_, field, _ := strings.Cut(msg, "\nMONOTONIC_USEC=")
+	if usec, err := strconv.ParseInt(field, 10, 64); err != nil || usec < before || usec > after {
+		t.Errorf("RELOADING=1 datagram %q: MONOTONIC_USEC not within [%d, %d], CLOCK_MONOTONIC read before the "+
+			"signal and after the datagram", msg, before, after)
 	}
 	n.wait(t, reloading+1, "READY=1")
 	if id := open.finish(t, "open across reload"); states(queueList(t, d)[id]) != "deferred" && states(queueList(t, d)[id]) != "queued" {
@@ -124,9 +160,9 @@ func TestSignals_SdNotify(t *testing.T) {
 	if _, err := injectFrom(d.Addr(), "", "a@example.com", "b@example.org", "after reload"); err != nil {
 		t.Errorf("after SIGHUP: %v", err)
 	}
-	before := n.count("WATCHDOG=1")
-	waitFor(t, 30*time.Second, func() string { return "no watchdog ping after the reload" },
-		func() bool { return n.count("WATCHDOG=1") > before })
+	pings := n.count("WATCHDOG=1")
+	testkit.WaitForExplained(t, 30*time.Second, func() string { return "no watchdog ping after the reload" },
+		func() bool { return n.count("WATCHDOG=1") > pings })
 
 	if code := d.Stop(); code != 0 {
 		t.Errorf("SIGTERM: exit %d\n%s", code, tailLog(d))
@@ -150,11 +186,18 @@ func TestSignals_WatchdogForAnotherPid(t *testing.T) {
 		Env:    []string{"NOTIFY_SOCKET=" + n.path, "WATCHDOG_USEC=200000", "WATCHDOG_PID=1"},
 	})
 	n.wait(t, 0, "READY=1")
-	time.Sleep(time.Second) // ten watchdog periods
+	// A watchdog of ours pings at once, then every 100 ms. The daemon's whole life is over once it has exited
+	// and our own datagram, queued behind everything it sent, has been read: then count.
+	if code := d.Stop(); code != 0 {
+		t.Errorf("SIGTERM: exit %d\n%s", code, tailLog(d))
+	}
+	n.mark(t)
+	if n.index(0, "STOPPING=1") < 0 {
+		t.Fatalf("the daemon's datagrams did not all arrive: %q", n.all())
+	}
 	if c := n.count("WATCHDOG=1"); c != 0 {
 		t.Errorf("%d WATCHDOG=1 pings for a watchdog that belongs to pid 1: %q", c, n.all())
 	}
-	d.Stop()
 }
 
 // TestSignals_ReloadRefusesBrokenConfig: a SIGHUP with a broken file is refused with a log line naming the
@@ -183,7 +226,7 @@ func TestSignals_ReloadRefusesBrokenConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.Signal(syscall.SIGHUP)
-	waitFor(t, 30*time.Second, func() string { return "no refusal logged:\n" + tailLog(d) }, func() bool {
+	testkit.WaitForExplained(t, 30*time.Second, func() string { return "no refusal logged:\n" + tailLog(d) }, func() bool {
 		return strings.Contains(d.Stderr(), "reload refused")
 	})
 	var refusal string
@@ -202,7 +245,7 @@ func TestSignals_ReloadRefusesBrokenConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustPtrelay(t, d, "queue", "retry", first)
-	waitFor(t, 30*time.Second, func() string { return "no second attempt:\n" + tailLog(d) }, func() bool {
+	testkit.WaitForExplained(t, 30*time.Second, func() string { return "no second attempt:\n" + tailLog(d) }, func() bool {
 		m := queueList(t, d)[first]
 		return m != nil && m.Recipients[0].Attempts >= 2 && m.Recipients[0].State == queue.StateDeferred
 	})
@@ -222,7 +265,7 @@ func TestSignals_ReloadRefusesBrokenConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.Signal(syscall.SIGHUP)
-	waitFor(t, 30*time.Second, func() string { return "no reload logged:\n" + tailLog(d) }, func() bool {
+	testkit.WaitForExplained(t, 30*time.Second, func() string { return "no reload logged:\n" + tailLog(d) }, func() bool {
 		return strings.Contains(d.Stderr(), `msg="configuration reloaded"`) // serve's line, after Reload returned
 	})
 	if !strings.Contains(d.Stderr(), "next restart") || !strings.Contains(d.Stderr(), "dns.timeout") {
@@ -281,7 +324,7 @@ func TestSignals_SIGTERMUnderLoad(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, 30*time.Second, func() string { return "clients got no 250s:\n" + tailLog(d) }, func() bool {
+	testkit.WaitForExplained(t, 30*time.Second, func() string { return "clients got no 250s:\n" + tailLog(d) }, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(acked) >= 30
@@ -319,7 +362,7 @@ func TestSignals_SIGTERMUnderLoad(t *testing.T) {
 
 	// The drain left what it interrupted due at once: the restarted daemon delivers all of it.
 	d.Restart()
-	waitFor(t, 30*time.Second, func() string { return "queue not empty after the restart:\n" + tailLog(d) }, func() bool {
+	testkit.WaitForExplained(t, 30*time.Second, func() string { return "queue not empty after the restart:\n" + tailLog(d) }, func() bool {
 		return len(queueList(t, d)) == 0
 	})
 	atSink = map[string]bool{}
@@ -351,7 +394,7 @@ func TestSignals_SIGTERMLetsTransactionsFinish(t *testing.T) {
 		t.Fatalf("greeting %q, %v", greeting, err)
 	}
 	d.Signal(syscall.SIGTERM)
-	waitFor(t, 30*time.Second, func() string { return "no drain logged:\n" + tailLog(d) }, func() bool {
+	testkit.WaitForExplained(t, 30*time.Second, func() string { return "no drain logged:\n" + tailLog(d) }, func() bool {
 		return strings.Contains(d.Stderr(), "stopping")
 	})
 	// The idle session is told and closed.
@@ -381,7 +424,7 @@ func TestSignals_SIGTERMReturnsStalledDelivery(t *testing.T) {
 	stalled := inject(t, d.Addr(), "a@example.com", "b@example.org", "stalled")
 	held := inject(t, d.Addr(), "a@example.com", "c@example.org", "held in flight")
 	waitStates(t, d, "active", stalled, held)
-	waitFor(t, 30*time.Second, func() string { return "the deliveries never reached DATA:\n" + slow.Log() }, func() bool {
+	testkit.WaitForExplained(t, 30*time.Second, func() string { return "the deliveries never reached DATA:\n" + slow.Log() }, func() bool {
 		return strings.Count(slow.Log(), "DATA") >= 2
 	})
 	mustPtrelay(t, d, "queue", "hold", held)

@@ -1,7 +1,10 @@
 // Package dnstest runs DNS servers for tests: an in-process miekg/dns server on 127.0.0.1 (UDP and TCP on one
-// port) that serves a zone map and injects failures, and a launcher for a real unbound serving the same records.
+// port) that serves a zone map and injects failures, and launchers for real servers given the same records: an
+// unbound serving them as local data (StartUnbound), dnsmasq as their authoritative server (StartDnsmasq), and
+// both together, unbound resolving recursively from dnsmasq (StartRecursive).
 //
-// Unknown names answer NXDOMAIN, so nothing a test asks leaks to the real DNS. It imports nothing of ptrelay.
+// Unknown names answer NXDOMAIN, so nothing a test asks leaks to the real DNS. It imports nothing of ptrelay
+// but the shared test helpers (internal/testkit).
 package dnstest
 
 import (

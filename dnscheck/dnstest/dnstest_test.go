@@ -2,6 +2,7 @@ package dnstest_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -132,5 +133,57 @@ func TestStartUnbound(t *testing.T) {
 	r := ask(t, addr, "udp", "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa", dns.TypePTR, false)
 	if len(r.Answer) != 1 || r.Answer[0].(*dns.PTR).Ptr != "mx.example.test." {
 		t.Errorf("::1 PTR: %v (unbound's default must not answer localhost)", r.Answer)
+	}
+}
+
+// The recursive set-up answers through unbound's iterator from dnsmasq's data: answers are not authoritative
+// (unbound did not own them) but recursion-available, NXDOMAIN comes from the authority for unknown names in
+// its zones, and names outside them are refused without leaving the machine.
+func TestStartRecursive(t *testing.T) {
+	records := []string{
+		"dest.test. MX 10 mx.dest.test.",
+		"mx.dest.test. A 127.0.0.61",
+		"mx.dest.test. AAAA ::1",
+		"dest.test. TXT \"v=spf1 -all\"",
+		"alias.dest.test. CNAME mx.dest.test.",
+		"61.0.0.127.in-addr.arpa. PTR mx.dest.test.",
+	}
+	auth := dnstest.StartDnsmasq(t, records...)
+	if r := ask(t, auth, "udp", "dest.test", dns.TypeMX, false); !r.Authoritative || len(r.Answer) != 1 {
+		t.Fatalf("dnsmasq as the authority: %v", r)
+	}
+	addr := dnstest.StartRecursive(t, records...)
+	cases := []struct {
+		name  string
+		qtype uint16
+		rcode int
+		want  string // the first answer's data
+	}{
+		{"dest.test", dns.TypeMX, dns.RcodeSuccess, "10 mx.dest.test."},
+		{"mx.dest.test", dns.TypeA, dns.RcodeSuccess, "127.0.0.61"},
+		{"mx.dest.test", dns.TypeAAAA, dns.RcodeSuccess, "::1"},
+		{"dest.test", dns.TypeTXT, dns.RcodeSuccess, "\"v=spf1 -all\""},
+		{"alias.dest.test", dns.TypeA, dns.RcodeSuccess, "mx.dest.test."},
+		{"61.0.0.127.in-addr.arpa", dns.TypePTR, dns.RcodeSuccess, "mx.dest.test."},
+		{"nobody.dest.test", dns.TypeA, dns.RcodeNameError, ""},
+		{"example.com", dns.TypeA, dns.RcodeRefused, ""}, // never leaves the machine
+	}
+	for _, c := range cases {
+		for _, network := range []string{"udp", "tcp"} {
+			r := ask(t, addr, network, c.name, c.qtype, true)
+			got := ""
+			if len(r.Answer) > 0 {
+				f := strings.Fields(r.Answer[0].String())
+				got = strings.Join(f[4:], " ")
+			}
+			if r.Rcode != c.rcode || got != c.want {
+				t.Errorf("%s %s over %s: %s %q, want %s %q", dns.TypeToString[c.qtype], c.name, network,
+					dns.RcodeToString[r.Rcode], got, dns.RcodeToString[c.rcode], c.want)
+			}
+			if c.rcode == dns.RcodeSuccess && (r.Authoritative || !r.RecursionAvailable) {
+				t.Errorf("%s %s: aa=%v ra=%v, want a recursive answer", dns.TypeToString[c.qtype], c.name,
+					r.Authoritative, r.RecursionAvailable)
+			}
+		}
 	}
 }

@@ -1,7 +1,6 @@
 package dnstest
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -9,33 +8,33 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"ptrelay/internal/testkit"
 )
 
+// debianPackage names the package that ships each program the launchers run.
+var debianPackage = map[string]string{"unbound": "unbound", "dnsmasq": "dnsmasq-base"}
+
 // requireProgram returns the path of an external program the test needs. When it is missing the test is
-// skipped with the reason, unless PTRELAY_E2E=1, where it fails: CI must not lose its end-to-end tests quietly.
-// (Same behaviour as relaytest.Require; kept here because dnstest must not import relay/...)
+// skipped with the reason, or fails under PTRELAY_E2E=1 (testkit.Missing, as relaytest.Require does): CI must
+// not lose its end-to-end tests quietly.
 func requireProgram(t testing.TB, prog string) string {
 	t.Helper()
-	path, err := exec.LookPath(prog)
-	if err != nil {
-		for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/local/sbin"} {
-			if p := filepath.Join(dir, prog); isExecutable(p) {
-				return p
-			}
-		}
-		msg := fmt.Sprintf("%s not installed (Debian package %q): %v", prog, prog, err)
-		if os.Getenv("PTRELAY_E2E") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+	if path, err := exec.LookPath(prog); err == nil {
+		return path
 	}
-	return path
+	for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/local/sbin"} {
+		if p := filepath.Join(dir, prog); isExecutable(p) {
+			return p
+		}
+	}
+	testkit.Missing(t, "end-to-end test needs "+prog+" (apt-get install "+debianPackage[prog]+")")
+	return ""
 }
 
 func isExecutable(p string) bool {
@@ -95,25 +94,7 @@ func freePort() (int, error) {
 	return 0, fmt.Errorf("no port free for both UDP and TCP")
 }
 
-// syncBuffer collects unbound's log from its stderr goroutine for the test's log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// runUnbound starts unbound and waits until it answers probe; on failure the process is gone.
+// runUnbound checks conf with unbound-checkconf when it is installed, then starts unbound on it (runServer).
 func runUnbound(t testing.TB, bin, conf, addr string, probe dns.RR) error {
 	t.Helper()
 	if check := bin + "-checkconf"; isExecutable(check) {
@@ -121,11 +102,19 @@ func runUnbound(t testing.TB, bin, conf, addr string, probe dns.RR) error {
 			return fmt.Errorf("unbound-checkconf: %v: %s", err, out)
 		}
 	}
-	logs := &syncBuffer{}
-	cmd := exec.Command(bin, "-d", "-c", conf)
+	return runServer(t, "unbound", addr, probe, bin, "-d", "-c", conf)
+}
+
+// runServer starts a DNS server in the foreground and waits until it answers probe's name and type at addr
+// with NOERROR; it is killed when the test ends, and its log shown when the test failed. On failure to start
+// the process is gone and the error holds its log.
+func runServer(t testing.TB, name, addr string, probe dns.RR, bin string, args ...string) error {
+	t.Helper()
+	logs := &testkit.Buffer{}
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout = logs
 	cmd.Stderr = logs
-	// A test binary that dies (a panic, a timeout) takes unbound with it instead of leaving it on its port.
+	// A test binary that dies (a panic, a timeout) takes the server with it instead of leaving it on its port.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return err
@@ -140,26 +129,33 @@ func runUnbound(t testing.TB, bin, conf, addr string, probe dns.RR) error {
 	c := &dns.Client{Net: "udp", Timeout: 200 * time.Millisecond}
 	q := new(dns.Msg)
 	q.SetQuestion(probe.Header().Name, probe.Header().Rrtype)
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	var died error // set when the process exits before it answered
+	answered := testkit.Eventually(10*time.Second, func() bool {
 		select {
 		case err := <-exited:
-			return fmt.Errorf("exited (%v): %s", err, logs.String())
+			exited <- err // for stop
+			died = fmt.Errorf("exited (%v)", err)
+			return true
 		default:
 		}
-		if r, _, err := c.Exchange(q, addr); err == nil && r.Rcode == dns.RcodeSuccess {
-			t.Cleanup(func() {
-				stop()
-				if t.Failed() {
-					t.Logf("dnstest: unbound log:\n%s", logs.String())
-				}
-			})
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
+		r, _, err := c.Exchange(q, addr)
+		return err == nil && r.Rcode == dns.RcodeSuccess
+	})
+	switch {
+	case died != nil:
+		stop()
+		return fmt.Errorf("%v: %s", died, logs.String())
+	case !answered:
+		stop()
+		return fmt.Errorf("no answer within 10s: %s", logs.String())
 	}
-	stop()
-	return fmt.Errorf("no answer within 10s: %s", logs.String())
+	t.Cleanup(func() {
+		stop()
+		if t.Failed() {
+			t.Logf("dnstest: %s log:\n%s", name, logs.String())
+		}
+	})
+	return nil
 }
 
 // unboundConfig serves rrs as local data. Every owner name and its parent become static local zones, so names

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"ptrelay/internal/testkit"
 	"ptrelay/queue"
 )
 
@@ -61,23 +62,12 @@ func serve(t *testing.T, srv *Server, path, group string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.ServeListener(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("ServeListener: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("the admin server did not stop")
-		}
+	t.Cleanup(func() { // after the server stopped (cleanups run last in, first out)
 		if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("socket file left behind after stop: %v", err)
 		}
 	})
+	testkit.Serve(t, "the admin server", func(ctx context.Context) error { return srv.ServeListener(ctx, ln) })
 }
 
 func (h *harness) put(t *testing.T, body string, rcpts ...string) string {
@@ -146,7 +136,10 @@ func TestAdmin_ReadVerbs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	local, _ := h.store.List()
+	local, err := h.store.List()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !sameJSON(t, msgs, local) {
 		t.Errorf("List over the socket differs from the store's")
 	}
@@ -274,8 +267,8 @@ func TestAdmin_WriteVerbs(t *testing.T) {
 	if err != nil || n != 2 {
 		t.Fatalf("Delete all: %d, %v", n, err)
 	}
-	if left, _ := h.store.List(); len(left) != 0 {
-		t.Errorf("%d messages left after delete -all", len(left))
+	if left, err := h.store.List(); err != nil || len(left) != 0 {
+		t.Errorf("after delete -all: %d messages left, %v", len(left), err)
 	}
 }
 
@@ -286,8 +279,8 @@ func TestAdmin_BadSelectionRefused(t *testing.T) {
 			t.Errorf("Delete(%+v): %d, %v: want a refusal", sel, n, err)
 		}
 	}
-	if left, _ := h.store.List(); len(left) != 3 {
-		t.Errorf("a refused selection deleted messages: %d left", len(left))
+	if left, err := h.store.List(); err != nil || len(left) != 3 {
+		t.Errorf("after a refused selection: %d messages left (want 3), %v", len(left), err)
 	}
 }
 
@@ -409,9 +402,7 @@ func TestListen_SocketMode(t *testing.T) {
 		t.Errorf("socket without group: %v, %v; want a socket with mode 0600", fi.Mode(), err)
 	}
 
-	if os.Geteuid() != 0 {
-		t.Skip("giving the socket to another group needs root")
-	}
+	testkit.RequireRoot(t, "it gives the socket to another group")
 	grouped := filepath.Join(dir, "grouped.sock")
 	serve(t, NewServer(fakeQueue{}, nil, nil, nil), grouped, "nogroup")
 	fi, err := os.Stat(grouped)

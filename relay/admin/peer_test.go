@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"ptrelay/internal/testkit"
 	"ptrelay/relay/relaytest"
 )
 
@@ -82,12 +83,7 @@ func asNobody(t *testing.T, bin, sock string) string {
 // (0600: nobody cannot even connect), the peer-credential check behind it (socket loosened to 0666 by hand:
 // nobody connects and is refused), and the group that lets members in (0660 + nogroup: nobody is served).
 func TestAdmin_NonRootRefused(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if v := os.Getenv(relaytest.E2EEnv); v != "" && v != "0" {
-			t.Fatal("this test runs a client as nobody and needs root; " + relaytest.E2EEnv + " is set")
-		}
-		t.Skip("this test runs a client as nobody and needs root")
-	}
+	testkit.RequireRoot(t, "it runs a client as nobody")
 	relaytest.Require(t, "setpriv")
 
 	// A directory nobody may traverse, holding a copy of this test binary nobody may run.

@@ -63,9 +63,10 @@ func TestE2E_DirectMX(t *testing.T) {
 	put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("rejected"), "x@reject.test")
 	put(t, st, queue.Envelope{From: ""}, msgBody("nullsender"), "y@reject.test")
 
-	_, rec, _ := run(t, cfg, st, resolver(t, dnsAddr), Options{})
+	_, rec, stop := run(t, cfg, st, resolver(t, dnsAddr), Options{})
 	// 3 delivered + 4 bounced + 3 DSNs delivered (no DSN for the null sender).
 	waitFor(t, "every message settled", 20*time.Second, func() bool { return queueEmpty(t, st) && len(rec.list()) >= 10 })
+	stop() // Run has returned: every attempt is in rec, and an empty queue holds no DSN still to come
 
 	got := preferred.WaitMessages(t, 1, 5*time.Second)
 	if got[0].From != "a@sender.test" || len(got[0].To) != 1 || got[0].To[0] != "x@two.test" {
@@ -92,9 +93,14 @@ func TestE2E_DirectMX(t *testing.T) {
 		t.Errorf("rejecting MX completed %d transactions", n)
 	}
 	dsnMsgs := senderMX.WaitMessages(t, 3, 5*time.Second)
-	time.Sleep(200 * time.Millisecond) // a fourth (wrong) DSN would have arrived with the others
-	if n := senderMX.MessageCount(); n != 3 {
-		t.Errorf("sender's MX got %d DSNs, want 3 (none for the null sender)", n)
+	sentToSender := 0
+	for _, r := range rec.list() {
+		if r.Rcpt == "a@sender.test" && r.Outcome == Sent {
+			sentToSender++
+		}
+	}
+	if n := senderMX.MessageCount(); n != 3 || sentToSender != 3 {
+		t.Errorf("sender's MX got %d DSNs, the relay sent %d; want 3 (none for the null sender)", n, sentToSender)
 	}
 	want := map[string]string{ // failed recipient -> Status
 		"x@nullmx.test":   "Status: 5.1.10",

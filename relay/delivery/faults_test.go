@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,10 +30,22 @@ func fakeMX(t *testing.T, configure func(*fakePeer)) (*fakePeer, int, *dnstest.S
 }
 
 func TestDelivery_451TwiceThen250(t *testing.T) {
+	// The third DATA waits until the test has read the queue: the record is then exactly "claimed for the third
+	// attempt, two deferrals in its history", whatever the timing.
+	third, checked := make(chan struct{}), make(chan struct{})
+	var release sync.Once
+	t.Cleanup(func() { release.Do(func() { close(checked) }) })
 	f, port, dns := fakeMX(t, func(f *fakePeer) {
 		f.dataErr = func(n int) error {
 			if n <= 2 {
 				return replyErr4(451, smtp.EnhancedCode{4, 3, 0}, "try again later")
+			}
+			if n == 3 {
+				close(third)
+				select {
+				case <-checked:
+				case <-time.After(10 * time.Second):
+				}
 			}
 			return nil
 		}
@@ -44,17 +57,25 @@ func TestDelivery_451TwiceThen250(t *testing.T) {
 	_, rec, _ := run(t, cfg, st, resolver(t, dns.Addr()), Options{})
 
 	waitFor(t, "two deferrals", 10*time.Second, func() bool { return rec.count(Deferred) >= 2 })
-	if m, err := st.Get(id); err == nil {
-		r := m.Recipients[0]
-		if r.State == queue.StateDeferred && len(r.History) == 2 {
-			for _, a := range r.History {
-				if a.Code != 451 || a.Enhanced != "4.3.0" || a.Outcome != "deferred" || a.Route != "direct" ||
-					!strings.HasPrefix(a.Relay, "mx1.dest.test[127.0.0.1]:") {
-					t.Errorf("history entry %+v", a)
-				}
-			}
+	select {
+	case <-third:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no third attempt after two deferrals")
+	}
+	m, err := st.Get(id)
+	if err != nil {
+		t.Fatalf("the message deferred twice is not in the queue: %v", err)
+	}
+	if r := m.Recipients[0]; r.State != queue.StateActive || len(r.History) != 2 {
+		t.Errorf("during the third attempt: state %s, %d history entries; want active with 2", r.State, len(r.History))
+	}
+	for _, a := range m.Recipients[0].History {
+		if a.Code != 451 || a.Enhanced != "4.3.0" || a.Outcome != "deferred" || a.Route != "direct" ||
+			!strings.HasPrefix(a.Relay, "mx1.dest.test[127.0.0.1]:") {
+			t.Errorf("history entry %+v", a)
 		}
 	}
+	release.Do(func() { close(checked) })
 	waitFor(t, "delivery", 10*time.Second, func() bool { return rec.count(Sent) == 1 })
 	waitFor(t, "queue empty", 5*time.Second, func() bool { return queueEmpty(t, st) })
 	msgs := f.messages()

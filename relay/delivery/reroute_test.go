@@ -110,7 +110,10 @@ func (e *rerouteEnv) run(t *testing.T, v route.VerdictSource, obs Observers) *re
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
 		case <-time.After(20 * time.Second):
 			t.Errorf("Run did not return after cancel")
 		}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"ptrelay/internal/testkit"
 	"ptrelay/queue"
 )
 
@@ -198,7 +199,7 @@ func TestInbound_AddressSyntax(t *testing.T) {
 func TestInbound_IPv6Loopback(t *testing.T) {
 	l, err := net.Listen("tcp", "[::1]:0")
 	if err != nil {
-		t.Skipf("no IPv6 loopback here: %v", err)
+		testkit.Missing(t, "test needs the IPv6 loopback address ::1: "+err.Error())
 	}
 	l.Close()
 	for _, allowed := range []string{"::1/128", "127.0.0.1/32"} {

@@ -1,14 +1,19 @@
 package inbound
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/base64"
+	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
 	"ptrelay/config"
+	"ptrelay/internal/testkit"
 )
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
@@ -208,26 +213,43 @@ func TestAuth_NoUsersNoAUTH(t *testing.T) {
 	d.expect(502)
 }
 
+// The credential cache remembers a verified password without holding it: every key is the user, a NUL and a
+// 32-byte HMAC-SHA256 under a key of this table alone, so no key contains the password (plain, base64 or its
+// bcrypt hash) and the same password gives another key in another table (nothing to test offline).
 func TestUserTable_Cache(t *testing.T) {
-	h, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
-	tab, err := newUserTable([]config.User{{Name: "u", PasswordHash: string(h)}})
+	const secret = "correct horse battery staple"
+	h, _ := bcrypt.GenerateFromPassword([]byte(secret), bcrypt.MinCost)
+	users := []config.User{{Name: "u", PasswordHash: string(h)}}
+	tab, err := newUserTable(users)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 3; i++ {
-		if !tab.check("u", "pw") {
+		if !tab.check("u", secret) {
 			t.Fatal("right password refused")
 		}
 	}
 	if len(tab.cache) != 1 {
 		t.Fatalf("cache holds %d entries", len(tab.cache))
 	}
+	other, err := newUserTable(users)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for k := range tab.cache {
-		if strings.Contains(k, "pw") && !strings.HasPrefix(k, "u\x00") {
-			t.Fatalf("cache key holds the password: %q", k)
+		for _, leak := range []string{secret, b64(secret), string(h), "correct horse"} {
+			if strings.Contains(k, leak) {
+				t.Errorf("cache key %q holds %q", k, leak)
+			}
+		}
+		if len(k) != len("u\x00")+sha256.Size || !strings.HasPrefix(k, "u\x00") {
+			t.Errorf("cache key %q is not the user, NUL and an HMAC-SHA256", k)
+		}
+		if k == other.cacheKey("u", secret) {
+			t.Errorf("two tables make the same key for one password: the key does not depend on a per-table secret")
 		}
 	}
-	if tab.check("u", "pw2") || tab.check("v", "pw") || tab.check("u", "") {
+	if tab.check("u", secret+"2") || tab.check("v", secret) || tab.check("u", "") {
 		t.Fatal("wrong credentials accepted")
 	}
 	// A full cache stays at its bound when a new credential verifies.
@@ -235,14 +257,48 @@ func TestUserTable_Cache(t *testing.T) {
 	for i := 0; i < maxCachedCredentials; i++ {
 		tab.cache[tab.cacheKey("u", string(rune(i+1000)))] = struct{}{}
 	}
-	if !tab.check("u", "pw") {
+	if !tab.check("u", secret) {
 		t.Fatal("right password refused with a full cache")
 	}
-	if _, ok := tab.cache[tab.cacheKey("u", "pw")]; !ok || len(tab.cache) != maxCachedCredentials {
+	if _, ok := tab.cache[tab.cacheKey("u", secret)]; !ok || len(tab.cache) != maxCachedCredentials {
 		t.Fatalf("cache size %d (bound %d), new entry present: %v", len(tab.cache), maxCachedCredentials, ok)
 	}
 	if _, err := newUserTable([]config.User{{Name: "u", PasswordHash: "plain"}}); err == nil {
 		t.Fatal("a non-bcrypt hash was accepted")
+	}
+}
+
+// No password reaches the log, at debug level, whatever the client sends: right and wrong passwords by PLAIN
+// and LOGIN, and a malformed PLAIN response that carries one.
+func TestAuth_NoSecretInLogs(t *testing.T) {
+	logs := &testkit.Buffer{}
+	ts := startServer(t, nil, serverOpt{log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	const wrong = "not the s3cret at all"
+	for i, step := range [][]string{
+		{"AUTH PLAIN " + b64("\x00"+testUser+"\x00"+wrong), "535"},
+		{"AUTH PLAIN " + b64(testUser+"\x00"+testPass), "535"}, // malformed: two fields
+		{"AUTH LOGIN " + b64(testUser), "334", b64(wrong), "535"},
+		{"AUTH LOGIN", "334", b64(testUser), "334", b64(testPass), "235"},
+		{"AUTH PLAIN " + b64("\x00"+testUser+"\x00"+testPass), "235"},
+	} {
+		d := dialFrom(t, ts.addr, fmt.Sprintf("127.0.0.%d", 5+i))
+		d.ehlo("x")
+		for j := 0; j < len(step); j += 2 {
+			d.send(step[j])
+			if code, text := d.reply(); fmt.Sprint(code) != step[j+1] {
+				t.Fatalf("%q: %d %s, want %s", step[j], code, text, step[j+1])
+			}
+		}
+		d.send("QUIT")
+		d.expect(221)
+	}
+	testkit.WaitFor(t, 10*time.Second, "the logins in the log", func() bool {
+		return strings.Count(logs.String(), "msg=authenticated") == 2 && strings.Count(logs.String(), "msg=\"AUTH failed\"") == 3
+	})
+	for _, secret := range []string{testPass, wrong, b64(testPass), b64(wrong), b64("\x00" + testUser + "\x00" + testPass)} {
+		if strings.Contains(logs.String(), secret) {
+			t.Errorf("the log holds %q:\n%s", secret, logs.String())
+		}
 	}
 }
 

@@ -316,10 +316,17 @@ func TestInbound_DATAExact(t *testing.T) {
 			t.Fatalf("size %d: %q", size, text)
 		}
 		id := queuedID(t, text)
+		found := false
 		for _, m := range ts.messages() {
-			if m.ID == id && !bytes.Equal(m.bodyAfterReceived(t), body) {
-				t.Errorf("size %d: stored body differs", size)
+			if m.ID == id {
+				found = true
+				if !bytes.Equal(m.bodyAfterReceived(t), body) {
+					t.Errorf("size %d: stored body differs", size)
+				}
 			}
+		}
+		if !found {
+			t.Errorf("size %d: message %s was acknowledged but is not in the queue", size, id)
 		}
 	}
 }

@@ -116,24 +116,6 @@ type serverOpt struct {
 	listen   string // default 127.0.0.1:0
 }
 
-// syncBuffer collects log output written from session goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // startServer starts a server with cfg (testConfig when nil) and stops it when the test ends.
 func startServer(t *testing.T, cfg *config.Config, opt serverOpt) *testServer {
 	t.Helper()

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"ptrelay/config"
+	"ptrelay/internal/testkit"
 	"ptrelay/relay/relaytest"
 )
 
@@ -48,7 +49,7 @@ func legacyHandshake(t *testing.T, addr string, suite uint16) (*dialog, error) {
 }
 
 func TestTLS_LegacyRefusedByDefault(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	cfg := testConfig(t)
 	cfg.SMTP.TLSCert, cfg.SMTP.TLSKey, _ = writeTestCert(t, t.TempDir())
 	ts := startServer(t, cfg, serverOpt{log: slog.New(slog.NewTextHandler(logs, nil))})
@@ -61,10 +62,9 @@ func TestTLS_LegacyRefusedByDefault(t *testing.T) {
 			d.c.Close()
 		})
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for strings.Count(logs.String(), "STARTTLS handshake failed") < len(legacyClients) && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(5*time.Second, func() bool {
+		return strings.Count(logs.String(), "STARTTLS handshake failed") >= len(legacyClients)
+	})
 	out := logs.String()
 	if n := strings.Count(out, "STARTTLS handshake failed"); n != len(legacyClients) {
 		t.Fatalf("%d handshake failures logged, want %d:\n%s", n, len(legacyClients), out)
@@ -75,7 +75,7 @@ func TestTLS_LegacyRefusedByDefault(t *testing.T) {
 }
 
 func TestTLS_LegacyAccepted(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	cfg := testConfig(t)
 	cfg.SMTP.TLSCert, cfg.SMTP.TLSKey, _ = writeTestCert(t, t.TempDir())
 	cfg.SMTP.TLSLegacy = true
@@ -209,7 +209,7 @@ func TestTLS_AutoCertificate(t *testing.T) {
 // default with a hint naming tls_legacy, and accepted with it.
 func TestTLS_RSAKeyExchangeOnly(t *testing.T) {
 	for _, legacy := range []bool{false, true} {
-		logs := &syncBuffer{}
+		logs := &testkit.Buffer{}
 		cfg := testConfig(t)
 		cfg.SMTP.TLSCert, cfg.SMTP.TLSKey, _ = writeTestCert(t, t.TempDir())
 		cfg.SMTP.TLSLegacy = legacy
@@ -227,10 +227,7 @@ func TestTLS_RSAKeyExchangeOnly(t *testing.T) {
 			t.Fatalf("tls_legacy=%v: handshake error %v", legacy, err)
 		}
 		if !legacy {
-			deadline := time.Now().Add(5 * time.Second)
-			for !strings.Contains(logs.String(), "handshake failed") && time.Now().Before(deadline) {
-				time.Sleep(10 * time.Millisecond)
-			}
+			testkit.Eventually(5*time.Second, func() bool { return strings.Contains(logs.String(), "handshake failed") })
 			if out := logs.String(); !strings.Contains(out, "no cipher suite in common") || !strings.Contains(out, "TLS_RSA_WITH_AES_128_GCM_SHA256") || !strings.Contains(out, "tls_legacy") {
 				t.Errorf("failure log lacks the reason:\n%s", out)
 			}

@@ -12,6 +12,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"ptrelay/internal/testkit"
 )
 
 // serve starts the real /metrics endpoint on loopback and returns its URL.
@@ -21,20 +23,7 @@ func serve(t *testing.T, m *Metrics) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.ServeListener(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("ServeListener: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("ServeListener did not stop")
-		}
-	})
+	testkit.Serve(t, "the /metrics server", func(ctx context.Context) error { return m.ServeListener(ctx, ln) })
 	return "http://" + ln.Addr().String() + "/metrics"
 }
 

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"ptrelay/internal/testkit"
 )
 
 var (
@@ -99,7 +101,7 @@ type Daemon struct {
 	opt        DaemonOptions
 	mu         sync.Mutex
 	proc       *process
-	logs       []*syncBuffer // one per run, oldest first
+	logs       []*testkit.Buffer // one per run, oldest first
 }
 
 // StartDaemon writes configTOML to a file and runs `ptrelay serve -config FILE` with a fresh working
@@ -147,7 +149,7 @@ func (d *Daemon) env() []string {
 
 func (d *Daemon) start() {
 	d.t.Helper()
-	log := &syncBuffer{}
+	log := &testkit.Buffer{}
 	p := &process{out: log, done: make(chan struct{})}
 	args := append([]string{"serve", "-config", d.configFile}, d.opt.Args...)
 	p.cmd = exec.Command(d.bin, args...)

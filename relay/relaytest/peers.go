@@ -1,14 +1,14 @@
 // Package relaytest holds the test helpers shared by ptrelay's packages: it finds and launches the real mail
-// peers the end-to-end tests talk to (smtp-sink, a private Postfix smart host, swaks, msmtp, smtp-source), makes
-// test certificates, picks loopback ports, and builds and drives the ptrelay binary for tests that need a real
-// process (signals, kill -9 recovery).
+// peers the end-to-end tests talk to (smtp-sink, a private Postfix as smart host or as MX, swaks, msmtp,
+// smtp-source), makes test certificates and a test CA, picks loopback ports, and builds and drives the ptrelay
+// binary for tests that need a real process (signals, kill -9 recovery, the system's trusted roots).
 //
 // It is imported only from _test.go files. It knows nothing of ptrelay's internals: peers are configured through
 // their own command lines and files, and the daemon through its TOML configuration.
 //
 // A test that needs an external program calls Require first. When the program is missing the test is skipped
 // with the reason and the Debian package to install; with PTRELAY_E2E=1 (set by scripts/test, so CI) it fails
-// instead, so that the end-to-end suite cannot silently vanish.
+// instead, so that the end-to-end suite cannot silently vanish (internal/testkit.Missing decides).
 package relaytest
 
 import (
@@ -16,10 +16,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"ptrelay/internal/testkit"
 )
 
 // E2EEnv is the environment variable that turns a missing peer from a skip into a failure.
-const E2EEnv = "PTRELAY_E2E"
+const E2EEnv = testkit.E2EEnv
 
 // peer says where a program lives besides $PATH and which Debian package ships it.
 type peer struct {
@@ -73,7 +75,7 @@ func Require(t testing.TB, progs ...string) {
 			if pkg == "" {
 				pkg = prog
 			}
-			missing(t, "end-to-end test needs "+prog+" (apt-get install "+pkg+")")
+			testkit.Missing(t, "end-to-end test needs "+prog+" (apt-get install "+pkg+")")
 		}
 	}
 }
@@ -82,17 +84,7 @@ func Require(t testing.TB, progs ...string) {
 // instance cannot be started otherwise.
 func RequireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		missing(t, "end-to-end test needs root (it starts a private Postfix instance)")
-	}
-}
-
-func missing(t testing.TB, why string) {
-	t.Helper()
-	if os.Getenv(E2EEnv) != "" && os.Getenv(E2EEnv) != "0" {
-		t.Fatal(why + "; " + E2EEnv + " is set, so this is a failure")
-	}
-	t.Skip(why + "; set " + E2EEnv + "=1 to make this a failure")
+	testkit.RequireRoot(t, "it starts a private Postfix instance")
 }
 
 // Path returns the absolute path of prog, after Require.

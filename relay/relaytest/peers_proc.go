@@ -6,60 +6,26 @@ import (
 	"errors"
 	"io"
 	"os/exec"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"ptrelay/internal/testkit"
 )
 
 // process is a peer started by a test: its output is captured, its process group is killed at cleanup.
 type process struct {
 	cmd  *exec.Cmd
-	out  *syncBuffer // stdout and stderr interleaved, for failure messages
+	out  *testkit.Buffer // stdout and stderr interleaved, for failure messages
 	done chan struct{}
 	err  error // set before done is closed
-}
-
-// syncBuffer is a bytes.Buffer safe for the writer goroutines of exec and for readers in the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-	// onLine, when set, sees every complete line (split at \n or \r) as it arrives.
-	onLine  func(line string)
-	partial []byte
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf.Write(p)
-	if b.onLine != nil {
-		b.partial = append(b.partial, p...)
-		for {
-			i := bytes.IndexAny(b.partial, "\r\n")
-			if i < 0 {
-				break
-			}
-			if i > 0 {
-				b.onLine(string(b.partial[:i]))
-			}
-			b.partial = b.partial[i+1:]
-		}
-	}
-	return len(p), nil
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // startProcess runs path with args in its own process group. Its output is kept in p.out; stdout, when not nil,
 // receives stdout instead, and onLine, when not nil, sees every line of p.out.
 func startProcess(t testing.TB, stdout io.Writer, onLine func(string), path string, args ...string) (*process, error) {
 	t.Helper()
-	p := &process{out: &syncBuffer{onLine: onLine}, done: make(chan struct{})}
+	p := &process{out: &testkit.Buffer{OnLine: onLine}, done: make(chan struct{})}
 	p.cmd = exec.Command(path, args...)
 	// Pdeathsig: a test binary that dies (a panic, a timeout) takes its peers with it instead of leaving them bound to ports.
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"ptrelay/internal/testkit"
 )
 
 func verifyCert(t *testing.T, certFile, keyFile string, pool *x509.CertPool, host string) {
@@ -35,7 +37,7 @@ func verifyCert(t *testing.T, certFile, keyFile string, pool *x509.CertPool, hos
 }
 
 func TestRequire_MissingSkipsOrFails(t *testing.T) {
-	if os.Getenv(E2EEnv) != "" {
+	if testkit.E2E() {
 		t.Skip("this test checks the skip path")
 	}
 	ran := false

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"ptrelay/internal/testkit"
 )
 
 // PostfixOptions configures a private Postfix instance acting as an authenticated smart host.
@@ -45,6 +47,7 @@ type Postfix struct {
 	dir          string // instance root: conf/, queue/, data/, sasldb2, maillog
 	addr         string
 	implicitAddr string
+	mxAddrs      []string // an MX instance's listeners (StartPostfixMX)
 	certFile     string
 	keyFile      string
 	pool         *x509.CertPool
@@ -64,6 +67,48 @@ func StartPostfix(t testing.TB, opt PostfixOptions) *Postfix {
 	if opt.Hostname == "" {
 		opt.Hostname = "smarthost.test"
 	}
+	pf := newPostfix(t)
+	pf.certFile, pf.keyFile = opt.CertFile, opt.KeyFile
+	pf.writeSASL(t, opt)
+
+	host, port, pick := splitAddr(t, opt.Addr, "127.0.0.1")
+	var ihost string
+	var iport int
+	var ipick bool
+	if opt.ImplicitTLSAddr != "" {
+		ihost, iport, ipick = splitAddr(t, opt.ImplicitTLSAddr, "127.0.0.1")
+	}
+	if pf.certFile == "" {
+		hosts := []string{"localhost", opt.Hostname, host}
+		if ihost != "" && ihost != host {
+			hosts = append(hosts, ihost)
+		}
+		pf.certFile, pf.keyFile, pf.pool = MakeCert(t, pf.confDir(), hosts...)
+	}
+	pf.start(t, pick || ipick, func() []string {
+		p, ip := port, iport
+		if pick {
+			p = FreePort(t, host)
+		}
+		if ipick {
+			ip = FreePort(t, ihost)
+		}
+		pf.addr = net.JoinHostPort(host, strconv.Itoa(p))
+		listeners := []string{pf.addr}
+		if ihost != "" {
+			pf.implicitAddr = net.JoinHostPort(ihost, strconv.Itoa(ip))
+			listeners = append(listeners, pf.implicitAddr)
+		}
+		pf.writeConfig(t, opt)
+		return listeners
+	})
+	return pf
+}
+
+// newPostfix makes an instance directory laid out for Postfix; it is removed when the test ends, or kept and
+// named in the log when the test failed.
+func newPostfix(t testing.TB) *Postfix {
+	t.Helper()
 	// Not t.TempDir: Postfix's daemons run as the postfix user and must traverse to their files, and
 	// t.TempDir's parents are private to root.
 	dir, err := os.MkdirTemp("", "relaytest-postfix-")
@@ -80,61 +125,39 @@ func StartPostfix(t testing.TB, opt PostfixOptions) *Postfix {
 		}
 		os.RemoveAll(dir)
 	})
-	pf := &Postfix{dir: dir, certFile: opt.CertFile, keyFile: opt.KeyFile}
+	pf := &Postfix{dir: dir}
 	if err := pf.makeDirs(); err != nil {
 		t.Fatal(err)
 	}
-	pf.writeSASL(t, opt)
+	return pf
+}
 
-	host, port, pick := splitAddr(t, opt.Addr, "127.0.0.1")
-	var ihost string
-	var iport int
-	var ipick bool
-	if opt.ImplicitTLSAddr != "" {
-		ihost, iport, ipick = splitAddr(t, opt.ImplicitTLSAddr, "127.0.0.1")
-	}
-	if pf.certFile == "" {
-		hosts := []string{"localhost", opt.Hostname, host}
-		if ihost != "" && ihost != host {
-			hosts = append(hosts, ihost)
-		}
-		pf.certFile, pf.keyFile, pf.pool = MakeCert(t, filepath.Join(dir, "conf"), hosts...)
-	}
-
+// start starts the instance and waits until its listeners accept connections. configure picks the addresses,
+// writes main.cf and master.cf and returns the listeners; when the ports were picked (retry) and one was
+// taken meanwhile, it is called again for new ones. The instance is stopped when the test ends.
+func (pf *Postfix) start(t testing.TB, retry bool, configure func() (listeners []string)) {
+	t.Helper()
 	var lastLog string
 	for attempt := 0; attempt < bindAttempts; attempt++ {
-		p, ip := port, iport
-		if pick {
-			p = FreePort(t, host)
-		}
-		if ipick {
-			ip = FreePort(t, ihost)
-		}
-		pf.addr = net.JoinHostPort(host, strconv.Itoa(p))
-		if ihost != "" {
-			pf.implicitAddr = net.JoinHostPort(ihost, strconv.Itoa(ip))
-		}
-		pf.writeConfig(t, opt)
+		listeners := configure()
 		if err := os.WriteFile(filepath.Join(pf.dir, "queue", "quick-start"), nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
 		out, err := run(t, time.Minute, nil, lookup("postfix"), "-c", pf.confDir(), "start")
 		if err == nil {
 			t.Cleanup(pf.stop)
-			WaitTCP(t, pf.addr, 20*time.Second)
-			if pf.implicitAddr != "" {
-				WaitTCP(t, pf.implicitAddr, 20*time.Second)
+			for _, l := range listeners {
+				WaitTCP(t, l, 20*time.Second)
 			}
-			return pf
+			return
 		}
 		pf.stop()
 		lastLog = out + "\n" + pf.Log()
-		if !(pick || ipick) || !isBindError(lastLog) {
+		if !retry || !isBindError(lastLog) {
 			t.Fatalf("relaytest: postfix start: %v\n%s", err, lastLog)
 		}
 	}
 	t.Fatalf("relaytest: Postfix could not bind its ports:\n%s", lastLog)
-	return nil
 }
 
 // requireSASLPlugins checks for the Cyrus plug-ins smtpd needs for PLAIN, LOGIN and the sasldb: without them
@@ -146,7 +169,7 @@ func requireSASLPlugins(t testing.TB) {
 	} {
 		if m, _ := filepath.Glob(filepath.Join("/usr/lib/*/sasl2", lib.file)); len(m) == 0 {
 			if m, _ := filepath.Glob(filepath.Join("/usr/lib/sasl2", lib.file)); len(m) == 0 {
-				missing(t, "end-to-end test needs the Cyrus SASL plug-in "+lib.file+" (apt-get install "+lib.pkg+")")
+				testkit.Missing(t, "end-to-end test needs the Cyrus SASL plug-in "+lib.file+" (apt-get install "+lib.pkg+")")
 			}
 		}
 	}
@@ -252,17 +275,47 @@ func (pf *Postfix) writeConfig(t testing.TB, opt PostfixOptions) {
 	if opt.AuthWithoutTLS {
 		authOnly = "no"
 	}
-	relayHost, relayPort, err := net.SplitHostPort(opt.RelayTo)
+	main := pf.commonMain(t, opt.Hostname, opt.RelayTo, pf.addr, pf.implicitAddr)
+	main = append(main,
+		"local_transport = error:5.1.1 no local delivery on this test smart host",
+		"smtpd_relay_restrictions = permit_sasl_authenticated, reject",
+		"smtpd_sasl_auth_enable = yes",
+		"smtpd_sasl_type = cyrus",
+		"smtpd_sasl_path = smtpd",
+		"smtpd_sasl_local_domain = $myhostname",
+		"smtpd_tls_security_level = may",
+		"smtpd_tls_auth_only = "+authOnly,
+		"smtpd_tls_cert_file = "+pf.certFile,
+		"smtpd_tls_key_file = "+pf.keyFile,
+	)
+	if opt.LogCommands {
+		main = append(main, postfixCommandLogging...)
+	}
+	main = append(main, opt.MainCF...)
+	master := listenAddr(pf.addr) + " inet n - n - - smtpd\n"
+	if pf.implicitAddr != "" {
+		master += listenAddr(pf.implicitAddr) + " inet n - n - - smtpd\n" +
+			"  -o smtpd_tls_wrappermode=yes\n  -o smtpd_tls_security_level=encrypt\n"
+	}
+	pf.writeFiles(t, main, master)
+}
+
+// commonMain is the main.cf every private instance starts from: its own directories and log, no local
+// delivery, loopback only, everything accepted relayed to relayTo, no tarpit, quick retries. addrs are the
+// instance's listeners: an IPv6 one among them (or relayTo) turns IPv6 on.
+func (pf *Postfix) commonMain(t testing.TB, hostname, relayTo string, addrs ...string) []string {
+	t.Helper()
+	relayHost, relayPort, err := net.SplitHostPort(relayTo)
 	if err != nil {
-		t.Fatalf("relaytest: RelayTo %q: %v", opt.RelayTo, err)
+		t.Fatalf("relaytest: RelayTo %q: %v", relayTo, err)
 	}
 	protocols := "ipv4"
-	for _, a := range []string{pf.addr, pf.implicitAddr, opt.RelayTo} {
+	for _, a := range append(addrs, relayTo) {
 		if h, _, _ := net.SplitHostPort(a); strings.Contains(h, ":") {
 			protocols = "all"
 		}
 	}
-	main := []string{
+	return []string{
 		"compatibility_level = 3.6",
 		"queue_directory = " + filepath.Join(pf.dir, "queue"),
 		"data_directory = " + filepath.Join(pf.dir, "data"),
@@ -272,28 +325,18 @@ func (pf *Postfix) writeConfig(t testing.TB, opt PostfixOptions) {
 		"syslog_name = " + filepath.Base(pf.dir),
 		"maillog_file = " + filepath.Join(pf.dir, "maillog"),
 		"maillog_file_prefixes = " + pf.dir,
-		"myhostname = " + opt.Hostname,
-		"mydomain = " + opt.Hostname,
+		"myhostname = " + hostname,
+		"mydomain = " + hostname,
 		"myorigin = $myhostname",
 		"mydestination =",
 		"local_recipient_maps =",
-		"local_transport = error:5.1.1 no local delivery on this test smart host",
 		"alias_maps =",
 		"alias_database =",
 		"inet_interfaces = loopback-only",
 		"inet_protocols = " + protocols,
 		"mynetworks =",
 		"relayhost = [" + relayHost + "]:" + relayPort,
-		"smtpd_relay_restrictions = permit_sasl_authenticated, reject",
 		"smtpd_recipient_restrictions =",
-		"smtpd_sasl_auth_enable = yes",
-		"smtpd_sasl_type = cyrus",
-		"smtpd_sasl_path = smtpd",
-		"smtpd_sasl_local_domain = $myhostname",
-		"smtpd_tls_security_level = may",
-		"smtpd_tls_auth_only = " + authOnly,
-		"smtpd_tls_cert_file = " + pf.certFile,
-		"smtpd_tls_key_file = " + pf.keyFile,
 		"smtp_tls_security_level = none",
 		"smtp_sasl_auth_enable = no",
 		// Postfix sleeps after each error reply by default; tests that provoke errors need no tarpit.
@@ -303,25 +346,23 @@ func (pf *Postfix) writeConfig(t testing.TB, opt PostfixOptions) {
 		"maximal_backoff_time = 10s",
 		"queue_run_delay = 5s",
 	}
-	if opt.LogCommands {
-		main = append(main, postfixCommandLogging...)
+}
+
+// listenAddr is addr as a master.cf service name ("[::1]:25" for IPv6).
+func listenAddr(addr string) string {
+	h, p, _ := net.SplitHostPort(addr)
+	if strings.Contains(h, ":") {
+		h = "[" + h + "]"
 	}
-	main = append(main, opt.MainCF...)
-	listen := func(addr string) string {
-		h, p, _ := net.SplitHostPort(addr)
-		if strings.Contains(h, ":") {
-			h = "[" + h + "]"
-		}
-		return h + ":" + p
-	}
-	master := listen(pf.addr) + " inet n - n - - smtpd\n"
-	if pf.implicitAddr != "" {
-		master += listen(pf.implicitAddr) + " inet n - n - - smtpd\n" +
-			"  -o smtpd_tls_wrappermode=yes\n  -o smtpd_tls_security_level=encrypt\n"
-	}
+	return h + ":" + p
+}
+
+// writeFiles writes main.cf and master.cf: the listeners (smtpd services) given, then Postfix's own services.
+func (pf *Postfix) writeFiles(t testing.TB, main []string, listeners string) {
+	t.Helper()
 	// Debian's master.cf chroots most services into the queue directory; a private instance does not, so
 	// that smtpd reaches the sasldb and the certificate by their absolute paths.
-	master += `cleanup   unix  n - n - 0 cleanup
+	master := listeners + `cleanup   unix  n - n - 0 cleanup
 qmgr      unix  n - n 300 1 qmgr
 tlsmgr    unix  - - n 1000? 1 tlsmgr
 rewrite   unix  - - n - - trivial-rewrite

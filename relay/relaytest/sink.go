@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"ptrelay/internal/testkit"
 )
 
 // SinkOptions configures an smtp-sink destination.
@@ -121,7 +123,7 @@ func StartSink(t testing.TB, opt SinkOptions) *Sink {
 			p = FreePort(t, host)
 		}
 		s := &Sink{addr: net.JoinHostPort(host, strconv.Itoa(p)), dir: dir}
-		stdout := &syncBuffer{onLine: s.counterLine}
+		stdout := &testkit.Buffer{OnLine: s.counterLine}
 		args := append(append([]string{}, base...), s.addr, "100")
 		proc, err := startProcess(t, stdout, s.logLine, bin, args...)
 		if err != nil {
