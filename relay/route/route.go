@@ -36,20 +36,8 @@ type VerdictSource interface {
 //     missing verdict means the smart host (DESIGN.md: while the verdict is unknown, auto uses the smart host).
 func Decide(cfg *config.Config, sender, rcpt string, verdict VerdictSource) Route {
 	hasSmarthost := cfg.Smarthost.Configured()
-	rdom := Domain(rcpt)
-	sl := strings.ToLower(sender)
-	sdom := Domain(sender)
-	for _, r := range cfg.Routing.Rules {
-		via := Route(strings.ToLower(r.Via))
-		if via != Direct && via != Smarthost {
-			continue // validation rejects these; never guess a route from a typo
-		}
-		if via == Smarthost && !hasSmarthost {
-			continue
-		}
-		if matchDomain(r.Domains, rdom) || matchSender(r.Senders, sl, sdom) {
-			return via
-		}
+	if via, ok := Pinned(cfg, sender, rcpt); ok {
+		return via
 	}
 	switch strings.ToLower(cfg.Routing.Mode) {
 	case string(Direct):
@@ -71,6 +59,29 @@ func Decide(cfg *config.Config, sender, rcpt string, verdict VerdictSource) Rout
 		return Direct
 	}
 	return Smarthost
+}
+
+// Pinned returns the route the first matching [[routing.rules]] entry gives the recipient (Decide's first step),
+// and false when no rule matches. A recipient a rule pins to Direct is never rerouted to the smart host: an
+// explicit rule wins over the reply of a receiver, as a Postfix transport entry does.
+func Pinned(cfg *config.Config, sender, rcpt string) (Route, bool) {
+	hasSmarthost := cfg.Smarthost.Configured()
+	rdom := Domain(rcpt)
+	sl := strings.ToLower(sender)
+	sdom := Domain(sender)
+	for _, r := range cfg.Routing.Rules {
+		via := Route(strings.ToLower(r.Via))
+		if via != Direct && via != Smarthost {
+			continue // validation rejects these; never guess a route from a typo
+		}
+		if via == Smarthost && !hasSmarthost {
+			continue
+		}
+		if matchDomain(r.Domains, rdom) || matchSender(r.Senders, sl, sdom) {
+			return via, true
+		}
+	}
+	return "", false
 }
 
 // Domain returns the lower-cased domain of an address ("" for an address without @, such as the null sender).
