@@ -158,7 +158,7 @@ func (s *Scheduler) claim(cfg *config.Config, snap *queue.Message, now time.Time
 	for _, i := range claimed {
 		r := final.Recipients[i]
 		rt := route.Decide(cfg, final.Envelope.From, r.Addr, s.verdict)
-		if rt == route.Direct && s.stayOnSmarthost(cfg, &r, now) {
+		if rt == route.Direct && s.stayOnSmarthost(cfg, final.Envelope.From, &r, now) {
 			rt = route.Smarthost // a receiver refused this host: do not knock again
 		}
 		key := hopKey{Route: rt, Dest: route.Domain(r.Addr)}
@@ -241,7 +241,7 @@ func (s *Scheduler) record(cfg *config.Config, t *txn, results []rcptResult, abo
 				addHistory(r, attemptOf(now, t.key.Route, res.Relay, o, st))
 				o, st = Bounced, ours(stAdminBounce, "bounced by the administrator")
 				bounce(r, o, st, smtpstatus.Status{}, "", "", now, &f)
-			case canReroute(cfg, t.key.Route, st):
+			case rerouteRecipient(cfg, t.key.Route, st, m.Envelope.From, r.Addr):
 				// Not the recipient's fault: this host was refused. The smart host takes it, at once.
 				o = Rerouted
 				r.State = queue.StateDeferred

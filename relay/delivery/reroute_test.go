@@ -493,3 +493,55 @@ func TestReroute_SmarthostRefusalAdvice(t *testing.T) {
 		})
 	}
 }
+
+// A [[routing.rules]] entry with via = "direct" pins its recipients: a refusal of this host's reputation is not
+// rerouted to the smart host (the explicit rule wins, as a Postfix transport entry does). It bounces like any
+// 5xx, with the PTR fix in the DSN.
+func TestReroute_RulePinnedDirectIsNotRerouted(t *testing.T) {
+	port := relaytest.FreePort(t, "127.0.0.61")
+	mx := startFake(t, "127.0.0.61:"+strconv.Itoa(port), func(f *fakePeer) {
+		f.rcptErr = func(int, string) error { return gmail5725 }
+	})
+	e := newRerouteEnv(t, port, []string{"127.0.0.61"})
+	e.cfg.Routing.Mode = "auto"
+	e.cfg.Routing.Rules = []config.Rule{{Domains: []string{"DEST.test"}, Via: "direct"}}
+	rec := e.run(t, &fakeVerdict{ok: true}, Hooks{OnReroute: func(r string) { t.Errorf("OnReroute(%q) for a pinned domain", r) }})
+	put(t, e.st, queue.Envelope{From: "a@sender.test"}, msgBody("pinned"), "b@dest.test")
+	dsn := e.senders.WaitMessages(t, 1, 15*time.Second)[0]
+	if o := outcomes(rec, "b@dest.test"); strings.Join(o, ", ") != "direct bounced" {
+		t.Errorf("attempts %v, want one direct bounce", o)
+	}
+	if e.sh.MessageCount() != 0 {
+		t.Errorf("the smart host got mail for a domain pinned to direct delivery")
+	}
+	if mx.sessionCount() == 0 || !bytes.Contains(dsn.Data, []byte("Status: 5.7.25")) || !bytes.Contains(dsn.Data, []byte("PTR")) {
+		t.Errorf("MX sessions %d; DSN:\n%s", mx.sessionCount(), dsn.Data)
+	}
+}
+
+// A sender rule pins too, and wins over the domain memory of an earlier reroute: the first message (no rule)
+// is rerouted and its domain remembered; the pinned sender's message to that domain still goes direct.
+func TestReroute_SenderPinnedIgnoresDomainMemory(t *testing.T) {
+	port := relaytest.FreePort(t, "127.0.0.62")
+	var mu sync.Mutex
+	var asked []string // recipients the MX was asked for
+	startFake(t, "127.0.0.62:"+strconv.Itoa(port), func(f *fakePeer) {
+		f.rcptErr = func(_ int, to string) error { mu.Lock(); asked = append(asked, to); mu.Unlock(); return gmail5725 }
+	})
+	e := newRerouteEnv(t, port, []string{"127.0.0.62"})
+	e.cfg.Routing.Rules = []config.Rule{{Senders: []string{"ceo@sender.test"}, Via: "direct"}}
+	rec := e.run(t, &fakeVerdict{ok: true}, Hooks{})
+	put(t, e.st, queue.Envelope{From: "a@sender.test"}, msgBody("first"), "b@dest.test")
+	e.sh.WaitMessages(t, 1, 15*time.Second)
+	put(t, e.st, queue.Envelope{From: "ceo@sender.test"}, msgBody("second"), "c@dest.test")
+	e.senders.WaitMessages(t, 1, 15*time.Second) // the bounce of the pinned message
+	if o := outcomes(rec, "c@dest.test"); strings.Join(o, ", ") != "direct bounced" {
+		t.Errorf("pinned sender: attempts %v, want one direct bounce", o)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(asked, ",") != "b@dest.test,c@dest.test" || e.sh.MessageCount() != 1 {
+		t.Errorf("the MX was asked for %v, the smart host got %d messages: want both asked, one smart host message",
+			asked, e.sh.MessageCount())
+	}
+}
