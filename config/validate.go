@@ -233,7 +233,9 @@ func (c *Config) checkQueue(k *checker) {
 		k.add("queue.retry_min", "must be positive: write a duration such as \"5m\"")
 	}
 	if q.RetryMax < q.RetryMin {
-		k.add("queue.retry_max", "%s is shorter than queue.retry_min (%s): raise it, e.g. \"1h\"", q.RetryMax, q.RetryMin)
+		// Suggest a value that fixes it: retry_max is the cap of a backoff that starts at retry_min.
+		k.add("queue.retry_max", "%s is shorter than queue.retry_min (%s): raise retry_max to at least %s, or lower "+
+			"retry_min (the defaults are \"5m\" and \"1h\")", q.RetryMax, q.RetryMin, q.RetryMin)
 	}
 	if q.Lifetime <= q.RetryMin {
 		k.add("queue.lifetime", "%s is not longer than queue.retry_min (%s), so no retry would ever happen: "+
