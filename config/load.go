@@ -50,6 +50,12 @@ func load(flagPath, envPath, systemPath string) (*Config, string, error) {
 		return c, SourceDefaults, nil
 	}
 	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrPermission) {
+		// The packaged unit runs as a dynamic user, which must read the file too; it holds password hashes
+		// (bcrypt), never passwords: those live in password files.
+		return nil, path, fmt.Errorf("reading the configuration: %w: run this command as root (sudo), or make the "+
+			"file readable: chmod 644 %s", err, path)
+	}
 	if err != nil {
 		return nil, path, fmt.Errorf("reading the configuration: %w", err)
 	}

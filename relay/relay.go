@@ -65,11 +65,11 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	r := &Relay{log: opts.Log, opts: opts, started: time.Now()}
 	r.cfg.Store(cfg)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
+		return nil, fmt.Errorf("data_dir %s: %w%s", cfg.DataDir, err, dataDirHint(err, cfg.DataDir))
 	}
 	store, err := queue.Open(queue.Options{Dir: cfg.DataDir, Logger: r.log})
 	if err != nil {
-		return nil, fmt.Errorf("opening the queue in %s: %w", cfg.DataDir, err)
+		return nil, fmt.Errorf("opening the queue in %s: %w%s", cfg.DataDir, err, dataDirHint(err, cfg.DataDir))
 	}
 	r.store = store
 	ok := false
@@ -105,7 +105,7 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	for _, addr := range cfg.SMTP.Listen {
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
-			return nil, fmt.Errorf("smtp.listen %s: %w (ports below 1024 need root or CAP_NET_BIND_SERVICE; is another mail server using it?)", addr, err)
+			return nil, fmt.Errorf("smtp.listen %s: %w: %s", addr, err, listenHint(err, addr))
 		}
 		r.listeners = append(r.listeners, l)
 	}
@@ -118,7 +118,7 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	if cfg.Admin.MetricsListen != "" {
 		r.metricsLn, err = net.Listen("tcp", cfg.Admin.MetricsListen)
 		if err != nil {
-			return nil, fmt.Errorf("admin.metrics_listen %s: %w", cfg.Admin.MetricsListen, err)
+			return nil, fmt.Errorf("admin.metrics_listen %s: %w: %s", cfg.Admin.MetricsListen, err, listenHint(err, cfg.Admin.MetricsListen))
 		}
 	}
 	ok = true
