@@ -103,3 +103,40 @@ func TestHints_StartErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestCheck_IPv4OnlyNetwork runs `ptrelay check` in a network namespace with IPv4 only (loopback up, an IPv4
+// default route, no IPv6 route): the IPv6 line says it is harmless instead of "unknown" with a fix to apply.
+func TestCheck_IPv4OnlyNetwork(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("a network namespace needs root")
+	}
+	relaytest.Require(t, "unshare", "ip")
+	bin := relaytest.BuildBinary(t)
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "ptrelay.toml")
+	if err := os.WriteFile(conf, []byte(`hostname = "relay.example.test"
+data_dir = "`+filepath.Join(dir, "data")+`"
+[dns]
+resolvers = ["127.0.0.1:9"]
+timeout = "1s"
+[egress]
+discovery = ["local"]
+dnsbl = []
+port25_probe = ""
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	script := relaytest.Path(t, "ip") + " link set lo up && " + relaytest.Path(t, "ip") + " route add default dev lo && exec " +
+		bin + " check -config " + conf
+	out, _ := exec.Command(relaytest.Path(t, "unshare"), "-n", "sh", "-c", script).CombinedOutput()
+	var line string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, "ipv6 egress address") {
+			line = l
+		}
+	}
+	if !strings.Contains(line, "none") || !strings.Contains(line, "harmless on an IPv4-only network") ||
+		strings.Contains(line, "unknown") {
+		t.Errorf("IPv6 line %q in:\n%s", line, out)
+	}
+}
