@@ -156,14 +156,20 @@ func (c *Checker) logChange(o Options, prev Report, had bool, cur Report) {
 	}
 }
 
-// reportFix is the fix of the first check that decided the verdict, "" when it is direct-ok.
+// reportFix is the fix of the first check that decided the verdict as Decide does (a failure before a
+// temporary error), "" when it is direct-ok.
 func reportFix(r Report) string {
 	if r.Verdict == VerdictDirectOK {
 		return ""
 	}
-	for _, c := range r.Checks {
-		if c.Blocking && c.Status != StatusPass && c.Fix != "" {
-			return c.Fix
+	for _, bad := range []func(Status) bool{
+		func(s Status) bool { return s == StatusFail || s == StatusPermError },
+		func(s Status) bool { return s != StatusPass },
+	} {
+		for _, c := range r.Checks {
+			if c.Blocking && bad(c.Status) && c.Fix != "" {
+				return c.Fix
+			}
 		}
 	}
 	return ""

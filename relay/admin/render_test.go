@@ -225,3 +225,14 @@ func TestRecentErrors(t *testing.T) {
 		t.Errorf("newest first: got %v, want e d c", ids)
 	}
 }
+
+func TestRenderStatus_PendingRestart(t *testing.T) {
+	var b strings.Builder
+	if err := RenderStatus(&b, Status{Version: "0.1.0", PendingRestart: []string{"smtp.listen", "dns.resolvers"}}); err != nil {
+		t.Fatal(err)
+	}
+	want := "Pending:       smtp.listen, dns.resolvers changed by a reload: restart ptrelay to apply (systemctl restart ptrelay)\n"
+	if !strings.Contains(b.String(), want) {
+		t.Errorf("got:\n%s\nwant a line:\n%s", b.String(), want)
+	}
+}
