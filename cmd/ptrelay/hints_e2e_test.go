@@ -78,6 +78,10 @@ func TestHints_StartErrors(t *testing.T) {
 			[]string{"permission denied", "ports below 1024 need root or CAP_NET_BIND_SERVICE"}, "another program"},
 		{"data_dir not writable", nobody, []string{"serve", "-config", conf("data.toml", filepath.Join(private, "data"), "127.0.0.1:0", 0o644)},
 			[]string{"permission denied", "ptrelay runs as", "(uid 65534), which may not write there", "chown -R 65534 " + filepath.Join(private, "data")}, ""},
+		{"admin socket not reachable", nobody, []string{"queue", "list", "-config", conf("queue.toml", filepath.Join(private, "q"), "127.0.0.1:0", 0o644)},
+			[]string{"permission denied", "it is the service's: run this command as root (sudo), or as a member of the group named by admin.socket_group"}, ""},
+		{"queue not readable", nobody, []string{"queue", "list", "-config", sockElsewhere(t, conf("q2.toml", filepath.Join(private, "q2"), "127.0.0.1:0", 0o644), filepath.Join(open, "q2.sock"))},
+			[]string{"permission denied", "belongs to the service: run this command as root (sudo)"}, ""},
 		{"config not readable", nobody, []string{"status", "-config", conf("secret.toml", filepath.Join(open, "s"), "127.0.0.1:0", 0o600)},
 			[]string{"permission denied", "run this command as root (sudo), or make the file readable: chmod 644"}, ""},
 	} {
@@ -139,4 +143,18 @@ port25_probe = ""
 		strings.Contains(line, "unknown") {
 		t.Errorf("IPv6 line %q in:\n%s", line, out)
 	}
+}
+
+// sockElsewhere points the configuration file's admin.socket at sock, and returns the file.
+func sockElsewhere(t *testing.T, file, sock string) string {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := strings.Index(string(data), "socket = ")
+	if err := os.WriteFile(file, []byte(string(data[:i])+fmt.Sprintf("socket = %q\n", sock)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file
 }
