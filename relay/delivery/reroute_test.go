@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"sort"
@@ -156,7 +157,7 @@ func TestReroute_Gmail5725AtRCPT(t *testing.T) {
 		t.Errorf("the smart host got %q -> %v", got[0].From, got[0].To)
 	}
 	waitFor(t, "the queue to empty", 10*time.Second, func() bool { return queueEmpty(t, e.st) })
-	if o := outcomes(rec, "b@dest.test"); strings.Join(o, ", ") != "direct rerouted, smarthost sent" {
+	if o := settledOutcomes(t, rec, "b@dest.test", 2); strings.Join(o, ", ") != "direct rerouted, smarthost sent" {
 		t.Errorf("attempts %v, want direct rerouted then smarthost sent", o)
 	}
 	var first Result
@@ -256,7 +257,7 @@ func TestReroute_AtGreeting(t *testing.T) {
 	rec := e.run(t, &fakeVerdict{ok: true}, Hooks{})
 	put(t, e.st, queue.Envelope{From: "a@sender.test"}, msgBody("greeting"), "b@dest.test")
 	e.sh.WaitMessages(t, 1, 15*time.Second)
-	if o := outcomes(rec, "b@dest.test"); strings.Join(o, ", ") != "direct rerouted, smarthost sent" {
+	if o := settledOutcomes(t, rec, "b@dest.test", 2); strings.Join(o, ", ") != "direct rerouted, smarthost sent" {
 		t.Errorf("attempts %v, want direct rerouted then smarthost sent", o)
 	}
 	if conns.Load() != 1 || backup.sessionCount() != 0 {
@@ -281,7 +282,7 @@ func TestReroute_AfterDATA(t *testing.T) {
 	}
 	waitFor(t, "the queue to empty", 10*time.Second, func() bool { return queueEmpty(t, e.st) })
 	for _, rcpt := range []string{"b@dest.test", "c@dest.test"} {
-		if o := outcomes(rec, rcpt); strings.Join(o, ", ") != "direct rerouted, smarthost sent" {
+		if o := settledOutcomes(t, rec, rcpt, 2); strings.Join(o, ", ") != "direct rerouted, smarthost sent" {
 			t.Errorf("%s: attempts %v, want direct rerouted then smarthost sent", rcpt, o)
 		}
 	}
@@ -329,7 +330,7 @@ func TestReroute_450CannotFindHostname(t *testing.T) {
 	rec := e.run(t, &fakeVerdict{ok: true}, Hooks{})
 	put(t, e.st, queue.Envelope{From: "a@sender.test"}, msgBody("hostname"), "b@dest.test")
 	e.sh.WaitMessages(t, 1, 15*time.Second)
-	if o := outcomes(rec, "b@dest.test"); strings.Join(o, ", ") != "direct rerouted, smarthost sent" {
+	if o := settledOutcomes(t, rec, "b@dest.test", 2); strings.Join(o, ", ") != "direct rerouted, smarthost sent" {
 		t.Errorf("attempts %v, want direct rerouted then smarthost sent", o)
 	}
 	if mx.MessageCount() != 0 {
@@ -388,7 +389,7 @@ func TestReroute_DomainRemembered(t *testing.T) {
 	if mx.sessionCount() != sessions {
 		t.Errorf("the refusing MX was tried again (%d sessions, then %d)", sessions, mx.sessionCount())
 	}
-	if o := outcomes(rec, "c@DEST.test"); strings.Join(o, ", ") != "smarthost sent" {
+	if o := settledOutcomes(t, rec, "c@DEST.test", 1); strings.Join(o, ", ") != "smarthost sent" {
 		t.Errorf("second message: attempts %v, want smarthost sent", o)
 	}
 }
@@ -425,6 +426,14 @@ func TestDelivery_DirectFamilies(t *testing.T) {
 			}
 		})
 	}
+}
+
+// settledOutcomes is outcomes once rcpt has n attempts: a peer has the message before the attempt's outcome is
+// committed and its line written, so a test that waited for the peer must also wait for the line.
+func settledOutcomes(t *testing.T, rec *recorder, rcpt string, n int) []string {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d attempts of %s", n, rcpt), 10*time.Second, func() bool { return len(outcomes(rec, rcpt)) >= n })
+	return outcomes(rec, rcpt)
 }
 
 func firstAttempt(rec *recorder) Result {
@@ -543,5 +552,62 @@ func TestReroute_SenderPinnedIgnoresDomainMemory(t *testing.T) {
 	if strings.Join(asked, ",") != "b@dest.test,c@dest.test" || e.sh.MessageCount() != 1 {
 		t.Errorf("the MX was asked for %v, the smart host got %d messages: want both asked, one smart host message",
 			asked, e.sh.MessageCount())
+	}
+}
+
+// rawEHLORefuser greets, answers EHLO with reply, and hangs up after the client's next line (Postfix with
+// smtpd_delay_reject = no refuses a bad HELO name right at EHLO).
+func rawEHLORefuser(t *testing.T, addr, reply string) *atomic.Int32 {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	var ehlos atomic.Int32
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				r := bufio.NewReader(c)
+				_, _ = c.Write([]byte("220 mx1.dest.test ESMTP\r\n"))
+				line, _ := r.ReadString('\n')
+				if strings.HasPrefix(strings.ToUpper(line), "EHLO") {
+					ehlos.Add(1)
+					_, _ = c.Write([]byte(reply + "\r\n"))
+				}
+				line, _ = r.ReadString('\n')
+				if strings.HasPrefix(strings.ToUpper(line), "QUIT") {
+					_, _ = c.Write([]byte("221 bye\r\n"))
+				}
+			}()
+		}
+	}()
+	return &ehlos
+}
+
+// A refusal of the EHLO name at EHLO (Postfix's reject_non_fqdn_helo_hostname) is a refusal of this host: the
+// smart host, which greets with its own name, takes the mail at once; the domain's other MX is not tried.
+func TestReroute_AtEHLO(t *testing.T) {
+	port := relaytest.FreePort(t, "127.0.0.63")
+	ehlos := rawEHLORefuser(t, "127.0.0.63:"+strconv.Itoa(port), "504 5.5.2 <relay>: Helo command rejected: need fully-qualified hostname")
+	backup := startFake(t, "127.0.0.64:"+strconv.Itoa(port), nil)
+	e := newRerouteEnv(t, port, []string{"127.0.0.63", "127.0.0.64"})
+	rec := e.run(t, &fakeVerdict{ok: true}, Hooks{})
+	put(t, e.st, queue.Envelope{From: "a@sender.test"}, msgBody("ehlo"), "b@dest.test")
+	e.sh.WaitMessages(t, 1, 15*time.Second)
+	if o := settledOutcomes(t, rec, "b@dest.test", 2); strings.Join(o, ", ") != "direct rerouted, smarthost sent" {
+		t.Errorf("attempts %v, want direct rerouted then smarthost sent", o)
+	}
+	if ehlos.Load() != 1 || backup.sessionCount() != 0 {
+		t.Errorf("refusing MX saw %d EHLOs, the backup MX %d sessions; want 1 and 0", ehlos.Load(), backup.sessionCount())
+	}
+	if r := firstAttempt(rec); r.Status.Code != 504 || !strings.Contains(e.logs.String(), "reason=helo") {
+		t.Errorf("rerouted on %+v; log:\n%s", r.Status, e.logs.String())
 	}
 }
