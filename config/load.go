@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	toml "github.com/pelletier/go-toml/v2"
@@ -49,6 +50,12 @@ func load(flagPath, envPath, systemPath string) (*Config, string, error) {
 		return c, SourceDefaults, nil
 	}
 	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrPermission) {
+		// The packaged unit runs as a dynamic user, which must read the file too; it holds password hashes
+		// (bcrypt), never passwords: those live in password files.
+		return nil, path, fmt.Errorf("reading the configuration: %w: run this command as root (sudo), or make the "+
+			"file readable: chmod 644 %s", err, path)
+	}
 	if err != nil {
 		return nil, path, fmt.Errorf("reading the configuration: %w", err)
 	}
@@ -67,7 +74,7 @@ func Parse(data []byte, name string) (*Config, error) {
 	}
 	lines, pre := scanDocument(data)
 	decErr := decode(c, data)
-	problems := merge(pre, decodeErrors(decErr))
+	problems := merge(pre, decodeErrors(decErr, lines))
 	// go-toml decodes every known key before it reports unknown ones, and the scan's own problems do not stop it:
 	// in those cases the configuration is complete enough for Validate to add its findings to the same report,
 	// leaving out keys whose value was already refused (they hold their default, not what the admin wrote).
@@ -117,7 +124,7 @@ func underRefused(refused map[string]bool, key string) bool {
 // decodeInto decodes data over c and returns its problems; used for the embedded defaults.
 func decodeInto(c *Config, data []byte, name string) []error {
 	_, pre := scanDocument(data)
-	problems := merge(pre, decodeErrors(decode(c, data)))
+	problems := merge(pre, decodeErrors(decode(c, data), nil))
 	errs := make([]error, len(problems))
 	for i, p := range problems {
 		p.File = name
@@ -170,8 +177,9 @@ func lineOf(lines map[string]int, key string) int {
 
 var typeMismatch = regexp.MustCompile(`^cannot decode TOML (\S+) into `)
 
-// decodeErrors translates go-toml's errors into FieldErrors with the line and the key in an admin's words.
-func decodeErrors(err error) []*FieldError {
+// decodeErrors translates go-toml's errors into FieldErrors with the line and the key in an admin's words; lines
+// (the scan's first line of every key and table) lets a duplicate table point at its first header.
+func decodeErrors(err error, lines map[string]int) []*FieldError {
 	if err == nil {
 		return nil
 	}
@@ -197,6 +205,14 @@ func decodeErrors(err error) []*FieldError {
 			}
 		}
 		switch {
+		case strings.Contains(msg, "already exists") && key != "":
+			// go-toml: "table smtp already exists", a [table] header written twice.
+			first := ""
+			if l := lines[key]; l > 0 && l != line {
+				first = " (first at line " + strconv.Itoa(l) + ")"
+			}
+			msg = "[" + key + "] is written twice" + first + ": move the keys under this header into the first [" +
+				key + "] table and delete this line"
 		case strings.Contains(msg, "already defined"):
 			// go-toml names only the last part of the key here; the line says which one.
 			key, msg = "", "a key or table is written twice ("+msg+"): keep only one of them"

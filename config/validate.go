@@ -168,34 +168,6 @@ func (c *Config) checkSmarthost(k *checker) {
 	}
 }
 
-// CheckSecrets checks what only the daemon can see: that the smart host's password can be read, from
-// password_file or from $CREDENTIALS_DIRECTORY/smarthost (systemd LoadCredential=). Admin commands run in a
-// shell that has neither the daemon's credentials nor, often, the right to read its password file, so Validate
-// leaves this out; `ptrelay serve` calls it at start and before applying a reload.
-func (c *Config) CheckSecrets() error {
-	k := &checker{}
-	s := &c.Smarthost
-	switch {
-	case s.PasswordFile != "":
-		if f, err := os.Open(s.PasswordFile); err != nil {
-			k.add("smarthost.password_file", "cannot be read (%v): create it with the password on one line, "+
-				"readable by ptrelay only (chmod 600)", unwrapPath(err))
-		} else {
-			_ = f.Close()
-		}
-	case s.Username != "":
-		d := os.Getenv("CREDENTIALS_DIRECTORY")
-		if d == "" {
-			k.add("smarthost.username", "is set but there is no password: set smarthost.password_file, or "+
-				"pass the password with systemd's LoadCredential=smarthost:FILE")
-		} else if _, err := os.Stat(d + "/" + credentialName); err != nil {
-			k.add("smarthost.username", "is set but $CREDENTIALS_DIRECTORY has no %q credential: add "+
-				"LoadCredential=smarthost:FILE to the unit, or set smarthost.password_file", credentialName)
-		}
-	}
-	return joinProblems(k.list)
-}
-
 func (c *Config) checkRouting(k *checker) {
 	r := &c.Routing
 	switch {
@@ -262,7 +234,9 @@ func (c *Config) checkQueue(k *checker) {
 		k.add("queue.retry_min", "must be positive: write a duration such as \"5m\"")
 	}
 	if q.RetryMax < q.RetryMin {
-		k.add("queue.retry_max", "%s is shorter than queue.retry_min (%s): raise it, e.g. \"1h\"", q.RetryMax, q.RetryMin)
+		// Suggest a value that fixes it: retry_max is the cap of a backoff that starts at retry_min.
+		k.add("queue.retry_max", "%s is shorter than queue.retry_min (%s): raise retry_max to at least %s, or lower "+
+			"retry_min (the defaults are \"5m\" and \"1h\")", q.RetryMax, q.RetryMin, q.RetryMin)
 	}
 	if q.Lifetime <= q.RetryMin {
 		k.add("queue.lifetime", "%s is not longer than queue.retry_min (%s), so no retry would ever happen: "+
@@ -446,8 +420,8 @@ func unwrapPath(err error) error {
 
 // checkFile reports a configured file that does not exist or is not a regular file.
 func checkFile(k *checker, key, path, what string) {
-	if path == "" {
-		return
+	if path == "" || fromCredentials(path) && os.Getenv("CREDENTIALS_DIRECTORY") == "" {
+		return // a systemd credential, there only while the service runs: CheckSecrets says so
 	}
 	st, err := os.Stat(path)
 	switch {

@@ -13,6 +13,7 @@ const (
 	StatusFail      Status = "fail"      // checked, and the answer is bad
 	StatusTempError Status = "temperror" // DNS or network trouble: try again later, judge nothing from it
 	StatusPermError Status = "permerror" // cannot be evaluated as things are (no PTR, refused DNSBL query, bad SPF)
+	StatusNone      Status = "none"      // nothing to check (no IPv6 on this network): neither good nor bad
 )
 
 // Check is one line of the egress checklist.
@@ -29,11 +30,13 @@ type Check struct {
 	Fix      string `json:"fix,omitempty"` // one sentence for the admin; empty on pass
 }
 
-// Level is how `ptrelay check` shows the check: "ok", "warn", "fail" or "unknown".
+// Level is how `ptrelay check` shows the check: "ok", "warn", "fail", "unknown" or "none" (nothing to check).
 func (c Check) Level() string {
 	switch {
 	case c.Status == StatusPass:
 		return "ok"
+	case c.Status == StatusNone:
+		return "none"
 	case c.Status == StatusTempError:
 		return "unknown"
 	case c.Blocking:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -141,12 +142,37 @@ func (c *Checker) logChange(o Options, prev Report, had bool, cur Report) {
 	if cur.Verdict != VerdictDirectOK {
 		level = slog.LevelWarn
 	}
+	// One reason per "; " (a slice would print as [a b c], its reasons running together), and the egress
+	// address as "none" with the reason when discovery found none (a zero netip.Addr prints "invalid IP").
+	egress := "none"
+	if cur.Egress.IP.IsValid() {
+		egress = cur.Egress.IP.String()
+	}
 	o.Logger.Log(context.Background(), level, "egress verdict",
-		"family", cur.Family.String(), "egress", cur.Egress.IP.String(), "verdict", string(cur.Verdict),
-		"previous", string(prev.Verdict), "reasons", cur.Reasons)
+		"family", cur.Family.String(), "egress", egress, "verdict", string(cur.Verdict),
+		"previous", string(prev.Verdict), "reasons", strings.Join(cur.Reasons, "; "), "fix", reportFix(cur))
 	if o.OnChange != nil && (!had || prev.Verdict != cur.Verdict) {
 		o.OnChange(prev, cur)
 	}
+}
+
+// reportFix is the fix of the first check that decided the verdict as Decide does (a failure before a
+// temporary error), "" when it is direct-ok.
+func reportFix(r Report) string {
+	if r.Verdict == VerdictDirectOK {
+		return ""
+	}
+	for _, bad := range []func(Status) bool{
+		func(s Status) bool { return s == StatusFail || s == StatusPermError },
+		func(s Status) bool { return s != StatusPass },
+	} {
+		for _, c := range r.Checks {
+			if c.Blocking && bad(c.Status) && c.Fix != "" {
+				return c.Fix
+			}
+		}
+	}
+	return ""
 }
 
 // Recheck asks Run for a new check at once; it does not wait. Several calls before the check starts coalesce.

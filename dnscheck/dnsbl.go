@@ -125,10 +125,13 @@ type DNSBLResult struct {
 func CheckDNSBL(ctx context.Context, r Lookuper, ip netip.Addr, zone string) DNSBLResult {
 	zone = strings.TrimSuffix(zone, ".")
 	res := DNSBLResult{Zone: zone}
+	// The title states what was found, so a fail line reads "203.0.113.7 is listed in zen.spamhaus.org: PBL ...",
+	// never "not listed in ...: listed".
 	c := Check{ID: "dnsbl:" + zone, Title: fmt.Sprintf("%s not listed in %s", ip.Unmap(), zone), Blocking: true}
 	codes, err := queryDNSBL(ctx, r, ip.Unmap(), zone)
 	res.Codes = codes
 	if errors.Is(err, ErrTemporary) {
+		c.Title = fmt.Sprintf("%s in %s", ip.Unmap(), zone)
 		c.Status, c.Detail = StatusTempError, err.Error()
 		c.Fix = "Check that the DNS resolvers answer, then run the check again."
 		res.Check = c
@@ -137,7 +140,8 @@ func CheckDNSBL(ctx context.Context, r Lookuper, ip netip.Addr, zone string) DNS
 	listed, refused, dynamic := summarize(codes)
 	switch {
 	case len(listed) > 0:
-		c.Status, c.Detail = StatusFail, "listed: "+strings.Join(listed, "; ")
+		c.Title = fmt.Sprintf("%s is listed in %s", ip.Unmap(), zone)
+		c.Status, c.Detail = StatusFail, strings.Join(listed, "; ")
 		if dynamic {
 			c.Fix = "The address is in a dynamic range that receivers refuse: send through the smart host, or get a static IP from your ISP and have it removed from the PBL."
 		} else {
@@ -156,6 +160,7 @@ func CheckDNSBL(ctx context.Context, r Lookuper, ip netip.Addr, zone string) DNS
 }
 
 func cannotTell(c *Check, why string) {
+	c.Title = strings.Replace(c.Title, " not listed in ", " in ", 1)
 	c.Status, c.Blocking = StatusPermError, false
 	c.Detail = "cannot tell: " + why
 	c.Fix = "Use your own resolver (not a public one such as 8.8.8.8) in dns.resolvers, check the zone name, or use a DNSBL subscription."

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -91,6 +92,25 @@ var defaultLocalTargets = map[Family]string{IPv4: "8.8.8.8:53", IPv6: "[2001:486
 // ErrNoEgress means no method found an address of the family (no IPv6 connectivity, for instance).
 var ErrNoEgress = errors.New("no egress address found")
 
+// ErrNoRoute means the kernel has no route for the family at all (an IPv4-only network has no IPv6 route): not a
+// failure to retry, and harmless, since mail leaves over the other family.
+var ErrNoRoute = errors.New("this machine has no route for the address family")
+
+// wrapped keeps err's chain (errors.Is sees the errno or the sentinels) under a message of our own words.
+type wrapped struct {
+	msg string
+	err error
+}
+
+func (w wrapped) Error() string { return w.msg }
+func (w wrapped) Unwrap() error { return w.err }
+
+// noRoute reports a socket error that says the family is not routed here at all.
+func noRoute(err error) bool {
+	return errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.EADDRNOTAVAIL) ||
+		errors.Is(err, syscall.EAFNOSUPPORT)
+}
+
 // DiscoverEgress finds the egress address of family f: the static one when configured, else each discovery
 // method in order. The error lists why each method failed; it wraps ErrNoEgress.
 func DiscoverEgress(ctx context.Context, o EgressOptions, f Family) (Egress, error) {
@@ -111,6 +131,7 @@ func DiscoverEgress(ctx context.Context, o EgressOptions, f Family) (Egress, err
 		timeout = defaultTimeout
 	}
 	var why []string
+	unrouted := false
 	for _, m := range o.Discovery {
 		var e Egress
 		var err error
@@ -129,10 +150,15 @@ func DiscoverEgress(ctx context.Context, o EgressOptions, f Family) (Egress, err
 		if err == nil {
 			return e, nil
 		}
+		unrouted = unrouted || noRoute(err)
 		why = append(why, m+": "+err.Error())
 	}
 	if len(why) == 0 {
 		why = append(why, "no discovery method configured")
+	}
+	if unrouted {
+		return Egress{}, wrapped{fmt.Sprintf("%v (%s): %s", ErrNoEgress, f, strings.Join(why, "; ")),
+			errors.Join(ErrNoEgress, ErrNoRoute)}
 	}
 	return Egress{}, fmt.Errorf("%w (%s): %s", ErrNoEgress, f, strings.Join(why, "; "))
 }
@@ -262,7 +288,7 @@ func localEgress(ctx context.Context, target string, f Family) (Egress, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, network, target)
 	if err != nil {
-		return Egress{}, fmt.Errorf("no route toward %s: %s", target, cleanNetErr(err))
+		return Egress{}, wrapped{fmt.Sprintf("no route toward %s: %s", target, cleanNetErr(err)), err}
 	}
 	defer conn.Close()
 	ap, err := netip.ParseAddrPort(conn.LocalAddr().String())

@@ -65,7 +65,7 @@ func CheckPTR(ctx context.Context, r Lookuper, ip netip.Addr, hostname, domain s
 	res.Checks = append(res.Checks, fc.check)
 	res.Verified = fc.verified
 	if res.Verified != "" {
-		res.Checks = append(res.Checks, hostnameCheck(res.Verified, hostname))
+		res.Checks = append(res.Checks, hostnameCheck(res.Verified, hostname, ip))
 		if domain != "" {
 			res.Checks = append(res.Checks, domainCheck(res.Verified, domain, hostname))
 		}
@@ -122,8 +122,17 @@ func fcrdns(ctx context.Context, r Lookuper, ip netip.Addr, names []string) fcRe
 	return fcResult{check: c}
 }
 
-func hostnameCheck(verified, hostname string) Check {
+func hostnameCheck(verified, hostname string, ip netip.Addr) Check {
 	c := Check{ID: "hostname", Title: "PTR name is the hostname ptrelay greets with (EHLO)"}
+	if generic, _ := LooksGeneric(verified, ip); generic && !sameName(verified, hostname) {
+		// Greeting with the ISP's name for a dynamic line would only match a PTR that receivers refuse anyway:
+		// the fix is a PTR in our own domain, never adopting this one.
+		c.Status = StatusFail
+		c.Detail = fmt.Sprintf("PTR name is %s (an ISP's generic name), hostname is %s", verified, dash(hostname))
+		c.Fix = fmt.Sprintf("Keep hostname as your own mail host name and ask your ISP for a static IP whose PTR is "+
+			"%s, with a matching A record; until then send through the smart host.", wantName(hostname))
+		return c
+	}
 	switch {
 	case hostname == "":
 		c.Status, c.Detail = StatusFail, "hostname is not set; the PTR name is "+verified
@@ -161,6 +170,13 @@ func InDomain(name, domain string) bool {
 
 func sameName(a, b string) bool {
 	return strings.EqualFold(strings.TrimSuffix(a, "."), strings.TrimSuffix(b, "."))
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "not set"
+	}
+	return s
 }
 
 func wantName(hostname string) string {

@@ -77,6 +77,14 @@ func SelfCheck(ctx context.Context, o SelfCheckOptions, f Family) Report {
 	eg, err := DiscoverEgress(ctx, o.Egress, f)
 	ec := Check{ID: "egress", Title: f.String() + " egress address", Blocking: true}
 	switch {
+	case err != nil && f == IPv6 && errors.Is(err, ErrNoRoute):
+		// An IPv4-only network: nothing to judge, nothing to fix, and not worth a warning.
+		ec.Status = StatusNone
+		ec.Detail = "this machine has no IPv6 route: harmless on an IPv4-only network, where mail leaves over IPv4"
+		ec.Fix = "Nothing to do. If this network has IPv6, check the machine's IPv6 route (ip -6 route)."
+		rep.Checks = []Check{ec}
+		rep.Verdict, rep.Reasons = VerdictUnknown, []string{ec.Detail}
+		return rep
 	case err != nil:
 		ec.Status, ec.Detail = StatusTempError, err.Error()
 		ec.Fix = "Set egress.ip, or let the whoami servers in egress.whoami be reached over UDP port 53."

@@ -1,3 +1,4 @@
-// Package packaging holds what installs ptrelay on a host: the systemd unit (ptrelay.service) and the tests
-// that check it with systemd's own tools. There is no Go code to import here.
+// Package packaging holds what installs ptrelay on a host: the systemd unit (ptrelay.service), the example
+// configuration the Debian package installs (ptrelay.toml; scripts/build-deb makes the package), and the tests
+// that check them with systemd's own tools, dpkg-deb and lintian. There is no Go code to import here.
 package packaging

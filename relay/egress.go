@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"ptrelay/config"
@@ -41,7 +42,7 @@ func (r *Relay) verdictChanged(prev, cur dnscheck.Report) {
 	cfg := r.cfg.Load()
 	if cur.Verdict == dnscheck.VerdictSmarthost && !cfg.Smarthost.Configured() && cfg.EffectiveRoutingMode() != config.RoutingSmarthost {
 		r.log.Warn("receivers will likely refuse mail from this address, and no smart host is configured: delivering directly anyway; configure [smarthost] or fix the DNS (run `ptrelay check`)",
-			"family", cur.Family.String(), "egress", cur.Egress.IP.String(), "reasons", cur.Reasons)
+			"family", cur.Family.String(), "egress", cur.Egress.IP.String(), "reasons", strings.Join(cur.Reasons, "; "))
 	}
 }
 

@@ -57,6 +57,10 @@ type Relay struct {
 
 	lastErrors lastErrors
 	tlsClients tlsClients
+	// started is the configuration the daemon started with: what is bound and opened. pending names the keys
+	// a reload changed from it, which only a restart applies (`ptrelay status` lists them until then).
+	startCfg *config.Config
+	pending  atomic.Pointer[[]string]
 }
 
 // New opens the queue and the listeners; nothing is served until Run. Errors say what to fix.
@@ -64,14 +68,14 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	r := &Relay{log: component(opts.Log, "daemon"), opts: opts, started: time.Now()}
+	r := &Relay{log: component(opts.Log, "daemon"), opts: opts, started: time.Now(), startCfg: cfg}
 	r.cfg.Store(cfg)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
+		return nil, fmt.Errorf("data_dir %s: %w%s", cfg.DataDir, err, dataDirHint(err, cfg.DataDir))
 	}
 	store, err := queue.Open(queue.Options{Dir: cfg.DataDir, Logger: component(opts.Log, "queue")})
 	if err != nil {
-		return nil, fmt.Errorf("opening the queue in %s: %w", cfg.DataDir, err)
+		return nil, fmt.Errorf("opening the queue in %s: %w%s", cfg.DataDir, err, dataDirHint(err, cfg.DataDir))
 	}
 	r.store = store
 	ok := false
@@ -113,7 +117,7 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	for _, addr := range cfg.SMTP.Listen {
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
-			return nil, fmt.Errorf("smtp.listen %s: %w (ports below 1024 need root or CAP_NET_BIND_SERVICE; is another mail server using it?)", addr, err)
+			return nil, fmt.Errorf("smtp.listen %s: %w: %s", addr, err, listenHint(err, addr))
 		}
 		r.listeners = append(r.listeners, l)
 	}
@@ -126,7 +130,7 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	if cfg.Admin.MetricsListen != "" {
 		r.metricsLn, err = net.Listen("tcp", cfg.Admin.MetricsListen)
 		if err != nil {
-			return nil, fmt.Errorf("admin.metrics_listen %s: %w", cfg.Admin.MetricsListen, err)
+			return nil, fmt.Errorf("admin.metrics_listen %s: %w: %s", cfg.Admin.MetricsListen, err, listenHint(err, cfg.Admin.MetricsListen))
 		}
 	}
 	ok = true
@@ -221,7 +225,6 @@ func (r *Relay) Run(ctx context.Context) error {
 func (r *Relay) Reload(cfg *config.Config) error {
 	_ = sdnotify.Reloading()
 	defer func() { _ = sdnotify.Ready() }()
-	old := r.cfg.Load()
 	if err := r.inbound.Reload(cfg); err != nil {
 		return err
 	}
@@ -230,8 +233,21 @@ func (r *Relay) Reload(cfg *config.Config) error {
 	}
 	r.scheduler.Reload(delivery.NewSettings(cfg))
 	r.cfg.Store(cfg)
-	if keys := restartKeys(old, cfg); len(keys) > 0 {
-		r.log.Warn("some changes take effect only at the next restart", "keys", strings.Join(keys, ", "))
+	// Against the start, not the previous reload: a change stays pending over later reloads until a restart,
+	// and one reverted by a reload is pending no more.
+	keys := restartKeys(r.startCfg, cfg)
+	r.pending.Store(&keys)
+	if len(keys) > 0 {
+		r.log.Warn("some changes take effect only at the next restart (systemctl restart ptrelay); ptrelay status lists them",
+			"keys", strings.Join(keys, ", "))
+	}
+	return nil
+}
+
+// pendingRestart names the changed keys that wait for a restart.
+func (r *Relay) pendingRestart() []string {
+	if p := r.pending.Load(); p != nil {
+		return *p
 	}
 	return nil
 }

@@ -127,3 +127,32 @@ func TestAdminSocket_DefaultMode(t *testing.T) {
 		t.Fatalf("admin socket mode %v, want 0600", fi.Mode().Perm())
 	}
 }
+
+// A reload that changes a key only a restart applies keeps naming it in status until the restart, over later
+// reloads; a reload that changes it back clears it.
+func TestReload_PendingRestartKeys(t *testing.T) {
+	r, _ := startRelay(t, "")
+	base := *r.cfg.Load()
+	reload := func(change func(c *config.Config)) []string {
+		t.Helper()
+		c := base
+		c.DNS.Resolvers = append([]string(nil), base.DNS.Resolvers...)
+		change(&c)
+		if err := r.Reload(&c); err != nil {
+			t.Fatal(err)
+		}
+		return r.status().PendingRestart
+	}
+	if got := reload(func(c *config.Config) { c.DNS.Timeout = config.Duration(3 * time.Second) }); fmt.Sprint(got) != "[dns.timeout]" {
+		t.Fatalf("after changing dns.timeout: pending %v", got)
+	}
+	if got := reload(func(c *config.Config) {
+		c.DNS.Timeout = config.Duration(3 * time.Second)
+		c.SMTP.MaxRecipients = 7
+	}); fmt.Sprint(got) != "[dns.timeout]" {
+		t.Fatalf("a second reload forgot the pending key: %v", got)
+	}
+	if got := reload(func(c *config.Config) {}); len(got) != 0 {
+		t.Fatalf("after changing it back: pending %v", got)
+	}
+}

@@ -93,7 +93,7 @@ func (r *Relay) observeAttempt(res delivery.Result) {
 // status is what `ptrelay status` shows of the running daemon.
 func (r *Relay) status() admin.Status {
 	st := admin.Status{Version: r.opts.Version, Started: r.started, LastErrors: r.lastErrors.newestFirst(),
-		TLSClients: r.tlsClients.newestFirst()}
+		TLSClients: r.tlsClients.newestFirst(), PendingRestart: r.pendingRestart()}
 	for _, l := range r.listeners {
 		st.Listeners = append(st.Listeners, "smtp "+l.Addr().String())
 	}

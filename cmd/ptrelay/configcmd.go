@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
 
 	"ptrelay/config"
 )
@@ -26,10 +27,26 @@ func runConfig(args []string, stdout, stderr io.Writer) error {
 	if err := cfg.WriteRedacted(stdout); err != nil {
 		return err
 	}
-	// The smart host's password is read by the daemon, often from systemd credentials this shell cannot see:
-	// say what is missing here, but only `serve` refuses to run without it.
-	if err := cfg.CheckSecrets(); err != nil {
-		fmt.Fprintf(stderr, "ptrelay config check: warning (the daemon will refuse to start unless it can read the password):\n  %s\n", joinLines(err))
+	// What the files hold: a certificate and key that do not match are refused here as serve and reload refuse
+	// them, so "check, then reload" holds; what this shell cannot see (systemd credentials) is said once.
+	found := cfg.CheckSecrets(config.SecretsOptions{})
+	printFindings(stderr, "ptrelay config check", found)
+	if config.Refused(found) != nil {
+		return exitError{1}
 	}
 	return nil
+}
+
+// printFindings writes CheckSecrets' findings, one per line, with their weight.
+func printFindings(w io.Writer, prefix string, found []config.Finding) {
+	for _, f := range found {
+		word := "note"
+		switch {
+		case f.Refuse:
+			word = "error"
+		case f.Level >= slog.LevelWarn:
+			word = "warning"
+		}
+		fmt.Fprintf(w, "%s: %s: %s\n", prefix, word, f.Msg)
+	}
 }

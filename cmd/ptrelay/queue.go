@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"time"
 
@@ -133,6 +134,9 @@ func openQueue(cfg *config.Config, readOnly bool) (admin.Queue, func(), error) {
 		return nil, nil, fmt.Errorf("no queue at %s (data_dir) and no daemon answering on %s: is this the right -config?", cfg.DataDir, sock)
 	}
 	st, err := queue.Open(queue.Options{Dir: cfg.DataDir, ReadOnly: readOnly})
+	if errors.Is(err, fs.ErrPermission) {
+		return nil, nil, fmt.Errorf("%w: the queue in %s (data_dir) belongs to the service: run this command as root (sudo)", err, cfg.DataDir)
+	}
 	if errors.Is(err, queue.ErrLocked) {
 		return nil, nil, fmt.Errorf("the daemon holds the queue in %s but its admin socket %s does not answer: check admin.socket and that you may use it (run as root or the ptrelay user)", cfg.DataDir, sock)
 	}

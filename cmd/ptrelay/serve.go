@@ -33,11 +33,13 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "ptrelay serve: the configuration has errors:\n  %s\n", joinLines(err))
 		return exitError{1}
 	}
-	if err := cfg.CheckSecrets(); err != nil {
+	found := cfg.CheckSecrets(config.SecretsOptions{Daemon: true})
+	if err := config.Refused(found); err != nil {
 		fmt.Fprintf(stderr, "ptrelay serve: the configuration has errors:\n  %s\n", joinLines(err))
 		return exitError{1}
 	}
 	log.Info("configuration loaded", "source", source)
+	logFindings(log, found)
 	tuneGC()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -59,8 +61,10 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 			case <-hup:
 				// A broken new config is refused and the running one stays: the admin sees why in the log.
 				newCfg, src, err := config.Load(*path)
+				var found []config.Finding
 				if err == nil {
-					err = newCfg.CheckSecrets()
+					found = newCfg.CheckSecrets(config.SecretsOptions{Daemon: true})
+					err = config.Refused(found)
 				}
 				if err != nil {
 					log.Error("reload refused: the new configuration has errors; the running configuration stays", "source", src, "err", err)
@@ -72,6 +76,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 					continue
 				}
 				log.Info("configuration reloaded", "source", src)
+				logFindings(log, found)
 			}
 		}
 	}()
@@ -80,6 +85,16 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return exitError{1}
 	}
 	return nil
+}
+
+// logFindings logs what CheckSecrets found that does not stop the daemon: an expiring certificate, an empty
+// smart host password (loudly: mail for the smart host waits until it is fixed).
+func logFindings(log *slog.Logger, found []config.Finding) {
+	for _, f := range found {
+		if !f.Refuse {
+			log.Log(context.Background(), f.Level, f.Msg, "key", f.Key)
+		}
+	}
 }
 
 // newLogger builds the slog logger. Under journald (JOURNAL_STREAM set) the timestamp is left out, since the

@@ -29,7 +29,14 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		// No daemon: say so, and still show what the queue holds.
 		st := admin.Status{Version: version}
-		if store, err := queue.Open(queue.Options{Dir: cfg.DataDir, ReadOnly: true}); err == nil {
+		store, err := queue.Open(queue.Options{Dir: cfg.DataDir, ReadOnly: true})
+		if errors.Is(err, queue.ErrLocked) {
+			// bbolt's lock is held: a daemon runs on this data_dir, but not on the socket this configuration names.
+			return fmt.Errorf("ptrelay is running (it holds the queue database in %s) but does not answer on %s: "+
+				"it listens elsewhere (is this the configuration it runs with? see admin.socket) or refuses this "+
+				"user (run as root or as a member of admin.socket_group)", cfg.DataDir, sock)
+		}
+		if err == nil {
 			st.Queue, _ = store.Stats()
 			_ = store.Close()
 		}

@@ -35,6 +35,10 @@ func Dial(socketPath string) (*Client, error) {
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
 			return nil, fmt.Errorf("%w (%s): %v", ErrNoDaemon, socketPath, err)
 		}
+		if errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("admin socket %s: %w: it is the service's: run this command as root (sudo), or "+
+				"as a member of the group named by admin.socket_group", socketPath, err)
+		}
 		return nil, fmt.Errorf("admin socket %s: %w", socketPath, err)
 	}
 	c.Close()

@@ -25,6 +25,10 @@ func RenderStatus(w io.Writer, st Status) error {
 		ew.printf("%-14s %s\n", "Listening:", strings.Join(st.Listeners, ", "))
 	}
 	renderCertificate(ew, st.Certificate)
+	if len(st.PendingRestart) > 0 {
+		ew.printf("%-14s %s changed by a reload: restart ptrelay to apply (systemctl restart ptrelay)\n",
+			"Pending:", strings.Join(st.PendingRestart, ", "))
+	}
 	for _, e := range st.Egress {
 		ip := e.IP
 		if ip == "" {

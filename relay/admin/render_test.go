@@ -242,3 +242,14 @@ Queue:         empty
 		t.Errorf("got:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+func TestRenderStatus_PendingRestart(t *testing.T) {
+	var b strings.Builder
+	if err := RenderStatus(&b, Status{Version: "0.1.0", PendingRestart: []string{"smtp.listen", "dns.resolvers"}}); err != nil {
+		t.Fatal(err)
+	}
+	want := "Pending:       smtp.listen, dns.resolvers changed by a reload: restart ptrelay to apply (systemctl restart ptrelay)\n"
+	if !strings.Contains(b.String(), want) {
+		t.Errorf("got:\n%s\nwant a line:\n%s", b.String(), want)
+	}
+}

@@ -158,7 +158,7 @@ func (s *Scheduler) claim(cfg *Settings, snap *queue.Message, now time.Time) ([]
 	for _, i := range claimed {
 		r := final.Recipients[i]
 		rt := route.Decide(cfg.Routing, final.Envelope.From, r.Addr, s.verdict)
-		if rt == route.Direct && s.stayOnSmarthost(cfg, &r, now) {
+		if rt == route.Direct && s.stayOnSmarthost(cfg, final.Envelope.From, &r, now) {
 			rt = route.Smarthost // a receiver refused this host: do not knock again
 		}
 		key := hopKey{Route: rt}
@@ -242,7 +242,7 @@ func (s *Scheduler) record(cfg *Settings, t *txn, results []rcptResult, aborted 
 				addHistory(r, a)
 				a.Outcome, a.Status = Bounced, ours(stAdminBounce, "bounced by the administrator")
 				bounce(r, attempt{At: now, Outcome: a.Outcome, Status: a.Status}, smtpstatus.Status{}, &f)
-			case canReroute(cfg, t.key.Route, a.Status):
+			case rerouteRecipient(cfg, t.key.Route, a.Status, m.Envelope.From, r.Addr):
 				// Not the recipient's fault: this host was refused. The smart host takes it, at once.
 				a.Outcome = Rerouted
 				r.State = queue.StateDeferred

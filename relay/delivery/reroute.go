@@ -26,9 +26,21 @@ func canReroute(cfg *Settings, rt route.Route, st smtpstatus.Status) bool {
 	return rt == route.Direct && st.Code != 0 && cfg.Routing.Reroute && route.Classify(st).Reroutable()
 }
 
-// stayOnSmarthost: the recipient, or its domain lately, was refused for this host's reputation.
-func (s *Scheduler) stayOnSmarthost(cfg *Settings, r *queue.Recipient, now time.Time) bool {
-	if !cfg.Routing.Reroute {
+// rerouteRecipient is canReroute for one recipient of a message from sender: never a recipient that a
+// [[routing.rules]] entry pins with via = "direct" (the explicit rule wins, as a Postfix transport entry does).
+func rerouteRecipient(cfg *Settings, rt route.Route, st smtpstatus.Status, sender, rcpt string) bool {
+	return canReroute(cfg, rt, st) && !pinnedDirect(cfg, sender, rcpt)
+}
+
+func pinnedDirect(cfg *Settings, sender, rcpt string) bool {
+	via, ok := cfg.Routing.Pinned(sender, rcpt)
+	return ok && via == route.Direct
+}
+
+// stayOnSmarthost: the recipient, or its domain lately, was refused for this host's reputation (and no rule pins
+// it to direct delivery).
+func (s *Scheduler) stayOnSmarthost(cfg *Settings, sender string, r *queue.Recipient, now time.Time) bool {
+	if !cfg.Routing.Reroute || pinnedDirect(cfg, sender, r.Addr) {
 		return false
 	}
 	if until, ok := s.smarthostOnly.Load(route.Domain(r.Addr)); ok {

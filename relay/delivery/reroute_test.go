@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"sort"
@@ -158,9 +159,7 @@ func TestReroute_Gmail5725AtRCPT(t *testing.T) {
 		t.Errorf("the smart host got %q -> %v", got[0].From, got[0].To)
 	}
 	waitFor(t, "the queue to empty", 10*time.Second, func() bool { return queueEmpty(t, e.st) })
-	// The attempt is logged (and the hook called) just after its outcome is committed.
-	waitFor(t, "the delivery's log line", 10*time.Second, func() bool { return rec.count(Sent) >= 1 })
-	if o := outcomes(rec, "b@dest.test"); strings.Join(o, ", ") != "direct rerouted, smarthost sent" {
+	if o := settledOutcomes(t, rec, "b@dest.test", 2); strings.Join(o, ", ") != "direct rerouted, smarthost sent" {
 		t.Errorf("attempts %v, want direct rerouted then smarthost sent", o)
 	}
 	var first Result
@@ -260,7 +259,7 @@ func TestReroute_AtGreeting(t *testing.T) {
 	rec := e.run(t, &fakeVerdict{ok: true}, Observers{})
 	put(t, e.st, queue.Envelope{From: "a@sender.test"}, msgBody("greeting"), "b@dest.test")
 	e.sh.WaitMessages(t, 1, 15*time.Second)
-	if o := outcomes(rec, "b@dest.test"); strings.Join(o, ", ") != "direct rerouted, smarthost sent" {
+	if o := settledOutcomes(t, rec, "b@dest.test", 2); strings.Join(o, ", ") != "direct rerouted, smarthost sent" {
 		t.Errorf("attempts %v, want direct rerouted then smarthost sent", o)
 	}
 	if conns.Load() != 1 || backup.sessionCount() != 0 {
@@ -287,7 +286,7 @@ func TestReroute_AfterDATA(t *testing.T) {
 	// The attempts are logged (and the hook called) just after their outcome is committed.
 	waitFor(t, "the deliveries' log lines", 10*time.Second, func() bool { return rec.count(Sent) >= 2 })
 	for _, rcpt := range []string{"b@dest.test", "c@dest.test"} {
-		if o := outcomes(rec, rcpt); strings.Join(o, ", ") != "direct rerouted, smarthost sent" {
+		if o := settledOutcomes(t, rec, rcpt, 2); strings.Join(o, ", ") != "direct rerouted, smarthost sent" {
 			t.Errorf("%s: attempts %v, want direct rerouted then smarthost sent", rcpt, o)
 		}
 	}
@@ -335,7 +334,7 @@ func TestReroute_450CannotFindHostname(t *testing.T) {
 	rec := e.run(t, &fakeVerdict{ok: true}, Observers{})
 	put(t, e.st, queue.Envelope{From: "a@sender.test"}, msgBody("hostname"), "b@dest.test")
 	e.sh.WaitMessages(t, 1, 15*time.Second)
-	if o := outcomes(rec, "b@dest.test"); strings.Join(o, ", ") != "direct rerouted, smarthost sent" {
+	if o := settledOutcomes(t, rec, "b@dest.test", 2); strings.Join(o, ", ") != "direct rerouted, smarthost sent" {
 		t.Errorf("attempts %v, want direct rerouted then smarthost sent", o)
 	}
 	if mx.MessageCount() != 0 {
@@ -394,7 +393,7 @@ func TestReroute_DomainRemembered(t *testing.T) {
 	if mx.sessionCount() != sessions {
 		t.Errorf("the refusing MX was tried again (%d sessions, then %d)", sessions, mx.sessionCount())
 	}
-	if o := outcomes(rec, "c@DEST.test"); strings.Join(o, ", ") != "smarthost sent" {
+	if o := settledOutcomes(t, rec, "c@DEST.test", 1); strings.Join(o, ", ") != "smarthost sent" {
 		t.Errorf("second message: attempts %v, want smarthost sent", o)
 	}
 }
@@ -431,6 +430,14 @@ func TestDelivery_DirectFamilies(t *testing.T) {
 			}
 		})
 	}
+}
+
+// settledOutcomes is outcomes once rcpt has n attempts: a peer has the message before the attempt's outcome is
+// committed and its line written, so a test that waited for the peer must also wait for the line.
+func settledOutcomes(t *testing.T, rec *recorder, rcpt string, n int) []string {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d attempts of %s", n, rcpt), 10*time.Second, func() bool { return len(outcomes(rec, rcpt)) >= n })
+	return outcomes(rec, rcpt)
 }
 
 func firstAttempt(rec *recorder) Result {
@@ -497,5 +504,114 @@ func TestReroute_SmarthostRefusalAdvice(t *testing.T) {
 				t.Errorf("no %q advice:\n%s\n%s", c.fix, dsn.Data, log)
 			}
 		})
+	}
+}
+
+// A [[routing.rules]] entry with via = "direct" pins its recipients: a refusal of this host's reputation is not
+// rerouted to the smart host (the explicit rule wins, as a Postfix transport entry does). It bounces like any
+// 5xx, with the PTR fix in the DSN.
+func TestReroute_RulePinnedDirectIsNotRerouted(t *testing.T) {
+	port := relaytest.FreePort(t, "127.0.0.61")
+	mx := startFake(t, "127.0.0.61:"+strconv.Itoa(port), func(f *fakePeer) {
+		f.rcptErr = func(int, string) error { return gmail5725 }
+	})
+	e := newRerouteEnv(t, port, []string{"127.0.0.61"})
+	e.cfg.Routing.Mode = "auto"
+	e.cfg.Routing.Rules = []config.Rule{{Domains: []string{"DEST.test"}, Via: "direct"}}
+	rec := e.run(t, &fakeVerdict{ok: true}, Observers{OnReroute: func(r string) { t.Errorf("OnReroute(%q) for a pinned domain", r) }})
+	put(t, e.st, queue.Envelope{From: "a@sender.test"}, msgBody("pinned"), "b@dest.test")
+	dsn := e.senders.WaitMessages(t, 1, 15*time.Second)[0]
+	if o := outcomes(rec, "b@dest.test"); strings.Join(o, ", ") != "direct bounced" {
+		t.Errorf("attempts %v, want one direct bounce", o)
+	}
+	if e.sh.MessageCount() != 0 {
+		t.Errorf("the smart host got mail for a domain pinned to direct delivery")
+	}
+	if mx.sessionCount() == 0 || !bytes.Contains(dsn.Data, []byte("Status: 5.7.25")) || !bytes.Contains(dsn.Data, []byte("PTR")) {
+		t.Errorf("MX sessions %d; DSN:\n%s", mx.sessionCount(), dsn.Data)
+	}
+}
+
+// A sender rule pins too, and wins over the domain memory of an earlier reroute: the first message (no rule)
+// is rerouted and its domain remembered; the pinned sender's message to that domain still goes direct.
+func TestReroute_SenderPinnedIgnoresDomainMemory(t *testing.T) {
+	port := relaytest.FreePort(t, "127.0.0.62")
+	var mu sync.Mutex
+	var asked []string // recipients the MX was asked for
+	startFake(t, "127.0.0.62:"+strconv.Itoa(port), func(f *fakePeer) {
+		f.rcptErr = func(_ int, to string) error { mu.Lock(); asked = append(asked, to); mu.Unlock(); return gmail5725 }
+	})
+	e := newRerouteEnv(t, port, []string{"127.0.0.62"})
+	e.cfg.Routing.Rules = []config.Rule{{Senders: []string{"ceo@sender.test"}, Via: "direct"}}
+	rec := e.run(t, &fakeVerdict{ok: true}, Observers{})
+	put(t, e.st, queue.Envelope{From: "a@sender.test"}, msgBody("first"), "b@dest.test")
+	e.sh.WaitMessages(t, 1, 15*time.Second)
+	put(t, e.st, queue.Envelope{From: "ceo@sender.test"}, msgBody("second"), "c@dest.test")
+	e.senders.WaitMessages(t, 1, 15*time.Second) // the bounce of the pinned message
+	if o := outcomes(rec, "c@dest.test"); strings.Join(o, ", ") != "direct bounced" {
+		t.Errorf("pinned sender: attempts %v, want one direct bounce", o)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(asked, ",") != "b@dest.test,c@dest.test" || e.sh.MessageCount() != 1 {
+		t.Errorf("the MX was asked for %v, the smart host got %d messages: want both asked, one smart host message",
+			asked, e.sh.MessageCount())
+	}
+}
+
+// rawEHLORefuser greets, answers EHLO with reply, and hangs up after the client's next line (Postfix with
+// smtpd_delay_reject = no refuses a bad HELO name right at EHLO).
+func rawEHLORefuser(t *testing.T, addr, reply string) *atomic.Int32 {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	var ehlos atomic.Int32
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				r := bufio.NewReader(c)
+				_, _ = c.Write([]byte("220 mx1.dest.test ESMTP\r\n"))
+				line, _ := r.ReadString('\n')
+				if strings.HasPrefix(strings.ToUpper(line), "EHLO") {
+					ehlos.Add(1)
+					_, _ = c.Write([]byte(reply + "\r\n"))
+				}
+				line, _ = r.ReadString('\n')
+				if strings.HasPrefix(strings.ToUpper(line), "QUIT") {
+					_, _ = c.Write([]byte("221 bye\r\n"))
+				}
+			}()
+		}
+	}()
+	return &ehlos
+}
+
+// A refusal of the EHLO name at EHLO (Postfix's reject_non_fqdn_helo_hostname) is a refusal of this host: the
+// smart host, which greets with its own name, takes the mail at once; the domain's other MX is not tried.
+func TestReroute_AtEHLO(t *testing.T) {
+	port := relaytest.FreePort(t, "127.0.0.63")
+	ehlos := rawEHLORefuser(t, "127.0.0.63:"+strconv.Itoa(port), "504 5.5.2 <relay>: Helo command rejected: need fully-qualified hostname")
+	backup := startFake(t, "127.0.0.64:"+strconv.Itoa(port), nil)
+	e := newRerouteEnv(t, port, []string{"127.0.0.63", "127.0.0.64"})
+	rec := e.run(t, &fakeVerdict{ok: true}, Observers{})
+	put(t, e.st, queue.Envelope{From: "a@sender.test"}, msgBody("ehlo"), "b@dest.test")
+	e.sh.WaitMessages(t, 1, 15*time.Second)
+	if o := settledOutcomes(t, rec, "b@dest.test", 2); strings.Join(o, ", ") != "direct rerouted, smarthost sent" {
+		t.Errorf("attempts %v, want direct rerouted then smarthost sent", o)
+	}
+	if ehlos.Load() != 1 || backup.sessionCount() != 0 {
+		t.Errorf("refusing MX saw %d EHLOs, the backup MX %d sessions; want 1 and 0", ehlos.Load(), backup.sessionCount())
+	}
+	if r := firstAttempt(rec); r.Status.Code != 504 || !strings.Contains(e.logs.String(), "reason=helo") {
+		t.Errorf("rerouted on %+v; log:\n%s", r.Status, e.logs.String())
 	}
 }

@@ -50,6 +50,10 @@ var peers = map[string]peer{
 	"python3":           {nil, "python3"},
 	"systemd-analyze":   {nil, "systemd"},
 	"go":                {[]string{"/usr/local/go/bin"}, "golang-go"},
+	"ip":                {sbin, "iproute2"},
+	"unshare":           {nil, "util-linux"},
+	"dpkg-deb":          {nil, "dpkg"},
+	"lintian":           {nil, "lintian"},
 }
 
 // lookup returns the program's path, or "" when it is not installed.

@@ -218,6 +218,12 @@ func TestClassify_Wire(t *testing.T) {
 // Every reason the table can return has its fix, written in ptrelay's words and naming what to change.
 func TestClassify_EveryReasonHasAFix(t *testing.T) {
 	for _, r := range rules {
+		if r.source == "" {
+			t.Errorf("rule %v %q %v has no source", r.kind, r.reason, r.text)
+		}
+		if r.kind == None {
+			continue // a stop row: no refusal, no fix
+		}
 		fix := fixes[r.reason]
 		if fix == "" {
 			t.Errorf("reason %q has no fix", r.reason)

@@ -115,13 +115,8 @@ func NewPolicy(cfg *config.Config) *Policy {
 //  3. "auto": the verdict decides, and an unknown or missing verdict means the smart host (while the egress
 //     verdict is unknown, auto uses the smart host).
 func Decide(p *Policy, sender, rcpt string, verdict VerdictSource) Route {
-	rdom := Domain(rcpt)
-	sl := strings.ToLower(sender)
-	sdom := Domain(sender)
-	for _, r := range p.Rules {
-		if (rdom != "" && slices.Contains(r.Domains, rdom)) || matchSender(r.Senders, sl, sdom) {
-			return r.Via
-		}
+	if via, ok := p.Pinned(sender, rcpt); ok {
+		return via
 	}
 	switch p.Mode {
 	case config.RoutingDirect:
@@ -140,6 +135,21 @@ func Decide(p *Policy, sender, rcpt string, verdict VerdictSource) Route {
 		return Direct
 	}
 	return Smarthost
+}
+
+// Pinned returns the route the first matching rule gives the recipient (Decide's first step), and false when no
+// rule matches. A recipient a rule pins to Direct is never rerouted to the smart host: an explicit rule wins over
+// the reply of a receiver, as a Postfix transport entry does.
+func (p *Policy) Pinned(sender, rcpt string) (Route, bool) {
+	rdom := Domain(rcpt)
+	sl := strings.ToLower(sender)
+	sdom := Domain(sender)
+	for _, r := range p.Rules {
+		if (rdom != "" && slices.Contains(r.Domains, rdom)) || matchSender(r.Senders, sl, sdom) {
+			return r.Via, true
+		}
+	}
+	return "", false
 }
 
 // Domain returns the lower-cased domain of an address ("" for an address without @, such as the null sender).

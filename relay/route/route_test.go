@@ -106,3 +106,30 @@ func TestPolicy_Reroute(t *testing.T) {
 		}
 	}
 }
+
+// Pinned is Decide's first step alone: the route of the first matching rule, which reroutes must not override.
+func TestPinned(t *testing.T) {
+	c := &config.Config{}
+	c.Smarthost.Address = "smtp.isp.example:587"
+	c.Routing.Rules = []config.Rule{
+		{Domains: []string{"Partner.example."}, Via: "direct"},
+		{Senders: []string{"ceo@corp.example"}, Via: "direct"},
+		{Domains: []string{"aol.com"}, Via: "smarthost"},
+	}
+	for _, tc := range []struct {
+		from, to string
+		via      Route
+		ok       bool
+	}{
+		{"a@corp.example", "b@partner.EXAMPLE", Direct, true},
+		{"ceo@corp.example", "b@aol.com", Direct, true},
+		{"a@corp.example", "b@aol.com", Smarthost, true},
+		{"a@corp.example", "b@gmail.com", "", false},
+		{"", "b@gmail.com", "", false},
+	} {
+		via, ok := NewPolicy(c).Pinned(tc.from, tc.to)
+		if via != tc.via || ok != tc.ok {
+			t.Errorf("Pinned(%q, %q) = %q %v, want %q %v", tc.from, tc.to, via, ok, tc.via, tc.ok)
+		}
+	}
+}
