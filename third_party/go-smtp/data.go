@@ -2,6 +2,7 @@ package smtp
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 )
@@ -68,6 +69,28 @@ func newDataReader(c *Conn) *dataReader {
 	return dr
 }
 
+// States of the dataReader. The state machine is the one of net/textproto's
+// dotReader, with only one modification to not rewrite CRLF -> LF.
+const (
+	stateBeginLine = iota // beginning of line; initial state; must be zero
+	stateDot              // read . at beginning of line
+	stateDotCR            // read .\r at beginning of line
+	stateCR               // read \r (possibly at end of line)
+	stateData             // reading data in middle of line
+	stateEOF              // reached .\r\n end marker line
+)
+
+// Read elides leading dots and detects the End-of-Data (<CR><LF>.<CR><LF>)
+// line.
+//
+// It works on the bytes already in the bufio.Reader's buffer instead of
+// calling ReadByte for each of them: in the middle of a line only a CR can
+// change the state, so the bytes up to the next CR are found with
+// bytes.IndexByte and copied at once, and only the few bytes around line
+// ends go through the state machine one by one. The result is byte for byte
+// the one of the former ReadByte loop: the same bytes are consumed from the
+// bufio.Reader, the same data and error are returned from each call, and the
+// underlying reader is read at the same points.
 func (r *dataReader) Read(b []byte) (n int, err error) {
 	if r.limited {
 		if r.n <= 0 {
@@ -78,64 +101,74 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 		}
 	}
 
-	// Code below is taken from net/textproto with only one modification to
-	// not rewrite CRLF -> LF.
-
-	// Run data through a simple state machine to
-	// elide leading dots and detect End-of-Data (<CR><LF>.<CR><LF>) line.
-	const (
-		stateBeginLine = iota // beginning of line; initial state; must be zero
-		stateDot              // read . at beginning of line
-		stateDotCR            // read .\r at beginning of line
-		stateCR               // read \r (possibly at end of line)
-		stateData             // reading data in middle of line
-		stateEOF              // reached .\r\n end marker line
-	)
 	for n < len(b) && r.state != stateEOF {
-		var c byte
-		c, err = r.r.ReadByte()
-		if err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			break
-		}
-		switch r.state {
-		case stateBeginLine:
-			if c == '.' {
-				r.state = stateDot
-				continue
-			}
-			if c == '\r' {
-				r.state = stateCR
+		var buf []byte
+		if r.r.Buffered() == 0 {
+			// Fill the buffer, exactly when ReadByte would have.
+			if _, err = r.r.Peek(1); err != nil {
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
 				break
 			}
-			r.state = stateData
-		case stateDot:
-			if c == '\r' {
-				r.state = stateDotCR
-				continue
-			}
-			r.state = stateData
-		case stateDotCR:
-			if c == '\n' {
-				r.state = stateEOF
-				continue
-			}
-			r.state = stateData
-		case stateCR:
-			if c == '\n' {
-				r.state = stateBeginLine
-				break
-			}
-			r.state = stateData
-		case stateData:
-			if c == '\r' {
-				r.state = stateCR
-			}
 		}
-		b[n] = c
-		n++
+		buf, _ = r.r.Peek(r.r.Buffered())
+
+		i := 0 // bytes of buf consumed
+		for i < len(buf) && n < len(b) && r.state != stateEOF {
+			if r.state == stateData {
+				chunk := buf[i:]
+				if room := len(b) - n; len(chunk) > room {
+					chunk = chunk[:room]
+				}
+				j := bytes.IndexByte(chunk, '\r')
+				if j < 0 {
+					n += copy(b[n:], chunk)
+					i += len(chunk)
+					continue
+				}
+				n += copy(b[n:], chunk[:j+1])
+				i += j + 1
+				r.state = stateCR
+				continue
+			}
+
+			c := buf[i]
+			i++
+			switch r.state {
+			case stateBeginLine:
+				if c == '.' {
+					r.state = stateDot
+					continue
+				}
+				if c == '\r' {
+					r.state = stateCR
+					break
+				}
+				r.state = stateData
+			case stateDot:
+				if c == '\r' {
+					r.state = stateDotCR
+					continue
+				}
+				r.state = stateData
+			case stateDotCR:
+				if c == '\n' {
+					r.state = stateEOF
+					continue
+				}
+				r.state = stateData
+			case stateCR:
+				if c == '\n' {
+					r.state = stateBeginLine
+					break
+				}
+				r.state = stateData
+			}
+			b[n] = c
+			n++
+		}
+		r.r.Discard(i)
 	}
 	if err == nil && r.state == stateEOF {
 		err = io.EOF
