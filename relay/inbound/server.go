@@ -37,9 +37,10 @@ import (
 // (Postfix's smtpd_timeout is 300s).
 const DefaultIdleTimeout = 5 * time.Minute
 
-// maxLineLength bounds a line, command or DATA (BDAT chunks are exempt). go-smtp's default of 2000 would turn
-// away the mail of applications that write HTML on one line, which Postfix relays; 64 KiB keeps them working
-// while a command line still cannot grow without bound.
+// maxLineLength bounds a line: a command line (go-smtp answers a longer one 500 5.5.2 and reads on) and a line of
+// a message, DATA or BDAT alike (the Filter refuses the message with 554 5.6.0). go-smtp's default of 2000 would
+// turn away the mail of applications that write HTML on one line, which Postfix relays; 64 KiB keeps them
+// working while a command line still cannot grow without bound.
 const maxLineLength = 64 << 10
 
 // Reasons passed to Hooks.OnRefused, stable for metrics labels.
