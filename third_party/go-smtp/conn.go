@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"bytes"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
@@ -35,15 +36,16 @@ type Conn struct {
 	locker     sync.Mutex
 	binarymime bool
 
-	lineLimitReader *lineLimitReader
-	bdatPipe        *io.PipeWriter
-	bdatStatus      *statusCollector // used for BDAT on LMTP
-	dataResult      chan error
-	bytesReceived   int64 // counts total size of chunks when BDAT is used
+	bdatPipe      *io.PipeWriter
+	bdatStatus    *statusCollector // used for BDAT on LMTP
+	dataResult    chan error
+	bytesReceived int64 // counts total size of chunks when BDAT is used
 
 	fromReceived bool
 	recipients   []string
 	didAuth      bool
+
+	skipLine bool // the rest of an over-long line is yet to be discarded
 }
 
 func newConn(c net.Conn, s *Server) *Conn {
@@ -57,16 +59,13 @@ func newConn(c net.Conn, s *Server) *Conn {
 }
 
 func (c *Conn) init() {
-	c.lineLimitReader = &lineLimitReader{
-		R:         c.conn,
-		LineLimit: c.server.MaxLineLength,
-	}
+	c.skipLine = false
 	rwc := struct {
 		io.Reader
 		io.Writer
 		io.Closer
 	}{
-		Reader: c.lineLimitReader,
+		Reader: c.conn,
 		Writer: c.conn,
 		Closer: c.conn,
 	}
@@ -874,6 +873,10 @@ func (c *Conn) handleAuth(arg string) {
 		c.writeResponse(334, NoEnhancedCode, encoded)
 
 		encoded, err = c.readLine()
+		if err == ErrTooLongLine {
+			c.writeResponse(500, EnhancedCode{5, 5, 2}, "Line too long")
+			return
+		}
 		if err != nil {
 			return // TODO: error handling
 		}
@@ -1073,11 +1076,6 @@ func (c *Conn) handleBdat(arg string) {
 			r.CloseWithError(err)
 		}()
 	}
-
-	c.lineLimitReader.LineLimit = 0
-	defer func() {
-		c.lineLimitReader.LineLimit = c.server.MaxLineLength
-	}()
 
 	chunk := io.LimitReader(c.text.R, int64(size))
 	_, err = io.Copy(c.bdatPipe, chunk)
@@ -1323,7 +1321,15 @@ func (c *Conn) writeError(code int, enhCode EnhancedCode, err error) {
 	}
 }
 
-// Reads a line of input
+// readLine reads a command line (or an AUTH response) and returns it without
+// its line ending, as textproto.Reader.ReadLine does.
+//
+// A line longer than MaxLineLength bytes, its CRLF included (RFC 5321
+// 4.5.3.1.4 counts it), makes readLine return ErrTooLongLine as soon as the
+// limit is passed, without waiting for the end of the line; the next call
+// first discards the rest of that line. So the line costs no more memory than
+// the limit, the client gets one reply for it, and the next command is read
+// in step. A MaxLineLength of 0 or less means no limit.
 func (c *Conn) readLine() (string, error) {
 	if c.server.ReadTimeout != 0 {
 		if err := c.conn.SetReadDeadline(time.Now().Add(c.server.ReadTimeout)); err != nil {
@@ -1331,7 +1337,45 @@ func (c *Conn) readLine() (string, error) {
 		}
 	}
 
-	return c.text.ReadLine()
+	r := c.text.R
+	limit := c.server.MaxLineLength
+	var line []byte
+	for {
+		if r.Buffered() == 0 {
+			if _, err := r.Peek(1); err != nil {
+				if len(line) > 0 {
+					// A last line without a line ending is still a line
+					// (textproto does the same); the error comes next time.
+					return string(line), nil
+				}
+				return "", err
+			}
+		}
+		buf, _ := r.Peek(r.Buffered())
+		end := bytes.IndexByte(buf, '\n') + 1
+		if end == 0 {
+			end = len(buf)
+		}
+		if c.skipLine {
+			r.Discard(end)
+			c.skipLine = buf[end-1] != '\n'
+			continue
+		}
+		if limit > 0 && len(line)+end > limit {
+			r.Discard(end)
+			c.skipLine = buf[end-1] != '\n'
+			return "", ErrTooLongLine
+		}
+		line = append(line, buf[:end]...)
+		r.Discard(end)
+		if line[len(line)-1] == '\n' {
+			line = line[:len(line)-1]
+			if len(line) > 0 && line[len(line)-1] == '\r' {
+				line = line[:len(line)-1]
+			}
+			return string(line), nil
+		}
+	}
 }
 
 func (c *Conn) reset() {

@@ -190,8 +190,10 @@ func (s *Server) handleConn(c *Conn) error {
 				return nil
 			}
 			if err == ErrTooLongLine {
-				c.writeResponse(500, EnhancedCode{5, 4, 0}, "Too long line, closing connection")
-				return nil
+				// The line was skipped: the session goes on (RFC 5321 3.8
+				// allows closing only after a 421).
+				c.protocolError(500, EnhancedCode{5, 5, 2}, "Line too long")
+				continue
 			}
 
 			if neterr, ok := err.(net.Error); ok && neterr.Timeout() {
