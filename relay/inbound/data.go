@@ -93,11 +93,6 @@ func (s *session) dataError(err, readErr error) error {
 		s.log.Info("message refused: over smtp.max_message_size", "limit", s.set.maxSize)
 		s.srv.refused(RefusedSize)
 		return s.reply(smtpstatus.MessageTooBig.With("Error: message exceeds fixed maximum size of %d bytes", s.set.maxSize))
-	case readErr != nil && errors.Is(readErr, smtp.ErrTooLongLine):
-		// Permanent, so the sender does not retry for days; go-smtp closes the connection after this reply.
-		s.log.Info("message refused: a line is too long", "limit", maxLineLength)
-		s.srv.refused(RefusedSize)
-		return s.reply(lineTooLong)
 	case readErr != nil && errors.Is(readErr, smtp.ErrDataReset):
 		s.log.Info("message transfer aborted by the client; nothing queued")
 		return smtp.ErrDataReset
