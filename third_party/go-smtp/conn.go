@@ -877,6 +877,13 @@ func (c *Conn) handleAuth(arg string) {
 			c.writeResponse(500, EnhancedCode{5, 5, 2}, "Line too long")
 			return
 		}
+		var smtpErr *SMTPError
+		if errors.As(err, &smtpErr) {
+			// As in Server.handleConn: the connection's own last reply.
+			c.writeResponse(smtpErr.Code, smtpErr.EnhancedCode, smtpErr.Message)
+			c.Close()
+			return
+		}
 		if err != nil {
 			return // TODO: error handling
 		}

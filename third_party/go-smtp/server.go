@@ -196,6 +196,14 @@ func (s *Server) handleConn(c *Conn) error {
 				continue
 			}
 
+			// The connection may end itself with a reply of its own (a
+			// server shutting down, its own idle timeout): it is sent as is.
+			var smtpErr *SMTPError
+			if errors.As(err, &smtpErr) {
+				c.writeResponse(smtpErr.Code, smtpErr.EnhancedCode, smtpErr.Message)
+				return nil
+			}
+
 			if neterr, ok := err.(net.Error); ok && neterr.Timeout() {
 				c.writeResponse(421, EnhancedCode{4, 4, 2}, "Idle timeout, bye bye")
 				return nil
