@@ -1310,6 +1310,9 @@ func (c *Conn) writeResponse(code int, enhCode EnhancedCode, text ...string) {
 	text = strings.Split(strings.Join(text, "\n"), "\n")
 
 	lastLineIndex := len(text) - 1
+	if code >= 400 && c.server.ErrorText != nil {
+		text[lastLineIndex] = c.server.ErrorText(c, code, enhCode, text[lastLineIndex])
+	}
 	for i := 0; i < lastLineIndex; i++ {
 		c.text.PrintfLine("%d-%v", code, text[i])
 	}

@@ -41,6 +41,15 @@ type Server struct {
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration
 
+	// ErrorText, if not nil, is called for every error reply (4xx and 5xx)
+	// before it is written, with the text of its last line, and returns the
+	// text to write instead. It lets a server add to the replies go-smtp makes
+	// up itself what it adds to its own, such as a reference to its logs that
+	// the client's administrator can quote. It is also called for the replies
+	// taken from the Backend's errors. The text it returns must be one line.
+	// It runs on the connection's goroutine.
+	ErrorText func(c *Conn, code int, enhCode EnhancedCode, text string) string
+
 	// Advertise SMTPUTF8 (RFC 6531) capability.
 	// Should be used only if backend supports it.
 	EnableSMTPUTF8 bool
