@@ -212,7 +212,8 @@ func (c *Conn) protocolError(code int, ec EnhancedCode, msg string) {
 
 	c.errCount++
 	if c.errCount > errThreshold {
-		c.writeResponse(500, EnhancedCode{5, 5, 1}, "Too many errors. Quiting now")
+		// RFC 5321 3.8: the server closes the connection only after a 421.
+		c.writeResponse(421, EnhancedCode{4, 7, 0}, "Too many errors, closing connection")
 		c.Close()
 	}
 }

@@ -127,3 +127,22 @@ func TestServer_LastLineWithoutCRLF(t *testing.T) {
 	c.(*net.TCPConn).CloseWrite()
 	expectReply(t, scanner, "221 ")
 }
+
+// Too many errors end the session with a 421 (RFC 5321 3.8), over-long lines
+// counted with the others.
+func TestServer_TooManyErrors_421(t *testing.T) {
+	_, s, c, scanner := testServerAuthenticated(t)
+	defer s.Close()
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+
+	io.WriteString(c, "XXXX\r\nNOOP "+strings.Repeat("x", s.MaxLineLength)+"\r\nXXXX\r\nXXXX\r\n")
+	expectReply(t, scanner, "500 5.5.2 Syntax errors")
+	expectReply(t, scanner, "500 5.5.2 Line too long")
+	expectReply(t, scanner, "500 5.5.2 Syntax errors")
+	expectReply(t, scanner, "500 5.5.2 Syntax errors")
+	expectReply(t, scanner, "421 4.7.0 Too many errors, closing connection")
+	if scanner.Scan() {
+		t.Fatalf("after the 421: %q", scanner.Text())
+	}
+}

@@ -771,7 +771,7 @@ func TestServer_tooManyInvalidCommands(t *testing.T) {
 	}
 
 	scanner.Scan()
-	if !strings.HasPrefix(scanner.Text(), "500 ") {
+	if !strings.HasPrefix(scanner.Text(), "421 4.7.0 ") {
 		t.Fatal("Invalid invalid command response:", scanner.Text())
 	}
 }
