@@ -23,8 +23,6 @@ import (
 func (s *session) Data(r io.Reader) error {
 	s.srv.dataStarted()
 	defer s.srv.dataDone()
-	s.c.inData.Store(true)
-	defer s.c.inData.Store(false)
 	env, rcpts, ok := s.transaction()
 	if !ok {
 		drain(r)

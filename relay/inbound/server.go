@@ -2,16 +2,20 @@
 // access control (allowed networks or AUTH PLAIN/LOGIN), limits, STARTTLS (with an opt-in legacy profile for old
 // Windows), and the data path that streams a message through the bare CR/LF filter and the header completer into
 // the queue, answering 250 only after the queue committed it. It is built on go-smtp's server and works around
-// the go-smtp traps recorded in research/libraries.md (per-read idle deadlines, AUTH error codes, Data's type
-// assertion). It knows nothing of delivery, routing or DNS: what it accepts ends in queue.Store.
+// go-smtp's traps (its ReadTimeout caps a whole DATA transfer, so idle deadlines are set per read; a plain AUTH
+// error becomes a temporary 454; Data's reply is found by type assertion, not errors.As). It knows nothing of
+// delivery, routing or DNS: what it accepts ends in queue.Store.
 //
 // Decisions a reader should know:
 //   - Relay access is decided per recipient (as Postfix does): a client inside smtp.allowed_networks, or one
 //     that authenticated, may relay; every other RCPT gets 554 5.7.1. No address form is local.
 //   - DSN (RFC 3461) is advertised, because Exchange sends its parameters when it is: RET and ENVID are kept in
 //     queue.Envelope, NOTIFY and ORCPT in each queue.Recipient, for the delivery side to honour and pass on.
-//   - go-smtp's own success replies (MAIL, RCPT, 354, BDAT "Continue") and its protocol errors carry no session
-//     id; every reply this package writes does, and the final 250 names the queue ID too.
+//   - Every error reply names the session, go-smtp's own included (smtp.Server.ErrorText); go-smtp's success
+//     replies (MAIL, RCPT, 354, BDAT "Continue") do not, and the final 250 names the queue ID and the session.
+//   - ptrelay builds on a patched copy of go-smtp (third_party/go-smtp, see its README): DATA read a line at a
+//     time, over-long command lines answered 500 5.5.2 without closing, a connection's own 421 as the last
+//     reply (conn.timeoutErr), and ErrorText.
 package inbound
 
 import (
@@ -147,6 +151,9 @@ func (s *Server) smtpServer(set *settings, c *conn) *smtp.Server {
 	srv.WriteTimeout = time.Minute
 	srv.MaxLineLength = maxLineLength
 	srv.ErrorLog = slogPrinter{c.log}
+	srv.ErrorText = func(_ *smtp.Conn, _ int, _ smtp.EnhancedCode, text string) string {
+		return withSessionText(text, c.id)
+	}
 	srv.Debug = c.tap
 	if set.tls != nil {
 		srv.TLSConfig = set.smtpTLS
