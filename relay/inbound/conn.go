@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"encoding/base32"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -38,7 +37,7 @@ type conn struct {
 
 	mu      sync.Mutex
 	readErr error // sticky idle timeout
-	hangup  bool
+	hangup  error // set by closeAfterReply: what every later Read returns
 
 	authFailures atomic.Int32
 	queued       atomic.Int32 // messages accepted on this connection, for the disconnect line
@@ -83,8 +82,8 @@ func (c *conn) Read(p []byte) (int, error) {
 	c.mu.Lock()
 	hangup := c.hangup
 	c.mu.Unlock()
-	if hangup {
-		return 0, io.EOF // nothing more from this client, even what it already sent
+	if hangup != nil {
+		return 0, hangup // nothing more from this client, even what it already sent
 	}
 	if c.rpos < c.rend {
 		n := copy(p, c.rbuf[c.rpos:c.rend])
@@ -115,8 +114,8 @@ func (c *conn) readSocket(p []byte) (int, error) {
 	if err != nil {
 		return 0, c.timeoutErr()
 	}
-	if hangup {
-		return 0, io.EOF
+	if hangup != nil {
+		return 0, hangup
 	}
 	if c.idle > 0 {
 		_ = c.Conn.SetReadDeadline(time.Now().Add(c.idle))
@@ -175,10 +174,12 @@ func (c *conn) interruptIfDraining() {
 	}
 }
 
-// closeAfterReply makes the next Read report EOF: go-smtp finishes writing the current reply, then hangs up.
-func (c *conn) closeAfterReply() {
+// closeAfterReply makes every later Read return last: go-smtp finishes writing the current reply, then, for
+// io.EOF, hangs up without a word, or, for an *smtp.SMTPError (a 421: RFC 5321 3.8 allows no other before a
+// close), sends it and hangs up.
+func (c *conn) closeAfterReply(last error) {
 	c.mu.Lock()
-	c.hangup = true
+	c.hangup = last
 	c.mu.Unlock()
 }
 

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -121,7 +122,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	case authed:
 		return nil, s.reply(authDone)
 	case s.c.authFailures.Load() >= maxAuthFailures:
-		s.c.closeAfterReply()
+		s.c.closeAfterReply(io.EOF)
 		return nil, s.reply(tooManyAuth)
 	case !s.authAllowed():
 		return nil, s.reply(smtpstatus.TLSRequiredForAuth.With("Must issue a STARTTLS command first"))
@@ -176,7 +177,8 @@ func (s *session) authFailed(user, mech, why string) error {
 	s.log.Warn("AUTH failed", "user", user, "mechanism", mech, "client", s.c.RemoteAddr().String(), "reason", why, "failures", n)
 	s.srv.refused(RefusedAuth)
 	if n >= maxAuthFailures {
-		s.c.closeAfterReply()
+		// 535 for this attempt, then 421 and the close.
+		s.c.closeAfterReply(s.reply(tooManyAuth))
 	}
 	return s.reply(smtpstatus.AuthFailed)
 }
