@@ -113,7 +113,7 @@ func (f *Filter) reject(p []byte) (int, error) {
 		rest = rest[1:]
 		lineLen = 0
 	}
-	lines := 0
+	lines, longest := 0, 0
 	off := 0
 	for {
 		i := bytes.IndexByte(rest[off:], '\n')
@@ -124,17 +124,17 @@ func (f *Filter) reject(p []byte) (int, error) {
 			f.err = ErrBareNewline // an LF not preceded by CR
 			return 0, f.err
 		}
-		if f.lineTooLong(lineLen + i - 1) { // i counts the CR
-			return 0, f.err
-		}
+		longest = max(longest, lineLen+i-1) // i counts the CR
 		lineLen = 0
 		lines++
 		off += i + 1
 	}
 	pending := len(rest) > 0 && rest[len(rest)-1] == '\r'
 	lineLen += len(rest) - off
-	if pending && f.lineTooLong(lineLen-1) || !pending && f.lineTooLong(lineLen) {
-		return 0, f.err
+	if pending {
+		longest = max(longest, lineLen-1) // the CR is the start of a line ending
+	} else {
+		longest = max(longest, lineLen)
 	}
 	want := lines
 	if pending {
@@ -142,6 +142,10 @@ func (f *Filter) reject(p []byte) (int, error) {
 	}
 	if bytes.Count(rest, []byte{'\r'}) != want {
 		f.err = ErrBareNewline // a CR inside a line
+		return 0, f.err
+	}
+	// Measured only now: a bare CR (refused above) would have counted as part of a line.
+	if f.lineTooLong(longest) {
 		return 0, f.err
 	}
 	f.pendingCR = pending
