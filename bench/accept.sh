@@ -2,7 +2,7 @@
 # Accept benchmark: how fast ptrelay and Postfix take mail (every message has had its 250, i.e. is durable),
 # and what that costs in CPU, by the method of bench/README.md.
 #
-#   bench/accept.sh [-n REPS] [-m MESSAGES] [-l BYTES] [-c "20 1"] [-r "ptrelay postfix"] [-D] [-k]
+#   bench/accept.sh [-n REPS] [-m MESSAGES] [-l BYTES] [-c "20 1"] [-r "ptrelay postfix"] [-b BIN] [-D] [-k]
 #
 # For each concurrency in -c (default 20 then 1) and each repetition (default 5), runs
 # `smtp-source -s C -m N -l BYTES` against ptrelay, then against Postfix (interleaved), and prints per run the
@@ -11,19 +11,22 @@
 #
 # Delivery: Postfix relays to an smtp-sink (as in the baseline); ptrelay's smart host is a closed port, so its mail
 # stays queued (one refused connection per attempt, then the 5-minute backoff); with -D ptrelay delivers to the
-# sink too, which makes the CPU figures comparable. ptrelay starts with an empty data_dir for every run. -k keeps
-# the work directory. Needs root, Go, and the peers of scripts/install-peers.
+# sink too, which makes the CPU figures comparable. ptrelay starts with an empty data_dir for every run. -b BIN
+# runs the ptrelay binary BIN too, as "baseline", interleaved with the others, and compares it with the build
+# (a before/after measurement of a change under the same load). -k keeps the work directory. Needs root, Go,
+# and the peers of scripts/install-peers.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-reps=5 msgs=5000 size=4096 concs="20 1" keep= relays="ptrelay postfix" deliver=
-while getopts n:m:l:c:r:Dk opt; do
+reps=5 msgs=5000 size=4096 concs="20 1" keep= relays="ptrelay postfix" deliver= baseline=
+while getopts n:m:l:c:r:b:Dk opt; do
 	case $opt in
 	n) reps=$OPTARG ;;
 	m) msgs=$OPTARG ;;
 	l) size=$OPTARG ;;
 	c) concs=$OPTARG ;;
 	r) relays=$OPTARG ;;
+	b) baseline=$OPTARG ;;
 	D) deliver=1 ;;
 	k) keep=1 ;;
 	*) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
@@ -37,8 +40,8 @@ results="$WORK/results"
 
 run() { # RELAY C REP
 	local relay=$1 c=$2 rep=$3 pid addr
-	if [ "$relay" = ptrelay ]; then
-		start_ptrelay "$WORK/ptrelay" "$pt_listen" "$dead"
+	if [ "$relay" != postfix ]; then
+		start_relay "$relay" "$WORK/ptrelay" "$pt_listen" "$dead"
 		pid=$PTRELAY_PID addr=$pt_listen
 	else
 		# The previous run's mail must be gone, or its delivery would load this run.
@@ -64,7 +67,7 @@ run() { # RELAY C REP
 	printf '%-8s C=%-3s rep %s  accept %8s msg/s  cpu %7s ms/msg  peak PSS %4s MiB\n' \
 		"$relay" "$c" "$rep" "$rate" "$cpu_ms" "$pss"
 	echo "$relay $c $rate $cpu_ms $pss" >>"$results"
-	[ "$relay" = ptrelay ] && stop_ptrelay
+	[ "$relay" != postfix ] && stop_ptrelay
 	return 0
 }
 
@@ -85,4 +88,5 @@ for c in $concs; do
 	pr=$(med ptrelay 3) fr=$(med postfix 3) pc=$(med ptrelay 4) fc=$(med postfix 4) pp=$(med ptrelay 5) fp=$(med postfix 5)
 	printf 'C=%-3s accept msg/s: ptrelay %s, Postfix %s, ratio %s | CPU ms/msg: ptrelay %s, Postfix %s, ratio %s | peak PSS MiB: %s vs %s\n' \
 		"$c" "$pr" "$fr" "$(ratio "$pr" "$fr")" "$pc" "$fc" "$(ratio "$pc" "$fc")" "$pp" "$fp"
+	print_baseline_medians "$results" "$c" "accept msg/s:3" "CPU ms/msg:4" "peak PSS MiB:5"
 done

@@ -2,7 +2,7 @@
 # End-to-end benchmark: ptrelay and Postfix relaying to the same smtp-sink, method of
 # bench/README.md.
 #
-#   bench/e2e.sh [-n REPS] [-w "5000:4096 2000:100000"] [-c 20] [-r "ptrelay postfix"] [-k]
+#   bench/e2e.sh [-n REPS] [-w "5000:4096 2000:100000"] [-c 20] [-r "ptrelay postfix"] [-b BIN] [-k]
 #
 # For each workload N:BYTES (default 5000 messages of 4 KiB, then 2000 of 100 KB) and each repetition (default
 # 5), runs `smtp-source -s C -m N -l BYTES` against ptrelay, then Postfix (interleaved, order alternating), and
@@ -11,18 +11,20 @@
 # and its peak PSS (sampled every 100 ms from /proc/PID/smaps_rollup); then medians and ptrelay/Postfix ratios.
 #
 # ptrelay routes everything to the sink as its smart host (tls "none", no AUTH); Postfix has the sink as
-# relayhost. ptrelay starts with an empty data_dir for every run. Needs root, Go and the peers of
-# scripts/install-peers. -k keeps the work directory.
+# relayhost. ptrelay starts with an empty data_dir for every run. -b BIN runs the ptrelay binary BIN too, as
+# "baseline", interleaved with the others, and compares it with the build (before/after a change). Needs root,
+# Go and the peers of scripts/install-peers. -k keeps the work directory.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-reps=5 workloads="5000:4096 2000:100000" c=20 keep= relays="ptrelay postfix"
-while getopts n:w:c:r:k opt; do
+reps=5 workloads="5000:4096 2000:100000" c=20 keep= relays="ptrelay postfix" baseline=
+while getopts n:w:c:r:b:k opt; do
 	case $opt in
 	n) reps=$OPTARG ;;
 	w) workloads=$OPTARG ;;
 	c) c=$OPTARG ;;
 	r) relays=$OPTARG ;;
+	b) baseline=$OPTARG ;;
 	k) keep=1 ;;
 	*) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
 	esac
@@ -33,8 +35,8 @@ results="$WORK/results"
 
 run() { # RELAY N BYTES REP
 	local relay=$1 n=$2 size=$3 rep=$4 pid addr
-	if [ "$relay" = ptrelay ]; then
-		start_ptrelay "$WORK/ptrelay" "$pt_listen" "$SINK_ADDR"
+	if [ "$relay" != postfix ]; then
+		start_relay "$relay" "$WORK/ptrelay" "$pt_listen" "$SINK_ADDR"
 		pid=$PTRELAY_PID addr=$pt_listen
 	else
 		pid=$POSTFIX_PID addr=$pf_listen
@@ -63,7 +65,7 @@ run() { # RELAY N BYTES REP
 	printf '%-8s N=%-5s %6s B rep %s  accept %8s msg/s  end-to-end %8s msg/s  cpu %7s ms/msg  peak PSS %4s MiB\n' \
 		"$relay" "$n" "$size" "$rep" "$accept" "$e2e" "$cpu_ms" "$pss"
 	echo "$relay $n:$size $accept $e2e $cpu_ms $pss" >>"$results"
-	[ "$relay" = ptrelay ] && stop_ptrelay
+	[ "$relay" != postfix ] && stop_ptrelay
 	return 0
 }
 
@@ -87,4 +89,5 @@ for w in $workloads; do
 	printf '  end-to-end msg/s:  ptrelay %8s  Postfix %8s  ratio %s\n' "$pe" "$fe" "$(ratio "$pe" "$fe")"
 	printf '  CPU ms/msg:        ptrelay %8s  Postfix %8s  ratio %s\n' "$pc" "$fc" "$(ratio "$pc" "$fc")"
 	printf '  peak PSS MiB:      ptrelay %8s  Postfix %8s  ratio %s\n' "$pp" "$fp" "$(ratio "$pp" "$fp")"
+	print_baseline_medians "$results" "$w" "accept msg/s:3" "end-to-end msg/s:4" "CPU ms/msg:5" "peak PSS MiB:6"
 done

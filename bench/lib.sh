@@ -103,6 +103,14 @@ postfix_queue_size() { # DIR: messages not yet delivered
 	find "$1/queue/incoming" "$1/queue/active" "$1/queue/deferred" "$1/queue/maildrop" -type f 2>/dev/null | wc -l
 }
 
+# start_relay RELAY DIR LISTEN SMARTHOST: start_ptrelay with the binary of RELAY (ptrelay: the build; baseline:
+# the -b binary).
+start_relay() {
+	local bin=$PTRELAY_BIN
+	[ "$1" = baseline ] && bin=$BASELINE_BIN
+	PTRELAY_BIN=$bin start_ptrelay "$2" "$3" "$4"
+}
+
 # start_ptrelay DIR LISTEN SMARTHOST: ptrelay serve with a fresh data_dir, routing everything to SMARTHOST
 # without TLS or AUTH; DNS, whoami, DNSBL and the port-25 probe point at a dead loopback port so that nothing
 # leaves the machine. Sets PTRELAY_PID.
@@ -164,6 +172,20 @@ stop_pss_sampler() {
 	wait "$SAMPLER_PID" 2>/dev/null || true
 }
 
+# print_baseline_medians RESULTS KEY FIELD...: with -b, one line per FIELD (name:column of RESULTS) comparing
+# ptrelay with the baseline binary, for the rows whose second column is KEY.
+print_baseline_medians() {
+	[ -n "${baseline:-}" ] || return 0
+	local results=$1 key=$2 f name col b p
+	shift 2
+	for f in "$@"; do
+		name=${f%:*} col=${f##*:}
+		b=$($MEASURE median $(awk -v k="$key" -v c="$col" '$1 == "baseline" && $2 == k { print $c }' "$results"))
+		p=$($MEASURE median $(awk -v k="$key" -v c="$col" '$1 == "ptrelay" && $2 == k { print $c }' "$results"))
+		printf '  %-19s ptrelay %8s  baseline %7s  ratio %s\n' "$name:" "$p" "$b" "$(ratio "$p" "$b")"
+	done
+}
+
 # ratio A B: A/B with 2 decimals.
 ratio() {
 	python3 -c '
@@ -177,12 +199,18 @@ except (ValueError, ZeroDivisionError):
 
 # bench_setup NAME: the work directory (removed at exit unless $keep), the ptrelay build when $relays has it,
 # the sink on 127.0.0.3 (SINK_ADDR), a private Postfix relaying to it on $pf_listen, and $pt_listen for ptrelay.
+# With $baseline (-b BIN) set, "baseline" joins $relays: that ptrelay binary, run like the one just built.
 bench_setup() {
 	need smtp-sink smtp-source postfix go python3
 	WORK=$(mktemp -d "/tmp/ptrelay-bench-$1.XXXXXX")
 	chmod 755 "$WORK"
 	trap bench_cleanup EXIT
 	[[ " $relays " == *" ptrelay "* ]] && build_ptrelay "$WORK"
+	if [ -n "${baseline:-}" ]; then
+		[ -x "$baseline" ] || die "-b $baseline: not an executable"
+		BASELINE_BIN=$(cd "$(dirname "$baseline")" && pwd)/$(basename "$baseline")
+		[[ " $relays " == *" baseline "* ]] || relays="$relays baseline"
+	fi
 	start_sink "$WORK" 127.0.0.3
 	pf_listen=127.0.0.5:$(free_port 127.0.0.5)
 	start_postfix "$WORK/postfix" "$pf_listen" "$SINK_ADDR"

@@ -11,6 +11,8 @@ import (
 // parts with @ ("a@b"@c) and address literals (a@[192.0.2.1]) are plain mailboxes of the domain after the last
 // @, relayed or denied by the same access rule. go-smtp has already dropped any source route (@a,@b:) and
 // unquoted a quoted local part; checkMailbox validates what is left and re-quotes the local part when it needs it.
+// A mailbox without "@domain" never gets here: go-smtp's parser answers it "501 5.5.2 Was expecting MAIL arg
+// syntax of FROM:<address>" (RCPT: "TO:<address>") itself.
 
 var (
 	errNoDomain    = errors.New("a domain is required")

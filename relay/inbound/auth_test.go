@@ -138,6 +138,8 @@ func TestAuth_WrongPassword(t *testing.T) {
 	if text := d.expect(535); !strings.HasPrefix(text, "535 5.7.8 ") {
 		t.Errorf("malformed PLAIN: %q", text)
 	}
+	// Then 421 before the close (RFC 5321 3.8), without waiting for another command.
+	replyIs(t, d.expect(421), "421 4.7.0 Too many failed authentications, closing connection")
 	if !d.closed() {
 		t.Fatal("connection still open after three failed AUTH attempts")
 	}

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"encoding/base32"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -38,7 +37,7 @@ type conn struct {
 
 	mu      sync.Mutex
 	readErr error // sticky idle timeout
-	hangup  bool
+	hangup  error // set by closeAfterReply: what every later Read returns
 
 	authFailures atomic.Int32
 	queued       atomic.Int32 // messages accepted on this connection, for the disconnect line
@@ -54,7 +53,6 @@ type conn struct {
 	// a connection between transactions is then ended at its next read (see Server.Shutdown).
 	inTxn    atomic.Bool
 	draining atomic.Bool
-	inData   atomic.Bool // a Data call is reading the message (DATA body or BDAT chunks)
 
 	// TLS handshake diagnosis: hello is set when a ClientHello arrived, tlsDone when a handshake completed.
 	hello     atomic.Pointer[tls.ClientHelloInfo]
@@ -84,8 +82,8 @@ func (c *conn) Read(p []byte) (int, error) {
 	c.mu.Lock()
 	hangup := c.hangup
 	c.mu.Unlock()
-	if hangup {
-		return 0, io.EOF // nothing more from this client, even what it already sent
+	if hangup != nil {
+		return 0, hangup // nothing more from this client, even what it already sent
 	}
 	if c.rpos < c.rend {
 		n := copy(p, c.rbuf[c.rpos:c.rend])
@@ -114,10 +112,10 @@ func (c *conn) readSocket(p []byte) (int, error) {
 	err, hangup := c.readErr, c.hangup
 	c.mu.Unlock()
 	if err != nil {
-		return 0, c.timeoutErr(err)
+		return 0, c.timeoutErr()
 	}
-	if hangup {
-		return 0, io.EOF
+	if hangup != nil {
+		return 0, hangup
 	}
 	if c.idle > 0 {
 		_ = c.Conn.SetReadDeadline(time.Now().Add(c.idle))
@@ -136,21 +134,20 @@ func (c *conn) readSocket(p []byte) (int, error) {
 				c.log.Info("client idle too long; dropping the connection", "idle_timeout", c.idle.String())
 				c.srv.refused(RefusedIdle)
 			}
-			return n, c.timeoutErr(err)
+			return n, c.timeoutErr()
 		}
 		c.inputEnded.Store(true)
 	}
 	return n, err
 }
 
-// timeoutErr is what a timed-out Read reports. Between commands it is the net.Error itself, which go-smtp
-// answers with "421 4.4.2 Idle timeout". While a message is being read it is a 421 *smtp.SMTPError instead:
-// go-smtp answers a failed BDAT chunk read with the error itself when it is an SMTPError, and with a permanent
-// "554 5.0.0 ... i/o timeout" otherwise, which would make the sender bounce a message it should retry.
-func (c *conn) timeoutErr(err error) error {
-	if !c.inData.Load() {
-		return err
-	}
+// timeoutErr is what a timed-out Read reports: a 421 *smtp.SMTPError naming the session, "421 4.3.2 Service
+// shutting down" when the server is stopping and "421 4.4.2 Error: timeout exceeded" when the client went quiet.
+// go-smtp sends it as its last reply (it answers a read error that is an SMTPError with the error itself),
+// where its own would be "421 4.4.2 Idle timeout" in both cases, without the session; a failed DATA or BDAT
+// read makes Data return it (see dataError), where go-smtp would answer a failed BDAT chunk with a permanent
+// "554 5.0.0 ... i/o timeout", which would make the sender bounce a message it should retry.
+func (c *conn) timeoutErr() error {
 	st := smtpstatus.IdleTimeout
 	if c.draining.Load() {
 		st = smtpstatus.ShuttingDown
@@ -177,10 +174,12 @@ func (c *conn) interruptIfDraining() {
 	}
 }
 
-// closeAfterReply makes the next Read report EOF: go-smtp finishes writing the current reply, then hangs up.
-func (c *conn) closeAfterReply() {
+// closeAfterReply makes every later Read return last: go-smtp finishes writing the current reply, then, for
+// io.EOF, hangs up without a word, or, for an *smtp.SMTPError (a 421: RFC 5321 3.8 allows no other before a
+// close), sends it and hangs up.
+func (c *conn) closeAfterReply(last error) {
 	c.mu.Lock()
-	c.hangup = true
+	c.hangup = last
 	c.mu.Unlock()
 }
 

@@ -23,8 +23,6 @@ import (
 func (s *session) Data(r io.Reader) error {
 	s.srv.dataStarted()
 	defer s.srv.dataDone()
-	s.c.inData.Store(true)
-	defer s.c.inData.Store(false)
 	env, rcpts, ok := s.transaction()
 	if !ok {
 		drain(r)
@@ -48,6 +46,7 @@ func (s *session) Data(r io.Reader) error {
 	})
 	hc := message.NewHeaderCompleter(w, message.Trace{Received: received, Hostname: s.set.hostname, Now: now})
 	f := message.NewFilter(hc, s.set.bare)
+	f.SetMaxLineLength(maxLineLength)
 	in := &readCounter{r: r}
 	_, err = io.Copy(f, in)
 	if err == nil {
@@ -95,11 +94,6 @@ func (s *session) dataError(err, readErr error) error {
 	case readErr != nil && errors.Is(readErr, smtp.ErrDataReset):
 		s.log.Info("message transfer aborted by the client; nothing queued")
 		return smtp.ErrDataReset
-	case readErr != nil && errors.Is(readErr, smtp.ErrTooLongLine):
-		// Permanent, so the sender does not retry for days; go-smtp closes the connection after this reply.
-		s.log.Info("message refused: a line is too long", "limit", maxLineLength)
-		s.srv.refused(RefusedSize)
-		return s.reply(lineTooLong)
 	case readErr != nil && errors.As(readErr, &se) && se.Code == 421: // idle or shutting down: see conn.timeoutErr
 		s.log.Info("client went idle during the message, or the server is stopping; nothing queued")
 		return se
@@ -109,6 +103,12 @@ func (s *session) dataError(err, readErr error) error {
 	case readErr != nil:
 		s.log.Info("message transfer failed; nothing queued", "err", readErr)
 		return s.reply(smtpstatus.StorageFailure.With("Error: message transfer failed, try again"))
+	case errors.Is(err, message.ErrLineTooLong):
+		// Permanent, so the sender does not retry for days; the rest of the message was read, so the session
+		// goes on.
+		s.log.Info("message refused: a line is too long", "limit", maxLineLength)
+		s.srv.refused(RefusedSize)
+		return s.reply(lineTooLong)
 	case errors.Is(err, message.ErrBareNewline):
 		s.log.Warn("message refused: bare CR or LF (SMTP smuggling defence; smtp.bare_newlines = \"normalize\" accepts such devices)", "client", s.c.RemoteAddr().String(), "helo", s.helo)
 		s.srv.refused(RefusedBareNewline)

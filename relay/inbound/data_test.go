@@ -577,7 +577,7 @@ func TestInbound_BDATChunkBoundaries(t *testing.T) {
 }
 
 // Long lines: applications that write HTML on one line are relayed (go-smtp alone stops at 2000 bytes); a
-// line beyond maxLineLength is refused permanently and nothing is queued.
+// line beyond maxLineLength is refused permanently, nothing is queued, and the session goes on.
 func TestInbound_LongLines(t *testing.T) {
 	ts := startServer(t, nil, serverOpt{})
 	long := "Subject: html\r\n\r\n<html>" + strings.Repeat("<p>x</p>", 2500) + "</html>\r\n"
@@ -602,6 +602,16 @@ func TestInbound_LongLines(t *testing.T) {
 	}
 	if ms := ts.messages(); len(ms) != 1 {
 		t.Fatalf("queue holds %d messages", len(ms))
+	}
+	// The same line in BDAT, then a message that is fine: the session stayed in step.
+	d.raw(fmt.Sprintf("MAIL FROM:<a@contoso.com>\r\nRCPT TO:<b@example.org>\r\nBDAT %d LAST\r\n%s", len(tooLong), tooLong))
+	d.expect(250)
+	d.expect(250)
+	if text := d.expect(554); !strings.HasPrefix(text, "554 5.6.0 ") {
+		t.Fatalf("line over the limit in BDAT: %q", text)
+	}
+	if code, text := d.sendMessage("a@contoso.com", []string{"b@example.org"}, "Subject: after\r\n\r\nok\r\n"); code != 250 {
+		t.Fatalf("message after the refused ones: %q", text)
 	}
 }
 

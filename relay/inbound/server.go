@@ -2,7 +2,7 @@
 // access control (allowed networks or AUTH PLAIN/LOGIN), limits, STARTTLS (with an opt-in legacy profile for old
 // Windows), and the data path that streams a message through the bare CR/LF filter and the header completer into
 // the queue, answering 250 only after the queue committed it. It is built on go-smtp's server and works around
-// go-smtp v0.25.1's traps: its read deadline is set per command, not per read, so a slow DATA body times out
+// go-smtp's traps: its read deadline is set per command, not per read, so a slow DATA body times out
 // (per-read idle deadlines, conn.go); a plain error from an authenticator becomes 454 instead of 535; Data's
 // error mapping uses a type assertion, so a wrapped *smtp.SMTPError becomes 554. It knows nothing of delivery,
 // routing or DNS: what it accepts ends in queue.Store.
@@ -12,8 +12,11 @@
 //     that authenticated, may relay; every other RCPT gets 554 5.7.1. No address form is local.
 //   - DSN (RFC 3461) is advertised, because Exchange sends its parameters when it is: RET and ENVID are kept in
 //     queue.Envelope, NOTIFY and ORCPT in each queue.Recipient, for the delivery side to honour and pass on.
-//   - go-smtp's own success replies (MAIL, RCPT, 354, BDAT "Continue") and its protocol errors carry no session
-//     id; every reply this package writes does, and the final 250 names the queue ID too.
+//   - Every error reply names the session, go-smtp's own included (smtp.Server.ErrorText); go-smtp's success
+//     replies (MAIL, RCPT, 354, BDAT "Continue") do not, and the final 250 names the queue ID and the session.
+//   - ptrelay builds on a patched copy of go-smtp (third_party/go-smtp, see its README): DATA read a line at a
+//     time, over-long command lines answered 500 5.5.2 without closing, a connection's own 421 as the last
+//     reply (conn.timeoutErr), and ErrorText.
 package inbound
 
 import (
@@ -39,9 +42,10 @@ import (
 // (Postfix's smtpd_timeout is 300s).
 const DefaultIdleTimeout = 5 * time.Minute
 
-// maxLineLength bounds a line, command or DATA (BDAT chunks are exempt). go-smtp's default of 2000 would turn
-// away the mail of applications that write HTML on one line, which Postfix relays; 64 KiB keeps them working
-// while a command line still cannot grow without bound.
+// maxLineLength bounds a line: a command line (go-smtp answers a longer one 500 5.5.2 and reads on) and a line of
+// a message, DATA or BDAT alike (the Filter refuses the message with 554 5.6.0). go-smtp's default of 2000 would
+// turn away the mail of applications that write HTML on one line, which Postfix relays; 64 KiB keeps them
+// working while a command line still cannot grow without bound.
 const maxLineLength = 64 << 10
 
 // Reasons passed to Hooks.OnRefused, stable for metrics labels.
@@ -148,6 +152,9 @@ func (s *Server) smtpServer(set *settings, c *conn) *smtp.Server {
 	srv.WriteTimeout = time.Minute
 	srv.MaxLineLength = maxLineLength
 	srv.ErrorLog = slogPrinter{c.log}
+	srv.ErrorText = func(_ *smtp.Conn, _ int, _ smtp.EnhancedCode, text string) string {
+		return withSessionText(text, c.id)
+	}
 	srv.Debug = c.tap
 	if set.tls != nil {
 		srv.TLSConfig = set.smtpTLS

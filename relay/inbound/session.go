@@ -4,7 +4,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"strings"
 	"sync"
 
 	"github.com/emersion/go-sasl"
@@ -20,19 +22,28 @@ const maxAuthFailures = 3
 
 // Inbound replies of this package beyond the named ones in smtpstatus.
 var (
-	needsUTF8      = smtpstatus.New(553, smtpstatus.Enhanced{5, 6, 7}, "Non-ASCII address requires SMTPUTF8")
-	noDomain       = smtpstatus.New(501, smtpstatus.Enhanced{5, 1, 3}, "Bad recipient address syntax: a domain is required (ptrelay relays only; it delivers nothing locally)")
-	senderNoDomain = smtpstatus.New(501, smtpstatus.Enhanced{5, 1, 7}, "Bad sender address syntax: a domain is required (configure the sender's full address)")
-	tooManyAuth    = smtpstatus.New(421, smtpstatus.Enhanced{4, 7, 0}, "Too many failed authentications, closing connection")
-	authNoUsers    = smtpstatus.New(502, smtpstatus.Enhanced{5, 5, 1}, "AUTH not available: no smtp.users configured")
-	authUnknown    = smtpstatus.New(504, smtpstatus.Enhanced{5, 5, 4}, "Unrecognized authentication type; use PLAIN or LOGIN")
-	authDone       = smtpstatus.New(503, smtpstatus.Enhanced{5, 5, 1}, "Already authenticated")
-	lineTooLong    = smtpstatus.New(554, smtpstatus.Enhanced{5, 6, 0}, fmt.Sprintf("Error: a line of the message is longer than %d bytes", maxLineLength))
+	needsUTF8   = smtpstatus.New(553, smtpstatus.Enhanced{5, 6, 7}, "Non-ASCII address requires SMTPUTF8")
+	tooManyAuth = smtpstatus.New(421, smtpstatus.Enhanced{4, 7, 0}, "Too many failed authentications, closing connection")
+	authNoUsers = smtpstatus.New(502, smtpstatus.Enhanced{5, 5, 1}, "AUTH not available: no smtp.users configured")
+	authUnknown = smtpstatus.New(504, smtpstatus.Enhanced{5, 5, 4}, "Unrecognized authentication type; use PLAIN or LOGIN")
+	authDone    = smtpstatus.New(503, smtpstatus.Enhanced{5, 5, 1}, "Already authenticated")
+	nestedMail  = smtpstatus.New(503, smtpstatus.Enhanced{5, 5, 1}, "Error: nested MAIL command") // RFC 5321 4.1.4
+	lineTooLong = smtpstatus.New(554, smtpstatus.Enhanced{5, 6, 0}, fmt.Sprintf("Error: a line of the message is longer than %d bytes", maxLineLength))
 )
 
 // withSession appends the session id to a reply so an admin can find the log lines a client complains about.
 func withSession(st smtpstatus.Status, id string) smtpstatus.Status {
-	return st.With("%s (session %s)", st.Text, id)
+	return st.With("%s", withSessionText(st.Text, id))
+}
+
+// withSessionText appends the session id to a reply's text unless it is there already. go-smtp passes every
+// error reply through it (smtp.Server.ErrorText), its own and ours alike.
+func withSessionText(text, id string) string {
+	suffix := " (session " + id + ")"
+	if strings.HasSuffix(text, suffix) {
+		return text
+	}
+	return text + suffix
 }
 
 type backend struct {
@@ -111,7 +122,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	case authed:
 		return nil, s.reply(authDone)
 	case s.c.authFailures.Load() >= maxAuthFailures:
-		s.c.closeAfterReply()
+		s.c.closeAfterReply(io.EOF)
 		return nil, s.reply(tooManyAuth)
 	case !s.authAllowed():
 		return nil, s.reply(smtpstatus.TLSRequiredForAuth.With("Must issue a STARTTLS command first"))
@@ -166,7 +177,8 @@ func (s *session) authFailed(user, mech, why string) error {
 	s.log.Warn("AUTH failed", "user", user, "mechanism", mech, "client", s.c.RemoteAddr().String(), "reason", why, "failures", n)
 	s.srv.refused(RefusedAuth)
 	if n >= maxAuthFailures {
-		s.c.closeAfterReply()
+		// 535 for this attempt, then 421 and the close.
+		s.c.closeAfterReply(s.reply(tooManyAuth))
 	}
 	return s.reply(smtpstatus.AuthFailed)
 }
@@ -174,6 +186,13 @@ func (s *session) authFailed(user, mech, why string) error {
 // Mail starts a transaction. Anyone may say MAIL (the relay decision is per recipient, as in Postfix); the null
 // sender <> is taken from everyone, since Exchange relays its NDRs with it.
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	s.mu.Lock()
+	nested := s.mailOK
+	s.mu.Unlock()
+	if nested {
+		// go-smtp would start a new transaction over the open one; the client is out of step.
+		return s.reply(nestedMail)
+	}
 	env := queue.Envelope{
 		ClientAddr: s.c.RemoteAddr().String(),
 		ClientHelo: s.helo,
@@ -190,8 +209,6 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		switch {
 		case errors.Is(err, errNeedsUTF8):
 			return s.reply(needsUTF8)
-		case errors.Is(err, errNoDomain):
-			return s.reply(senderNoDomain)
 		case err != nil:
 			s.log.Info("bad sender address", "from", from, "err", err)
 			return s.reply(smtpstatus.BadSender)
@@ -215,8 +232,6 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	switch {
 	case errors.Is(err, errNeedsUTF8):
 		return s.reply(needsUTF8)
-	case errors.Is(err, errNoDomain):
-		return s.reply(noDomain)
 	case err != nil:
 		s.log.Info("bad recipient address", "to", to, "err", err)
 		s.srv.refused(RefusedSyntax)

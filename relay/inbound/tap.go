@@ -7,14 +7,14 @@ import (
 
 // tap watches a connection's decrypted input for the one bare CR the data path cannot see.
 //
-// go-smtp's DATA reader removes dot-stuffing, and for a line that starts with ".\r" followed by anything but
-// "\n" it drops both the dot and the CR (go-smtp v0.25.1, verified on the wire): "\r\n.\rX" reaches Data as
-// "\r\nX". What is stored is then plain CRLF text, so nothing can be smuggled through it, but the client did
-// send a bare CR and smtp.bare_newlines = "reject" promises to refuse such a message. Only the raw input shows
-// it. go-smtp's Debug writer gets every byte read (a tee above TLS) and every reply written, from the
-// connection's goroutine; the tap tells them apart because each reply is written to the connection just before
-// it is copied to Debug (conn.Write sets wrote). After a "354" reply it runs go-smtp's own DATA state machine
-// over the input up to the end of data and records whether the dropped ".\r" case happened.
+// go-smtp's DATA reader removes dot-stuffing, and for a line that starts with ".\r" followed by anything but "\n"
+// it drops both the dot and the CR (the stateDotCR case of third_party/go-smtp/data.go): "\r\n.\rX" reaches Data as
+// "\r\nX". What is stored is then plain CRLF text, so nothing can be smuggled through it, but the client did send a
+// bare CR and smtp.bare_newlines = "reject" promises to refuse such a message. Only the raw input shows it.
+// go-smtp's Debug writer gets every byte read (a tee above TLS) and every reply written, from the connection's
+// goroutine; the tap tells them apart because each reply is written to the connection just before it is copied to
+// Debug (conn.Write sets wrote). After a "354" reply it runs go-smtp's own DATA state machine over the input up to
+// the end of data and records whether the dropped ".\r" case happened.
 //
 // Limits, accepted because what is stored stays clean CRLF text either way: body bytes a client sends before
 // it has seen the 354 (forbidden by RFC 2920) are not scanned, and a TLS 1.3 KeyUpdate answered inside a read

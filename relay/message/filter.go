@@ -27,6 +27,14 @@ var ErrBareNewline = &smtpstatus.Error{
 		`smtp.bare_newlines = "normalize" for devices that cannot`,
 }
 
+// ErrLineTooLong is what a Filter with a line length limit returns, from Write, once a line of the message is
+// longer than the limit. The message must not be queued.
+var ErrLineTooLong = &smtpstatus.Error{
+	Status: smtpstatus.New(554, smtpstatus.Enhanced{5, 6, 0}, "Error: a line of the message is too long"),
+	Op:     "data",
+	Fix:    "the sending software must wrap its lines (RFC 5322 allows 998 characters) or encode its attachments",
+}
+
 // Filter receives message content exactly as go-smtp hands it to the backend (for DATA already dot-unstuffed,
 // for BDAT raw with arbitrary chunk boundaries) and writes it to dst:
 //
@@ -38,6 +46,9 @@ var ErrBareNewline = &smtpstatus.Error{
 //     dot-stuffing DATA writer (which only looks after CRLF) unchanged and could split the message at the next
 //     hop. Turning it into CRLF makes the dot a line of its own, which the writer then stuffs.
 //
+// With SetMaxLineLength, a line longer than the limit (its CR LF not counted) makes Write return ErrLineTooLong
+// in either mode, and every later call too.
+//
 // In both modes, what reaches dst without an error is plain CRLF text: once a DATA writer has dot-stuffed it,
 // no receiver can find an end of data in it but the writer's own. After an error, what dst already received
 // is a partial message: discard it. Filter does not close dst.
@@ -48,11 +59,25 @@ type Filter struct {
 	n         int64
 	err       error
 	buf       []byte // Normalize output scratch, reused across writes
+	maxLine   int    // 0: no limit
+	lineLen   int    // bytes of the current line seen so far; in Reject mode a pending CR included
 }
 
 // NewFilter returns a Filter writing to dst.
 func NewFilter(dst io.Writer, mode LineEndings) *Filter {
 	return &Filter{dst: dst, mode: mode}
+}
+
+// SetMaxLineLength limits the length of a line, CR LF not counted; 0 (the default) means no limit.
+func (f *Filter) SetMaxLineLength(n int) { f.maxLine = n }
+
+// lineTooLong records ErrLineTooLong when a line of n bytes (CR LF not counted) is over the limit.
+func (f *Filter) lineTooLong(n int) bool {
+	if f.maxLine > 0 && n > f.maxLine {
+		f.err = ErrLineTooLong
+		return true
+	}
+	return false
 }
 
 // N returns how many bytes were written to dst: the size of the message as stored.
@@ -74,7 +99,9 @@ func (f *Filter) reject(p []byte) (int, error) {
 	// Only CR and LF matter. Every LF must follow a CR, and every CR must be followed by an LF: so check the
 	// byte before each LF (IndexByte, vectorised) and then that the chunk holds no other CR (one vectorised
 	// Count), instead of looking at every byte in Go code. A CR at the very end may be completed by the next Write.
+	// The same walk from LF to LF measures the lines.
 	rest := p
+	lineLen := f.lineLen
 	if f.pendingCR {
 		if len(rest) == 0 {
 			return f.write(p, 0)
@@ -84,9 +111,11 @@ func (f *Filter) reject(p []byte) (int, error) {
 			return 0, f.err
 		}
 		rest = rest[1:]
+		lineLen = 0
 	}
-	lines := 0
-	for off := 0; ; {
+	lines, longest := 0, 0
+	off := 0
+	for {
 		i := bytes.IndexByte(rest[off:], '\n')
 		if i < 0 {
 			break
@@ -95,10 +124,18 @@ func (f *Filter) reject(p []byte) (int, error) {
 			f.err = ErrBareNewline // an LF not preceded by CR
 			return 0, f.err
 		}
+		longest = max(longest, lineLen+i-1) // i counts the CR
+		lineLen = 0
 		lines++
 		off += i + 1
 	}
 	pending := len(rest) > 0 && rest[len(rest)-1] == '\r'
+	lineLen += len(rest) - off
+	if pending {
+		longest = max(longest, lineLen-1) // the CR is the start of a line ending
+	} else {
+		longest = max(longest, lineLen)
+	}
 	want := lines
 	if pending {
 		want++
@@ -107,7 +144,12 @@ func (f *Filter) reject(p []byte) (int, error) {
 		f.err = ErrBareNewline // a CR inside a line
 		return 0, f.err
 	}
+	// Measured only now: a bare CR (refused above) would have counted as part of a line.
+	if f.lineTooLong(longest) {
+		return 0, f.err
+	}
 	f.pendingCR = pending
+	f.lineLen = lineLen
 	return f.write(p, len(p))
 }
 
@@ -124,10 +166,16 @@ func (f *Filter) normalize(p []byte) (int, error) {
 		switch c {
 		case '\r':
 			f.pendingCR = true // hold it: the LF may come in the next Write
+			f.lineLen = 0
 		case '\n':
 			out = append(out, '\r', '\n') // bare LF
+			f.lineLen = 0
 		default:
 			out = append(out, c)
+			f.lineLen++
+			if f.lineTooLong(f.lineLen) {
+				return 0, f.err
+			}
 		}
 	}
 	if cap(out) <= 64<<10 {

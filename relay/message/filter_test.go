@@ -22,8 +22,14 @@ func chunkings(in []byte) [][][]byte {
 
 // runFilter writes chunks through a Filter and returns what reached the sink and the first error.
 func runFilter(mode LineEndings, chunks [][]byte) ([]byte, *Filter, error) {
+	return runFilterLimited(mode, 0, chunks)
+}
+
+// runFilterLimited is runFilter with a line length limit.
+func runFilterLimited(mode LineEndings, maxLine int, chunks [][]byte) ([]byte, *Filter, error) {
 	var sink bytes.Buffer
 	f := NewFilter(&sink, mode)
+	f.SetMaxLineLength(maxLine)
 	for _, c := range chunks {
 		n, err := f.Write(c)
 		if err != nil {
@@ -148,5 +154,50 @@ func TestFilter_CloseFlushesPendingCR(t *testing.T) {
 	}
 	if sink.String() != "x\r\n" || f.N() != 3 {
 		t.Fatalf("after Close %q N %d", sink.String(), f.N())
+	}
+}
+
+// A line longer than the limit, CR LF not counted, is refused in both modes, wherever the writes cut it; a line
+// of exactly the limit passes.
+func TestFilter_MaxLineLength(t *testing.T) {
+	cases := []struct {
+		name    string
+		in      string
+		tooLong bool
+	}{
+		{"at the limit", "abcd\r\nefgh\r\n", false},
+		{"at the limit, last line unterminated", "abcd\r\nefgh", false},
+		{"one over", "abcd\r\nefghi\r\n", true},
+		{"one over, first line", "abcde\r\n", true},
+		{"one over, last line unterminated", "ab\r\nabcde", true},
+		{"empty lines", "\r\n\r\n\r\n", false},
+	}
+	for _, tc := range cases {
+		for _, mode := range []LineEndings{Reject, Normalize} {
+			for _, chunks := range chunkings([]byte(tc.in)) {
+				out, _, err := runFilterLimited(mode, 4, chunks)
+				if tc.tooLong != (err == ErrLineTooLong) {
+					t.Fatalf("%s, mode %d, %q: err %v", tc.name, mode, chunks, err)
+				}
+				if !tc.tooLong && string(out) != tc.in {
+					t.Fatalf("%s, mode %d, %q: out %q", tc.name, mode, chunks, out)
+				}
+			}
+		}
+	}
+	// The error sticks, and a bare LF in Normalize mode ends a line as CRLF does.
+	f := NewFilter(io.Discard, Normalize)
+	f.SetMaxLineLength(4)
+	if _, err := f.Write([]byte("abcd\nefgh\rijkl\r\n")); err != nil {
+		t.Fatalf("normalize, lines at the limit: %v", err)
+	}
+	if _, err := f.Write([]byte("abcdefgh")); err != ErrLineTooLong {
+		t.Fatalf("normalize, long line: %v", err)
+	}
+	if _, err := f.Write([]byte("a\r\n")); err != ErrLineTooLong {
+		t.Fatalf("after ErrLineTooLong: %v", err)
+	}
+	if err := f.Close(); err != ErrLineTooLong {
+		t.Fatalf("Close after ErrLineTooLong: %v", err)
 	}
 }

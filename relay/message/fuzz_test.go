@@ -52,7 +52,29 @@ func FuzzFilter(f *testing.F) {
 			t.Fatalf("Normalize: %q in one write gives %q, in %q gives %q", data, whole, chunks, out)
 		}
 		assertUnsplittable(t, out)
+
+		// With a line length limit: a line is a run of bytes other than CR and LF, in either mode.
+		limit := 1 + int(a%64)
+		tooLong := longestLine(data) > limit
+		for _, mode := range []LineEndings{Reject, Normalize} {
+			_, _, err := runFilterLimited(mode, limit, chunks)
+			switch {
+			case tooLong && (mode == Normalize || !bare) && err != ErrLineTooLong:
+				t.Fatalf("mode %d, limit %d, %q: err %v, want ErrLineTooLong", mode, limit, chunks, err)
+			case !tooLong && err == ErrLineTooLong:
+				t.Fatalf("mode %d, limit %d, %q: ErrLineTooLong, but no line is longer", mode, limit, chunks)
+			}
+		}
 	})
+}
+
+// longestLine is the length of the longest run of bytes other than CR and LF.
+func longestLine(b []byte) int {
+	longest := 0
+	for _, line := range strings.FieldsFunc(string(b), func(r rune) bool { return r == '\r' || r == '\n' }) {
+		longest = max(longest, len(line))
+	}
+	return longest
 }
 
 // insertedRE is everything a HeaderCompleter may insert at the end of the header section: a CRLF ending a last
