@@ -36,6 +36,7 @@ func (c *Config) problems() []*FieldError {
 	c.checkDNS(k)
 	c.checkEgress(k)
 	c.checkAdmin(k)
+	c.checkAlerts(k)
 	return k.list
 }
 
@@ -184,6 +185,7 @@ func (c *Config) CheckSecrets() error {
 				"LoadCredential=smarthost:FILE to the unit, or set smarthost.password_file", credentialName)
 		}
 	}
+	c.checkAlertSecrets(k)
 	return joinProblems(k.list)
 }
 

@@ -138,6 +138,11 @@ func CheckDNSBL(ctx context.Context, r Lookuper, ip netip.Addr, zone string) DNS
 	switch {
 	case len(listed) > 0:
 		c.Status, c.Detail = StatusFail, "listed: "+strings.Join(listed, "; ")
+		for _, d := range codes {
+			if d.Listed {
+				c.Codes = append(c.Codes, d.Code)
+			}
+		}
 		if dynamic {
 			c.Fix = "The address is in a dynamic range that receivers refuse: send through the smart host, or get a static IP from your ISP and have it removed from the PBL."
 		} else {

@@ -33,6 +33,7 @@ func (r *Relay) checkerOptions(cfg *config.Config) dnscheck.Options {
 		Timeout:       cfg.DNS.Timeout.D(),
 		Logger:        r.log.With("component", "egress"),
 		OnChange:      r.verdictChanged,
+		OnCheck:       r.egressChecked,
 	}
 }
 

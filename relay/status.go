@@ -110,6 +110,7 @@ func (r *Relay) status() admin.Status {
 		st.Listeners = append(st.Listeners, "metrics "+r.metricsLn.Addr().String())
 	}
 	st.Egress = r.egressStatus()
+	st.Alerts = r.alertStatus()
 	if qs, err := r.store.Stats(); err == nil {
 		st.Queue = qs
 	}

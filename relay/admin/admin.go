@@ -47,6 +47,7 @@ type Status struct {
 	OldestAge  string         `json:"oldest_age,omitempty"`
 	LastErrors []LastError    `json:"last_errors,omitempty"` // newest first
 	TLSClients []TLSClient    `json:"tls_clients,omitempty"` // who negotiated which TLS version, newest first
+	Alerts     []Alert        `json:"alerts,omitempty"`      // alert conditions that hold, most severe first
 }
 
 // TLSClient is the last STARTTLS negotiation of one client address: what an admin needs to see which senders

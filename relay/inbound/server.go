@@ -17,6 +17,7 @@ package inbound
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -65,6 +66,9 @@ type Hooks struct {
 	// OnTLS reports each completed STARTTLS: which client negotiated which version ("TLS1.0") and suite, so
 	// status pages can show who still needs tls_legacy.
 	OnTLS func(client netip.Addr, version, cipher string)
+	// OnAuth reports each AUTH outcome: the client, the user name it gave, and whether it was accepted (alerts
+	// on repeated failures from one client).
+	OnAuth func(client netip.Addr, user string, ok bool)
 }
 
 // Server is the inbound SMTP server. It serves any number of listeners (Serve once per listener).
@@ -352,6 +356,35 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// A message being committed when its connection closed finishes before the caller closes the queue.
 	s.waitData()
 	return err
+}
+
+func (s *Server) authResult(client netip.Addr, user string, ok bool) {
+	if s.hooks.OnAuth != nil {
+		s.hooks.OnAuth(client, user, ok)
+	}
+}
+
+// Certificate returns the STARTTLS certificate new sessions are offered (the leaf), or nil when there is none.
+// It is the one loaded at start or at the last reload, not what the file holds now.
+func (s *Server) Certificate() *x509.Certificate {
+	s.mu.Lock()
+	set := s.set
+	s.mu.Unlock()
+	if set == nil || set.tls == nil || len(set.tls.Certificates) == 0 {
+		return nil
+	}
+	c := set.tls.Certificates[0]
+	if c.Leaf != nil {
+		return c.Leaf
+	}
+	if len(c.Certificate) == 0 {
+		return nil
+	}
+	leaf, err := x509.ParseCertificate(c.Certificate[0])
+	if err != nil {
+		return nil
+	}
+	return leaf
 }
 
 func (s *Server) refused(reason string) {

@@ -158,6 +158,7 @@ func (s *session) authCheck(user, pass, mech string) error {
 	s.authUser = user
 	s.mu.Unlock()
 	s.log.Info("authenticated", "user", user, "mechanism", mech, "client", s.c.RemoteAddr().String())
+	s.srv.authResult(s.c.remote, user, true)
 	return nil
 }
 
@@ -165,6 +166,7 @@ func (s *session) authFailed(user, mech, why string) error {
 	n := s.c.authFailures.Add(1)
 	s.log.Warn("AUTH failed", "user", user, "mechanism", mech, "client", s.c.RemoteAddr().String(), "reason", why, "failures", n)
 	s.srv.refused(RefusedAuth)
+	s.srv.authResult(s.c.remote, user, false)
 	if n >= maxAuthFailures {
 		s.c.closeAfterReply()
 	}
