@@ -4,7 +4,10 @@ go 1.26.0
 
 require github.com/emersion/go-smtp v0.25.1
 
-require golang.org/x/crypto v0.59.0 // indirect
+require (
+	github.com/standard-webhooks/standard-webhooks/libraries v0.0.1 // indirect
+	golang.org/x/crypto v0.59.0 // indirect
+)
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect

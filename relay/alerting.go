@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -37,20 +38,27 @@ const (
 // alertsConfig maps [alerts] onto the alert manager. The webhook secret file is read here (serve checked it
 // with CheckSecrets first).
 func alertsConfig(cfg *config.Config) (alerts.Config, error) {
-	sev, err := alerts.ParseSeverity(cfg.Alerts.MinSeverity)
-	if err != nil {
-		return alerts.Config{}, fmt.Errorf("alerts.min_severity: %w", err)
-	}
 	key, err := cfg.WebhookKey()
 	if err != nil {
 		return alerts.Config{}, fmt.Errorf("alerts.webhook_secret_file: %w", err)
 	}
 	a := cfg.Alerts
-	return alerts.Config{
-		Settings: alerts.Settings{Hostname: cfg.Hostname, MinSeverity: sev, Hold: a.Hold.D(), Repeat: a.Repeat.D(),
-			Digest: a.Digest},
-		MailTo: a.MailTo, MailVia: a.MailVia, WebhookURL: a.WebhookURL, WebhookKey: key,
-	}, nil
+	return alerts.Config{Settings: alertsSettings(cfg), MailTo: a.MailTo, MailVia: a.MailVia, WebhookURL: a.WebhookURL,
+		WebhookKey: key}, nil
+}
+
+// alertsConfig is alertsConfig with the daemon's test seams.
+func (r *Relay) alertsConfig(cfg *config.Config) (alerts.Config, error) {
+	ac, err := alertsConfig(cfg)
+	ac.GroupWindow = r.opts.AlertGroupWindow
+	return ac, err
+}
+
+// alertsSettings are the state machine's keys of [alerts] (a validated configuration).
+func alertsSettings(cfg *config.Config) alerts.Settings {
+	sev, _ := alerts.ParseSeverity(cfg.Alerts.MinSeverity)
+	a := cfg.Alerts
+	return alerts.Settings{Hostname: cfg.Hostname, MinSeverity: sev, Hold: a.Hold.D(), Repeat: a.Repeat.D(), Digest: a.Digest}
 }
 
 // alertRoute says what happens to mail when direct delivery is unfit, for the notices' words.
@@ -104,7 +112,12 @@ func (r *Relay) egressChecked(prev, cur dnscheck.Report) {
 			var failing []alerts.Finding
 			for _, c := range cur.Checks {
 				if c.Blocking && (c.Status == dnscheck.StatusFail || c.Status == dnscheck.StatusPermError) {
-					failing = append(failing, alerts.Finding{Title: c.Title, Detail: c.Detail, Fix: c.Fix})
+					f := alerts.Finding{Title: c.Title, Detail: c.Detail, Fix: c.Fix}
+					if zone, ok := strings.CutPrefix(c.ID, "dnsbl:"); ok && len(c.Codes) > 0 {
+						codes, meaning, _ := decodeListing(zone, c.Codes)
+						f.Title, f.Detail = "", alerts.ListingWords(zone, ip, codes, meaning)
+					}
+					failing = append(failing, f)
 				}
 			}
 			r.alerts.Raise(alerts.Verdict(fam, ip, failing, route))
@@ -133,15 +146,8 @@ func (r *Relay) checkAlert(c dnscheck.Check, fam, ip string, route alerts.Route)
 			r.alerts.Clear(alerts.EventListed, zone+"/"+ip)
 			return
 		}
-		var codes, meanings []string
-		dynamic := false
-		for _, code := range c.Codes {
-			d := dnscheck.DecodeDNSBL(zone, code)
-			codes = append(codes, code.String())
-			meanings = append(meanings, d.Meaning)
-			dynamic = dynamic || d.Dynamic
-		}
-		r.alerts.Raise(alerts.Listing(zone, ip, strings.Join(codes, ", "), strings.Join(meanings, "; "), dynamic, c.Fix, route))
+		codes, meaning, dynamic := decodeListing(zone, c.Codes)
+		r.alerts.Raise(alerts.Listing(zone, ip, codes, meaning, dynamic, c.Fix, route))
 		return
 	}
 	if c.ID == "port25" {
@@ -152,6 +158,21 @@ func (r *Relay) checkAlert(c dnscheck.Check, fam, ip string, route alerts.Route)
 			r.alerts.Clear(alerts.EventPort25, fam)
 		}
 	}
+}
+
+// decodeListing says what a blocklist's return codes mean: the codes, their meanings, and whether the list
+// calls the address dynamic (Spamhaus PBL).
+func decodeListing(zone string, codes []netip.Addr) (codeText, meaning string, dynamic bool) {
+	var cs, ms []string
+	for _, code := range codes {
+		d := dnscheck.DecodeDNSBL(zone, code)
+		cs = append(cs, code.String())
+		if !slices.Contains(ms, d.Meaning) {
+			ms = append(ms, d.Meaning)
+		}
+		dynamic = dynamic || d.Dynamic
+	}
+	return strings.Join(cs, ", "), strings.Join(ms, "; "), dynamic
 }
 
 // clearStaleListings clears listings of addresses that are no longer any family's egress address.
@@ -374,9 +395,11 @@ func (r *Relay) digestFacts() []string {
 }
 
 // alertStatus is the admin API's view of the conditions that hold.
-func (r *Relay) alertStatus() []admin.Alert {
+func (r *Relay) alertStatus() []admin.Alert { return adminAlerts(r.alerts.Alerts()) }
+
+func adminAlerts(list []alerts.Alert) []admin.Alert {
 	var out []admin.Alert
-	for _, a := range r.alerts.Alerts() {
+	for _, a := range list {
 		out = append(out, admin.Alert{Key: a.Key, Event: string(a.Event), Subject: a.Subject, Severity: a.Severity.String(),
 			State: a.State, Summary: a.Summary, Since: a.Since, FiresAt: a.FiresAt, Fix: a.Fix})
 	}
@@ -384,10 +407,29 @@ func (r *Relay) alertStatus() []admin.Alert {
 }
 
 // alertTest sends `ptrelay alerts test`'s notices.
-func (r *Relay) alertTest(ctx context.Context) []admin.ChannelResult {
+func (r *Relay) alertTest(ctx context.Context) []admin.ChannelResult { return adminResults(r.alerts.Test(ctx)) }
+
+func adminResults(res []alerts.ChannelResult) []admin.ChannelResult {
 	var out []admin.ChannelResult
-	for _, res := range r.alerts.Test(ctx) {
-		out = append(out, admin.ChannelResult{Channel: res.Channel, Outcome: res.Outcome, Detail: res.Detail})
+	for _, r := range res {
+		out = append(out, admin.ChannelResult{Channel: r.Channel, Outcome: r.Outcome, Detail: r.Detail})
 	}
 	return out
+}
+
+// OfflineAlerts reads the conditions recorded in the queue database of a daemon that is not running: what
+// held when it stopped (`ptrelay alerts list` without a daemon).
+func OfflineAlerts(cfg *config.Config, st *queue.Store) ([]admin.Alert, error) {
+	list, err := alerts.ReadAlerts(st, alertsSettings(cfg))
+	return adminAlerts(list), err
+}
+
+// OfflineAlertTest sends the test notices of `ptrelay alerts test` from the command itself, when no daemon
+// runs. st carries the alert mail when alerts.mail_via is empty; nil when no mail goes through the queue.
+func OfflineAlertTest(ctx context.Context, cfg *config.Config, st *queue.Store, version string) ([]admin.ChannelResult, error) {
+	ac, err := alertsConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return adminResults(alerts.SendTest(ctx, ac, st, version)), nil
 }

@@ -38,6 +38,8 @@ type Options struct {
 	FreeSpace func(dir string) (free, total uint64, err error)
 	// AlertCheckEvery is how often the queue, disk and DNS conditions are looked at; 0: 30 seconds.
 	AlertCheckEvery time.Duration
+	// AlertGroupWindow replaces the 30 s an alert waits for others to share its notice (tests); 0: 30 s.
+	AlertGroupWindow time.Duration
 }
 
 // Relay is one running ptrelay daemon.
@@ -96,7 +98,7 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	}
 	r.metrics = metrics.New()
 	r.metrics.SetQueueStats(r.queueStats)
-	ac, err := alertsConfig(cfg)
+	ac, err := r.alertsConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -237,7 +239,7 @@ func (r *Relay) Reload(cfg *config.Config) error {
 	_ = sdnotify.Reloading()
 	defer func() { _ = sdnotify.Ready() }()
 	old := r.cfg.Load()
-	ac, err := alertsConfig(cfg)
+	ac, err := r.alertsConfig(cfg)
 	if err != nil {
 		return err
 	}

@@ -37,6 +37,16 @@ type Settings struct {
 	Digest      string        // "off", "daily" or "weekly"
 	Channels    []string      // the configured channels, "mail" and/or "webhook"
 	Location    *time.Location
+	// GroupWindow replaces the package's GroupWindow when positive (end-to-end tests, which cannot wait 30 s
+	// per round).
+	GroupWindow time.Duration
+}
+
+func (s Settings) group() time.Duration {
+	if s.GroupWindow > 0 {
+		return s.GroupWindow
+	}
+	return GroupWindow
 }
 
 func (s Settings) minSeverity() Severity {
@@ -342,7 +352,7 @@ func (m *Machine) roundDue(now time.Time) (time.Time, bool) {
 	if len(m.b.Outbox) == 0 {
 		return time.Time{}, false
 	}
-	due := m.b.GroupStart.Add(GroupWindow)
+	due := m.b.GroupStart.Add(m.s.group())
 	if r := recent(m.b.Rounds, now, time.Hour); len(r) >= RoundsPerHour {
 		if free := r[len(r)-RoundsPerHour].Add(time.Hour); free.After(due) {
 			due = free

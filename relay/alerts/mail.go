@@ -204,6 +204,7 @@ func (c *queueChannel) test(_ context.Context, n Notice) ChannelResult {
 	if err != nil {
 		return ChannelResult{Channel: "mail", Outcome: "failed", Detail: "into ptrelay's queue: " + err.Error()}
 	}
+	c.queued(id, nil) // tracked like any alert mail: it must not raise a queue alert of its own
 	return ChannelResult{Channel: "mail", Outcome: "queued", Detail: "queued as " + id + " (mail_via is empty: it leaves through ptrelay's own delivery; `ptrelay queue show " + id + "` follows it)"}
 }
 

@@ -430,5 +430,10 @@ func SendTest(ctx context.Context, cfg Config, store *queue.Store, version strin
 	mg.hook = &webhookChannel{version: version, client: mg.o.HTTPClient, now: mg.now, log: mg.log, kick: make(chan struct{}, 1),
 		report: func(bool, string, Event, bool) {}}
 	mg.setConfig(cfg)
+	for _, ch := range mg.channels {
+		if q, ok := ch.(*queueChannel); ok {
+			q.queued = func(string, []Notice) {} // nobody tracks it: the daemon is not running
+		}
+	}
 	return mg.Test(ctx)
 }

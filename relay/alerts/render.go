@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"maps"
 	"mime"
+	"net/mail"
 	"strings"
 	"time"
 )
@@ -59,7 +60,7 @@ func renderMail(ns []Notice, hostname string, to []string, now time.Time, loc *t
 	subject := subjectLine(ns)
 	var b strings.Builder
 	h := func(k, v string) { b.WriteString(k + ": " + v + "\r\n") }
-	h("From", mime.QEncoding.Encode("utf-8", "ptrelay on "+hostname)+" <ptrelay@"+hostname+">")
+	h("From", (&mail.Address{Name: "ptrelay on " + hostname, Address: "ptrelay@" + hostname}).String())
 	h("To", strings.Join(to, ", "))
 	h("Subject", mime.QEncoding.Encode("utf-8", subject))
 	h("Date", now.Format(time.RFC1123Z))
@@ -116,7 +117,11 @@ func writeNotice(b *strings.Builder, n Notice, now time.Time, loc *time.Location
 	case KindResolved:
 		b.WriteString("Resolved at " + stamp(n.At, loc) + ".\n")
 	default:
-		b.WriteString("Since " + stamp(n.Since, loc) + " (" + span(now.Sub(n.Since)) + ").\n")
+		if now.Sub(n.Since) < time.Minute {
+			b.WriteString("Since " + stamp(n.Since, loc) + ".\n")
+		} else {
+			b.WriteString("Since " + stamp(n.Since, loc) + " (" + span(now.Sub(n.Since)) + ").\n")
+		}
 	}
 	if n.Folded > 0 {
 		b.WriteString("(" + itoa(n.Folded) + " earlier " + plural(n.Folded, "change") + " of this condition folded into this notice.)\n")

@@ -64,7 +64,11 @@ func Verdict(family, ip string, failing []Finding, r Route) Condition {
 	}
 	var what []string
 	for _, f := range failing {
-		what = append(what, clean(f.Title, 120)+": "+clean(f.Detail, 200))
+		if f.Title == "" {
+			what = append(what, clean(f.Detail, 200))
+		} else {
+			what = append(what, clean(f.Title, 120)+": "+clean(f.Detail, 200))
+		}
 	}
 	summary := "mail now goes through the smart host " + r.Smarthost + ": " + reason
 	if r.Mode != "auto" || r.Smarthost == "" {
@@ -89,13 +93,30 @@ func Listing(zone, ip, codes, meaning string, dynamic bool, fix string, r Route)
 	}
 	return Condition{
 		Event: EventListed, Subject: zone + "/" + ip, Severity: sev,
-		Summary:  ip + " is listed in " + zone + " (" + clean(meaning, 80) + ")",
+		Summary:  ListingWords(zone, ip, codes, meaning),
 		Resolved: ip + " is no longer listed in " + zone,
-		What:     zone + " answers " + codes + " for " + ip + ": " + clean(meaning, 160) + ". Receivers that use this list refuse mail from this address.",
+		What:     zone + " answers " + codes + " for " + ip + meaningClause(meaning) + ". Receivers that use this list refuse mail from this address.",
 		Doing:    r.doing("until the listing is gone"),
 		Fix:      fix,
 		Details:  map[string]string{"zone": zone, "ip": ip, "codes": codes, "meaning": clean(meaning, 160)},
 	}
+}
+
+// ListingWords says "ip is listed in zone" with what the list's answer means, or its code when the list
+// gives no meaning of its own.
+func ListingWords(zone, ip, codes, meaning string) string {
+	why := clean(meaning, 80)
+	if why == "" || why == "listed" {
+		why = "code " + codes
+	}
+	return ip + " is listed in " + zone + " (" + why + ")"
+}
+
+func meaningClause(meaning string) string {
+	if m := clean(meaning, 160); m != "" && m != "listed" {
+		return ": " + m
+	}
+	return ""
 }
 
 // Port25Blocked is the condition "outbound connections to port 25 fail" for one address family.
@@ -165,7 +186,7 @@ func QueueDeferred(q QueueFacts, threshold int) Condition {
 	return Condition{
 		Event: EventQueueDeferred, Severity: Warn,
 		Summary:  itoa(q.Deferred) + " " + plural(q.Deferred, "recipient") + " deferred in the queue",
-		Resolved: "the deferred mail is down to " + itoa(q.Deferred) + " " + plural(q.Deferred, "recipient"),
+		Resolved: "the deferred mail is back to " + itoa(threshold/2) + " " + plural(threshold/2, "recipient") + " or fewer",
 		What: itoa(q.Deferred) + " " + plural(q.Deferred, "recipient") + " wait for another attempt (alert above " + itoa(threshold) +
 			"); the oldest message arrived " + span(q.Oldest) + " ago." + q.replies(),
 		Doing:   q.doing(),
@@ -183,7 +204,7 @@ func DiskLow(dir string, free, total uint64, threshold string) Condition {
 	return Condition{
 		Event: EventDiskLow, Subject: dir, Severity: Crit,
 		Summary:  "only " + itoa(pct) + "% (" + bytesText(free) + ") free on " + dir,
-		Resolved: dir + " has " + itoa(pct) + "% (" + bytesText(free) + ") free again",
+		Resolved: dir + " has enough free space again",
 		What:     "The file system of data_dir " + dir + " has " + bytesText(free) + " free of " + bytesText(total) + " (alert below " + threshold + ").",
 		Doing:    "When the disk is full, ptrelay answers new mail with 451 4.3.0 (senders keep it and retry); nothing already queued is lost.",
 		Fix:      "Free space on that file system (old logs, journal: journalctl --vacuum-size=200M) or grow it; `ptrelay queue list` shows whether mail piles up.",
