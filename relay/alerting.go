@@ -407,7 +407,9 @@ func adminAlerts(list []alerts.Alert) []admin.Alert {
 }
 
 // alertTest sends `ptrelay alerts test`'s notices.
-func (r *Relay) alertTest(ctx context.Context) []admin.ChannelResult { return adminResults(r.alerts.Test(ctx)) }
+func (r *Relay) alertTest(ctx context.Context) []admin.ChannelResult {
+	return adminResults(r.alerts.Test(ctx))
+}
 
 func adminResults(res []alerts.ChannelResult) []admin.ChannelResult {
 	var out []admin.ChannelResult
