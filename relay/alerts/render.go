@@ -59,7 +59,7 @@ func renderMail(ns []Notice, hostname string, to []string, now time.Time, loc *t
 	id := strings.TrimPrefix(ns[0].ID, "msg_") + "@" + hostname
 	subject := subjectLine(ns)
 	var b strings.Builder
-	h := func(k, v string) { b.WriteString(k + ": " + v + "\r\n") }
+	h := func(k, v string) { b.WriteString(fold(k+": "+v) + "\r\n") }
 	h("From", (&mail.Address{Name: "ptrelay on " + hostname, Address: "ptrelay@" + hostname}).String())
 	h("To", strings.Join(to, ", "))
 	h("Subject", mime.QEncoding.Encode("utf-8", subject))
@@ -135,11 +135,41 @@ func writeNotice(b *strings.Builder, n Notice, now time.Time, loc *time.Location
 	}
 }
 
-// wrap breaks text into lines of at most width columns at spaces (a longer word stays whole).
+// fold breaks a header line at spaces so that its lines stay within 78 characters where a space allows it
+// (RFC 5322 2.2.3); the encoded words of a long non-ASCII subject are separated by spaces.
+func fold(line string) string {
+	var out strings.Builder
+	for len(line) > 78 {
+		i := strings.LastIndexByte(line[:78], ' ')
+		if i <= 0 {
+			if i = strings.IndexByte(line[1:], ' ') + 1; i <= 0 {
+				break
+			}
+		}
+		out.WriteString(line[:i] + "\r\n")
+		line = line[i:] // the space starts the continuation line
+	}
+	out.WriteString(line)
+	return out.String()
+}
+
+// maxWord is the longest run of text without a space that wrap keeps on one line; longer ones are cut, so no
+// line comes near RFC 5322's 998 bytes.
+const maxWord = 200
+
+// wrap breaks text into lines of at most width columns at spaces (a longer word stays whole up to maxWord).
 func wrap(text string, width int) string {
 	var out, line strings.Builder
 	n := 0
+	var words []string
 	for _, w := range strings.Fields(text) {
+		for r := []rune(w); len(r) > 0; {
+			k := min(len(r), maxWord)
+			words = append(words, string(r[:k]))
+			r = r[k:]
+		}
+	}
+	for _, w := range words {
 		l := len([]rune(w))
 		if n > 0 && n+1+l > width {
 			out.WriteString(line.String() + "\n")

@@ -275,6 +275,7 @@ func CertExpiring(key, path, names string, notAfter, now time.Time) (Condition, 
 // SecretExpiring is the condition "the OAuth client secret of smart host host expires soon" (from
 // client_secret_expires), or ok false when it is further away than the first stage.
 func SecretExpiring(host string, expires, now time.Time) (Condition, bool) {
+	host = clean(host, 100)
 	stage, sev, ok := expiryStage(expires, now, SecretStages)
 	if !ok {
 		return Condition{}, false
@@ -296,6 +297,7 @@ func SecretExpiring(host string, expires, now time.Time) (Condition, bool) {
 
 // SmarthostDown is the condition "smart host host cannot be reached" (from the delivery side's down marking).
 func SmarthostDown(host, lastErr string, waiting int) Condition {
+	host = clean(host, 100)
 	return Condition{
 		Event: EventSmarthostDown, Subject: host, Severity: Crit,
 		Summary:  "the smart host " + host + " is down (" + clean(lastErr, 100) + ")",
@@ -309,6 +311,7 @@ func SmarthostDown(host, lastErr string, waiting int) Condition {
 
 // SmarthostAuth is the condition "smart host host refuses ptrelay's login". reply is the host's answer.
 func SmarthostAuth(host, reply string) Condition {
+	host = clean(host, 100)
 	fix := "Check the user name and the password file of this smart host (`ptrelay check` tries the login), then `systemctl reload ptrelay`."
 	if strings.Contains(reply, "5.7.30") || strings.Contains(strings.ToLower(reply), "basic authentication is not supported") {
 		fix = "The provider turned off password logins: set auth = \"xoauth2\" with an [smarthosts.oauth2] table for this host."
@@ -326,6 +329,7 @@ func SmarthostAuth(host, reply string) Condition {
 
 // TLSPolicy is the condition "mail to domain is deferred because its MTA-STS or DANE policy fails".
 func TLSPolicy(domain, policy, reason string, deferred int) Condition {
+	domain, policy = clean(domain, 253), clean(policy, 20)
 	return Condition{
 		Event: EventTLSPolicy, Subject: domain, Severity: Warn,
 		Summary:  "mail to " + domain + " is held: its " + policy + " policy fails (" + itoa(deferred) + " " + plural(deferred, "recipient") + " deferred)",
@@ -339,6 +343,7 @@ func TLSPolicy(domain, policy, reason string, deferred int) Condition {
 
 // InboundAuth is the condition "a client keeps failing to log in" (a password changed on one side only).
 func InboundAuth(client string, failures int, window time.Duration, users []string) Condition {
+	client = clean(client, 64)
 	var quoted []string
 	for i, u := range users {
 		if i == 3 {
