@@ -231,3 +231,35 @@ func TestFailureTracker(t *testing.T) {
 		t.Errorf("%d subjects tracked", len(tr.subj))
 	}
 }
+
+// The observation methods return at once even when the manager's goroutine is stuck (here: not running at
+// all), so neither a session nor a delivery can ever wait on alerting.
+func TestManager_ObservationsNeverBlock(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	c := &clock{t0}
+	mg, _ := newTestManager(t, st, c, Config{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 2000 {
+			mg.Raise(listed("192.0.2." + itoa(i%250)))
+			mg.AuthFailed("192.0.2.1", "x")
+			mg.SmarthostDown("isp", "connection refused", i)
+			mg.TLSPolicyDeferred("example.org", "MTA-STS", "no STARTTLS")
+			mg.Clear(EventListed, "bl.test/192.0.2."+itoa(i%250))
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("observation calls blocked while the manager was not running")
+	}
+	mg.step(c.now)
+	var keys []string
+	for _, a := range mg.Alerts() {
+		keys = append(keys, a.Key)
+	}
+	if strings.Join(keys, " ") != "smarthost.down/isp inbound.auth/192.0.2.1 tls.policy/example.org" {
+		t.Errorf("after the burst: %v (every listing raised then cleared)", keys)
+	}
+}
