@@ -69,6 +69,7 @@ type Manager struct {
 	unsaved  map[string][]byte // condition records a failed write left behind
 	unBook   []byte
 	flushAt  time.Time // next write of word-only changes
+	stopping bool      // the last step: record, send nothing (a round now would be lost half-sent)
 
 	opsMu sync.Mutex
 	ops   []func(*Machine, time.Time)
@@ -171,7 +172,7 @@ func (mg *Manager) Run(ctx context.Context) {
 			workers.Wait()
 			mg.sends.Wait()
 			mg.mu.Lock()
-			mg.flushAt = time.Time{}
+			mg.flushAt, mg.stopping = time.Time{}, true
 			mg.mu.Unlock()
 			mg.step(mg.now()) // record what the last sends reported, and every word
 			return
@@ -209,10 +210,14 @@ func (mg *Manager) step(now time.Time) time.Time {
 		op(mg.m, now)
 	}
 	mg.m.Tick(now)
-	round, haveRound := mg.m.TakeRound(now)
+	var round Round
+	haveRound := false
+	if !mg.stopping {
+		round, haveRound = mg.m.TakeRound(now)
+	}
 	var digest Notice
 	haveDigest := false
-	if due := mg.m.DigestDue(); !due.IsZero() && !now.Before(due) {
+	if due := mg.m.DigestDue(); !mg.stopping && !due.IsZero() && !now.Before(due) {
 		mg.mu.Unlock()
 		var facts []string
 		if mg.o.Facts != nil {

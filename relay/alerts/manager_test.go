@@ -263,3 +263,58 @@ func TestManager_ObservationsNeverBlock(t *testing.T) {
 		t.Errorf("after the burst: %v (every listing raised then cleared)", keys)
 	}
 }
+
+// The conditions the delivery side raises through the manager's methods: a refused login fires at once, a
+// host down waits for the hold-down, TLS-policy deferrals fire at the third recipient, and each clears with the
+// call that says it works again; secret dates go through Sync like certificates.
+func TestManager_DeliverySideConditions(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	c := &clock{t0}
+	mg, _ := newTestManager(t, st, c, Config{})
+	state := func(key string) string {
+		for _, a := range mg.Alerts() {
+			if a.Key == key {
+				return a.Severity.String() + " " + a.State
+			}
+		}
+		return "none"
+	}
+	mg.SmarthostLoginRefused("m365", "535 5.7.3 Authentication unsuccessful")
+	mg.SmarthostDown("isp", "dial tcp 192.0.2.25:587: connection refused", 12)
+	mg.TLSPolicyDeferred("partner.example", "MTA-STS", "mx.partner.example has no valid certificate")
+	mg.TLSPolicyDeferred("partner.example", "MTA-STS", "mx.partner.example has no valid certificate")
+	advance(mg, c, time.Second, time.Second)
+	if state("smarthost.auth/m365") != "crit firing" || state("smarthost.down/isp") != "crit pending" || state("tls.policy/partner.example") != "none" {
+		t.Fatalf("after the first reports: %+v", mg.Alerts())
+	}
+	mg.TLSPolicyDeferred("partner.example", "MTA-STS", "mx.partner.example has no valid certificate")
+	advance(mg, c, 11*time.Minute, 30*time.Second)
+	if state("smarthost.down/isp") != "crit firing" || state("tls.policy/partner.example") != "warn firing" {
+		t.Fatalf("after the hold-down: %+v", mg.Alerts())
+	}
+	secret := func(at time.Time) []Condition {
+		if cond, ok := SecretExpiring("m365", t0.Add(10*24*time.Hour), at); ok {
+			return []Condition{cond}
+		}
+		return nil
+	}
+	mg.Sync(EventSecretExpiring, "", secret(c.now))
+	advance(mg, c, time.Second, time.Second)
+	if state("secret.expiring/m365") != "warn firing" {
+		t.Fatalf("secret 10 days before: %+v", mg.Alerts())
+	}
+	c.add(4 * 24 * time.Hour)
+	mg.Sync(EventSecretExpiring, "", secret(c.now))
+	advance(mg, c, time.Second, time.Second)
+	if state("secret.expiring/m365") != "crit firing" {
+		t.Fatalf("secret 6 days before: %+v", mg.Alerts())
+	}
+	mg.SmarthostLoginOK("m365")
+	mg.SmarthostUp("isp")
+	mg.TLSPolicyDelivered("partner.example")
+	mg.Sync(EventSecretExpiring, "", nil) // renewed: the date moved beyond the first stage
+	advance(mg, c, time.Second, time.Second)
+	if a := mg.Alerts(); len(a) != 0 {
+		t.Fatalf("after the good news: %+v", a)
+	}
+}
