@@ -28,6 +28,7 @@ type SMTP struct {
 	MaxConnections  int      `toml:"max_connections"`
 	TLSCert         string   `toml:"tls_cert"` // "auto": self-signed pair kept in data_dir
 	TLSKey          string   `toml:"tls_key"`
+	TLSNames        []string `toml:"tls_names"` // with "auto": more DNS names and IPs for the certificate
 	TLSLegacy       bool     `toml:"tls_legacy"`
 	BareNewlines    string   `toml:"bare_newlines"` // reject | normalize
 	AuthRequiresTLS bool     `toml:"auth_requires_tls"`

@@ -52,6 +52,7 @@ func (c *Config) effective() *Config {
 	e := *c
 	e.SMTP.Listen = slices.Clone(c.SMTP.Listen)
 	e.SMTP.AllowedNetworks = slices.Clone(c.SMTP.AllowedNetworks)
+	e.SMTP.TLSNames = slices.Clone(c.SMTP.TLSNames)
 	e.SMTP.Users = slices.Clone(c.SMTP.Users)
 	e.Routing.Rules = make([]Rule, len(c.Routing.Rules))
 	for i, r := range c.Routing.Rules {

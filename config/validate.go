@@ -96,6 +96,17 @@ func (c *Config) checkSMTP(k *checker) {
 		checkFile(k, "smtp.tls_cert", s.TLSCert, "the certificate")
 	}
 	checkFile(k, "smtp.tls_key", s.TLSKey, "the private key")
+	for i, n := range s.TLSNames {
+		if !validCertName(n) {
+			k.add(idx("smtp.tls_names", i), "%q is neither a DNS name nor an IP address: write the name or address "+
+				"your servers use to reach ptrelay, e.g. \"relay.example.lan\" or \"192.168.1.20\"", n)
+		}
+	}
+	if len(s.TLSNames) > 0 && s.TLSCert != "auto" {
+		// A setting that silently does nothing would let an admin believe the certificate carries the name.
+		k.add("smtp.tls_names", "is used only with tls_cert = \"auto\": the names of your own certificate come from "+
+			"the certificate file; remove tls_names, or set tls_cert = \"auto\"")
+	}
 	if s.BareNewlines != "reject" && s.BareNewlines != "normalize" {
 		k.add("smtp.bare_newlines", "%q is not a choice: write \"reject\" (the safe default) or \"normalize\"", s.BareNewlines)
 	}
@@ -401,6 +412,15 @@ func validHostname(s string) bool {
 }
 
 func validDomain(s string) bool { return validHostname(s) }
+
+// validCertName accepts what a certificate's subject alternative names can hold and a client can verify: a DNS
+// name (no wildcard: Exchange checks the exact name of its smart host) or an IP address without a zone.
+func validCertName(s string) bool {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Zone() == ""
+	}
+	return validHostname(s) && !strings.HasSuffix(s, ".")
+}
 
 // validSender accepts an address ("scanner@example.com") or a domain ("example.com", also "@example.com"), the
 // forms relay/route matches.

@@ -356,18 +356,13 @@ func (r *Relay) dnsAlerts(ctx context.Context) {
 // expiryAlerts compares the dates of what ptrelay holds with the clock: the STARTTLS certificate it offers
 // (as loaded at start or the last reload).
 func (r *Relay) expiryAlerts(now time.Time) {
-	cfg := r.cfg.Load()
 	var conds []alerts.Condition
-	if leaf := r.inbound.Certificate(); leaf != nil {
-		path := cfg.SMTP.TLSCert
-		if strings.EqualFold(path, "auto") {
-			path = "the self-signed pair in " + cfg.DataDir + " (tls_cert = \"auto\"; delete both files and restart for a new one)"
+	if cert := r.inbound.Certificate(); cert != nil && !cert.NotAfter.IsZero() {
+		path := cert.File
+		if cert.Auto {
+			path += " (tls_cert = \"auto\": ptrelay makes a new one at the next start or reload)"
 		}
-		names := strings.Join(leaf.DNSNames, ", ")
-		if names == "" {
-			names = leaf.Subject.CommonName
-		}
-		if c, ok := alerts.CertExpiring("smtp.tls_cert", path, names, leaf.NotAfter, now); ok {
+		if c, ok := alerts.CertExpiring("smtp.tls_cert", path, strings.Join(cert.Names, ", "), cert.NotAfter, now); ok {
 			conds = append(conds, c)
 		}
 	}

@@ -109,6 +109,9 @@ func (r *Relay) status() admin.Status {
 	if r.metricsLn != nil {
 		st.Listeners = append(st.Listeners, "metrics "+r.metricsLn.Addr().String())
 	}
+	if c := r.inbound.Certificate(); c != nil {
+		st.Certificate = &admin.Certificate{File: c.File, SelfSigned: c.Auto, Names: c.Names, NotAfter: c.NotAfter}
+	}
 	st.Egress = r.egressStatus()
 	st.Alerts = r.alertStatus()
 	if qs, err := r.store.Stats(); err == nil {

@@ -48,6 +48,17 @@ type Status struct {
 	LastErrors []LastError    `json:"last_errors,omitempty"` // newest first
 	TLSClients []TLSClient    `json:"tls_clients,omitempty"` // who negotiated which TLS version, newest first
 	Alerts     []Alert        `json:"alerts,omitempty"`      // alert conditions that hold, most severe first
+	// Certificate is the STARTTLS certificate new sessions get; nil when STARTTLS is not offered.
+	Certificate *Certificate `json:"certificate,omitempty"`
+}
+
+// Certificate describes the inbound STARTTLS certificate: the names a server may verify it by (Exchange's
+// "Basic authentication over TLS" expects the exact name its send connector uses) and when it expires.
+type Certificate struct {
+	File       string    `json:"file"`        // the PEM file to copy to servers that must trust it
+	SelfSigned bool      `json:"self_signed"` // tls_cert = "auto": made by ptrelay
+	Names      []string  `json:"names"`       // DNS names, then IP addresses
+	NotAfter   time.Time `json:"not_after"`
 }
 
 // TLSClient is the last STARTTLS negotiation of one client address: what an admin needs to see which senders

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"ptrelay/queue"
 )
@@ -23,6 +24,7 @@ func RenderStatus(w io.Writer, st Status) error {
 	if len(st.Listeners) > 0 {
 		ew.printf("%-14s %s\n", "Listening:", strings.Join(st.Listeners, ", "))
 	}
+	renderCertificate(ew, st.Certificate)
 	for _, e := range st.Egress {
 		ip := e.IP
 		if ip == "" {
@@ -65,6 +67,24 @@ func RenderStatus(w io.Writer, st Status) error {
 		}
 	}
 	return ew.err
+}
+
+// renderCertificate prints the STARTTLS certificate's names and expiry, and the file to give servers that must
+// trust it.
+func renderCertificate(ew *errWriter, c *Certificate) {
+	if c == nil {
+		return
+	}
+	names := strings.Join(c.Names, ", ")
+	if names == "" {
+		names = "(no subject alternative names)"
+	}
+	kind := ""
+	if c.SelfSigned {
+		kind = "self-signed (tls_cert = \"auto\"), "
+	}
+	ew.printf("%-14s %s\n", "Certificate:", names)
+	ew.printf("%-14s %sexpires %s, %s\n", "", kind, c.NotAfter.UTC().Format(time.DateOnly), c.File)
 }
 
 func queueLine(s queue.Stats, oldest string) string {

@@ -225,3 +225,20 @@ func TestRecentErrors(t *testing.T) {
 		t.Errorf("newest first: got %v, want e d c", ids)
 	}
 }
+
+func TestRenderStatus_Certificate(t *testing.T) {
+	st := Status{Version: "0.1.0", Certificate: &Certificate{File: "/var/lib/ptrelay/inbound-tls-cert.pem",
+		SelfSigned: true, Names: []string{"relay.example.lan", "192.168.1.20"}, NotAfter: t0.AddDate(10, 0, 0)}}
+	var b strings.Builder
+	if err := RenderStatus(&b, st); err != nil {
+		t.Fatal(err)
+	}
+	want := `Version:       0.1.0
+Certificate:   relay.example.lan, 192.168.1.20
+               self-signed (tls_cert = "auto"), expires 2036-11-27, /var/lib/ptrelay/inbound-tls-cert.pem
+Queue:         empty
+`
+	if got := b.String(); got != want {
+		t.Errorf("got:\n%s\nwant:\n%s", got, want)
+	}
+}

@@ -17,7 +17,6 @@ package inbound
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -362,29 +361,6 @@ func (s *Server) authResult(client netip.Addr, user string, ok bool) {
 	if s.hooks.OnAuth != nil {
 		s.hooks.OnAuth(client, user, ok)
 	}
-}
-
-// Certificate returns the STARTTLS certificate new sessions are offered (the leaf), or nil when there is none.
-// It is the one loaded at start or at the last reload, not what the file holds now.
-func (s *Server) Certificate() *x509.Certificate {
-	s.mu.Lock()
-	set := s.set
-	s.mu.Unlock()
-	if set == nil || set.tls == nil || len(set.tls.Certificates) == 0 {
-		return nil
-	}
-	c := set.tls.Certificates[0]
-	if c.Leaf != nil {
-		return c.Leaf
-	}
-	if len(c.Certificate) == 0 {
-		return nil
-	}
-	leaf, err := x509.ParseCertificate(c.Certificate[0])
-	if err != nil {
-		return nil
-	}
-	return leaf
 }
 
 func (s *Server) refused(reason string) {

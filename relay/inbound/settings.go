@@ -25,6 +25,7 @@ type settings struct {
 	tls             *tls.Config // nil: no STARTTLS
 	smtpTLS         *tls.Config // what go-smtp gets: tls behind a per-connection hook
 	tlsLegacy       bool
+	cert            *CertificateInfo // nil: no STARTTLS
 }
 
 func newSettings(cfg *config.Config, log *slog.Logger) (*settings, error) {
@@ -68,6 +69,7 @@ func newSettings(cfg *config.Config, log *slog.Logger) (*settings, error) {
 		log.Warn("smtp.users are set but no certificate: AUTH is offered to loopback clients only; set smtp.tls_cert (\"auto\" is enough) or auth_requires_tls = false")
 	}
 	if st.tls != nil {
+		st.cert = describeCertificate(cfg, st.tls.Certificates[0])
 		st.smtpTLS = perConnTLS(st.tls)
 		if st.tlsLegacy {
 			log.Warn("smtp.tls_legacy = true: STARTTLS accepts TLS 1.0/1.1 and RSA-key-exchange CBC and 3DES suites; use it only for old Exchange/Windows senders on a trusted LAN")

@@ -1,29 +1,17 @@
 package inbound
 
 import (
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
-	"os"
+	"net"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"ptrelay/config"
-)
-
-// Names of the self-signed pair made for tls_cert = "auto", kept in data_dir so it survives restarts (Exchange
-// pins nothing, but a stable certificate keeps its logs quiet).
-const (
-	autoCertFile = "inbound-tls-cert.pem"
-	autoKeyFile  = "inbound-tls-key.pem"
 )
 
 // legacySuites is the TLS 1.0-1.2 suite list of tls_legacy = true: Go's modern defaults first, then what
@@ -62,7 +50,7 @@ func loadTLS(cfg *config.Config, log *slog.Logger) (*tls.Config, error) {
 		}
 		return nil, nil
 	case strings.EqualFold(sc.TLSCert, "auto"):
-		cert, err = autoCertificate(cfg.DataDir, cfg.Hostname, log)
+		cert, err = autoCertificate(cfg.DataDir, wantedNames(cfg, net.InterfaceAddrs, log), time.Now(), log)
 	case sc.TLSCert == "" || sc.TLSKey == "":
 		return nil, errors.New("smtp.tls_cert and smtp.tls_key must be set together (or tls_cert = \"auto\")")
 	default:
@@ -85,83 +73,38 @@ func loadTLS(cfg *config.Config, log *slog.Logger) (*tls.Config, error) {
 	return tc, nil
 }
 
-// autoCertificate loads the self-signed pair from dataDir, making it on first use. RSA 2048 and not ECDSA:
-// RSA key exchange, which Windows 2003 needs, works only with an RSA certificate, and every client takes RSA.
-func autoCertificate(dataDir, hostname string, log *slog.Logger) (tls.Certificate, error) {
-	certPath := filepath.Join(dataDir, autoCertFile)
-	keyPath := filepath.Join(dataDir, autoKeyFile)
-	if cert, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil {
-		return cert, nil
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return tls.Certificate{}, fmt.Errorf("smtp.tls_cert = \"auto\": %s: %w (delete both files to make a new pair)", certPath, err)
-	}
-	if hostname == "" {
-		hostname = "localhost"
-	}
-	certPEM, keyPEM, err := selfSigned(hostname, time.Now())
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return tls.Certificate{}, err
-	}
-	if err := writeFileSync(keyPath, keyPEM, 0o600); err != nil {
-		return tls.Certificate{}, err
-	}
-	if err := writeFileSync(certPath, certPEM, 0o644); err != nil {
-		return tls.Certificate{}, err
-	}
-	log.Info("made a self-signed STARTTLS certificate (smtp.tls_cert = \"auto\")", "cert", certPath, "key", keyPath, "hostname", hostname)
-	return tls.X509KeyPair(certPEM, keyPEM)
+// CertificateInfo describes the STARTTLS certificate, for `ptrelay status`.
+type CertificateInfo struct {
+	File     string    // the PEM file; for "auto" the one in data_dir, to copy to servers that must trust it
+	Auto     bool      // tls_cert = "auto": made and signed by ptrelay itself
+	Names    []string  // the subject alternative names: DNS names, then IP addresses
+	NotAfter time.Time // when it expires
 }
 
-// selfSigned makes an RSA 2048 certificate for hostname valid for ten years.
-func selfSigned(hostname string, now time.Time) (certPEM, keyPEM []byte, err error) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return nil, nil, err
+func describeCertificate(cfg *config.Config, cert tls.Certificate) *CertificateInfo {
+	info := &CertificateInfo{File: cfg.SMTP.TLSCert}
+	if strings.EqualFold(cfg.SMTP.TLSCert, "auto") {
+		info.File, info.Auto = AutoCertPath(cfg.DataDir), true
 	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
-	if err != nil {
-		return nil, nil, err
+	if abs, err := filepath.Abs(info.File); err == nil {
+		info.File = abs // an admin's shell is rarely in the daemon's working directory
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: hostname, Organization: []string{"ptrelay self-signed"}},
-		DNSNames:              []string{hostname},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.AddDate(10, 0, 0),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
+	if leaf := cert.Leaf; leaf != nil {
+		info.Names = namesOf(leaf).list()
+		info.NotAfter = leaf.NotAfter
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, nil, err
-	}
-	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
-	return certPEM, keyPEM, nil
+	return info
 }
 
-func writeFileSync(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
-		return err
+// Certificate returns the STARTTLS certificate that new sessions get, or nil when STARTTLS is not offered.
+func (s *Server) Certificate() *CertificateInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.set.cert == nil {
+		return nil
 	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	c := *s.set.cert
+	return &c
 }
 
 // tlsVersionName renders a protocol version as admins read it in Exchange's logs.
