@@ -16,6 +16,7 @@ type Config struct {
 	DNS       DNS       `toml:"dns"`
 	Egress    Egress    `toml:"egress"`
 	Admin     Admin     `toml:"admin"`
+	Alerts    Alerts    `toml:"alerts"`
 }
 
 // SMTP is the inbound side: who may connect, relay and authenticate, and the limits they meet.

@@ -30,6 +30,7 @@ func (c *Config) WriteRedacted(w io.Writer) error {
 func (c *Config) marshal(redact bool) ([]byte, error) {
 	e := c.effective()
 	if redact {
+		e.Alerts.WebhookURL = redactWebhookURL(e.Alerts.WebhookURL)
 		for i := range e.SMTP.Users {
 			if e.SMTP.Users[i].PasswordHash != "" {
 				e.SMTP.Users[i].PasswordHash = Redacted
@@ -64,6 +65,7 @@ func (c *Config) effective() *Config {
 	e.Egress.Discovery = slices.Clone(c.Egress.Discovery)
 	e.Egress.Whoami = slices.Clone(c.Egress.Whoami)
 	e.Egress.DNSBL = slices.Clone(c.Egress.DNSBL)
+	e.Alerts.MailTo = slices.Clone(c.Alerts.MailTo)
 	e.Routing.Mode = c.EffectiveRoutingMode()
 	e.Admin.Socket = c.AdminSocket()
 	return &e

@@ -64,6 +64,7 @@ func (c *Config) CheckSecrets(o SecretsOptions) []Finding {
 	var out []Finding
 	out = append(out, c.checkTLSPair(o)...)
 	out = append(out, c.checkPassword(o)...)
+	out = append(out, c.checkAlertSecrets(o)...)
 	return out
 }
 

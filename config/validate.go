@@ -36,6 +36,7 @@ func (c *Config) problems() []*FieldError {
 	c.checkDNS(k)
 	c.checkEgress(k)
 	c.checkAdmin(k)
+	c.checkAlerts(k)
 	return k.list
 }
 

@@ -28,6 +28,9 @@ type Check struct {
 	Blocking bool   `json:"blocking"`
 	Detail   string `json:"detail"`        // what we found
 	Fix      string `json:"fix,omitempty"` // one sentence for the admin; empty on pass
+	// Codes are a blocklist's return codes that list the address ("dnsbl:<zone>" checks that fail); DecodeDNSBL
+	// says what each means.
+	Codes []netip.Addr `json:"codes,omitempty"`
 }
 
 // Level is how `ptrelay check` shows the check: "ok", "warn", "fail", "unknown" or "none" (nothing to check).

@@ -36,6 +36,9 @@ type Options struct {
 	Logger       *slog.Logger
 	// OnChange, when set, is called after a run whose verdict differs from the previous one of that family.
 	OnChange func(prev, cur Report)
+	// OnCheck, when set, is called after every run of a family (prev is zero before the first one): listings,
+	// the port-25 probe and the address can change without the verdict changing.
+	OnCheck func(prev, cur Report)
 }
 
 // Checker caches the egress verdict per address family and keeps it current: Run rechecks every CheckInterval,
@@ -129,6 +132,9 @@ func (c *Checker) CheckNow(ctx context.Context) []Report {
 		c.reports[f] = cur
 		c.mu.Unlock()
 		c.logChange(o, prev, had, cur)
+		if o.OnCheck != nil {
+			o.OnCheck(prev, cur)
+		}
 		out = append(out, cur)
 	}
 	return out

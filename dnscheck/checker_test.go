@@ -38,10 +38,11 @@ func checkStatus(t *testing.T, rep dnscheck.Report, id string) dnscheck.Status {
 
 func TestChecker_TempErrorKeepsGoodVerdict(t *testing.T) {
 	srv := dnstest.New(t, egressZone...)
-	var changes []dnscheck.Verdict
+	var changes, checks []dnscheck.Verdict
 	c := newChecker(t, dnscheck.Options{Resolver: newResolver(t, srv.Addr()), Hostname: "mail.good.test",
 		Domain: "good.test", EgressIP: "127.0.0.21", Families: []dnscheck.Family{dnscheck.IPv4},
-		OnChange: func(prev, cur dnscheck.Report) { changes = append(changes, cur.Verdict) }})
+		OnChange: func(prev, cur dnscheck.Report) { changes = append(changes, cur.Verdict) },
+		OnCheck:  func(prev, cur dnscheck.Report) { checks = append(checks, cur.Verdict) }})
 	ctx := ctxT(t)
 	if ok, known := c.DirectOK(); ok || known {
 		t.Fatalf("before any check: DirectOK = %v, %v", ok, known)
@@ -76,6 +77,10 @@ func TestChecker_TempErrorKeepsGoodVerdict(t *testing.T) {
 	}
 	if !slices.Equal(changes, []dnscheck.Verdict{dnscheck.VerdictDirectOK, dnscheck.VerdictSmarthost}) {
 		t.Fatalf("OnChange saw %v", changes)
+	}
+	// OnCheck sees every run, the held one too (listings and the probe change without the verdict).
+	if !slices.Equal(checks, []dnscheck.Verdict{dnscheck.VerdictDirectOK, dnscheck.VerdictDirectOK, dnscheck.VerdictSmarthost}) {
+		t.Fatalf("OnCheck saw %v", checks)
 	}
 }
 

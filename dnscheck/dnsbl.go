@@ -142,6 +142,11 @@ func CheckDNSBL(ctx context.Context, r Lookuper, ip netip.Addr, zone string) DNS
 	case len(listed) > 0:
 		c.Title = fmt.Sprintf("%s is listed in %s", ip.Unmap(), zone)
 		c.Status, c.Detail = StatusFail, strings.Join(listed, "; ")
+		for _, d := range codes {
+			if d.Listed {
+				c.Codes = append(c.Codes, d.Code)
+			}
+		}
 		if dynamic {
 			c.Fix = "The address is in a dynamic range that receivers refuse: send through the smart host, or get a static IP from your ISP and have it removed from the PBL."
 		} else {

@@ -1,6 +1,7 @@
 package dnscheck_test
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -97,6 +98,14 @@ func TestCheckDNSBL(t *testing.T) {
 	res = dnscheck.CheckDNSBL(ctxT(t), r, netip.MustParseAddr("127.0.0.2"), "zen.spamhaus.org")
 	if len(res.Codes) != 2 || res.Codes[0].Meaning == res.Codes[1].Meaning {
 		t.Errorf("both codes decoded: %+v", res.Codes)
+	}
+	// The check carries the codes that list the address, for programs (alerts say what each means).
+	if got := fmt.Sprint(res.Check.Codes); got != "[127.0.0.2 127.0.0.4]" && got != "[127.0.0.4 127.0.0.2]" {
+		t.Errorf("check codes %s", got)
+	}
+	res = dnscheck.CheckDNSBL(ctxT(t), r, netip.MustParseAddr("127.0.0.4"), "zen.spamhaus.org")
+	if len(res.Check.Codes) != 0 {
+		t.Errorf("a refusal carries codes: %v", res.Check.Codes)
 	}
 }
 

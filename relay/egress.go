@@ -29,6 +29,7 @@ func (r *Relay) checkerOptions(cfg *config.Config) dnscheck.Options {
 		Timeout:       cfg.DNS.Timeout.D(),
 		Logger:        component(r.opts.Log, "egress"),
 		OnChange:      r.verdictChanged,
+		OnCheck:       r.egressChecked,
 	}
 }
 

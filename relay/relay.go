@@ -19,6 +19,7 @@ import (
 	"ptrelay/dnscheck"
 	"ptrelay/queue"
 	"ptrelay/relay/admin"
+	"ptrelay/relay/alerts"
 	"ptrelay/relay/delivery"
 	"ptrelay/relay/inbound"
 	"ptrelay/relay/metrics"
@@ -35,6 +36,12 @@ type Options struct {
 	Log          *slog.Logger
 	Version      string
 	ConfigSource string // file path or "embedded defaults", for status
+	// FreeSpace replaces statfs(2) for the disk.low alert (tests); nil: the file system of data_dir.
+	FreeSpace func(dir string) (free, total uint64, err error)
+	// AlertCheckEvery is how often the queue, disk and DNS conditions are looked at; 0: 30 seconds.
+	AlertCheckEvery time.Duration
+	// AlertGroupWindow replaces the 30 s an alert waits for others to share its notice (tests); 0: 30 s.
+	AlertGroupWindow time.Duration
 }
 
 // Relay is one running ptrelay daemon.
@@ -59,8 +66,10 @@ type Relay struct {
 	tlsClients tlsClients
 	// started is the configuration the daemon started with: what is bound and opened. pending names the keys
 	// a reload changed from it, which only a restart applies (`ptrelay status` lists them until then).
-	startCfg *config.Config
-	pending  atomic.Pointer[[]string]
+	startCfg   *config.Config
+	pending    atomic.Pointer[[]string]
+	alerts     *alerts.Manager
+	seenDirect seenDirect
 }
 
 // New opens the queue and the listeners; nothing is served until Run. Errors say what to fix.
@@ -95,12 +104,21 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	}
 	r.metrics = metrics.New()
 	r.metrics.SetQueueStats(r.queueStats)
+	ac, err := r.alertsConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	r.alerts, err = alerts.New(ac, alerts.Options{Store: store, Log: r.log, Metrics: r.metrics, Facts: r.digestFacts, Version: opts.Version})
+	if err != nil {
+		return nil, fmt.Errorf("alerts: reading their state from the queue database: %w", err)
+	}
 
 	r.inbound, err = inbound.New(cfg, store, component(opts.Log, "inbound"), inbound.Hooks{
 		OnSession:  r.metrics.SessionDelta,
 		OnAccepted: func(id string, size int64) { r.metrics.Accepted(size) },
 		OnRefused:  r.metrics.Refused,
 		OnTLS:      r.tlsClients.add,
+		OnAuth:     r.authObserved,
 	})
 	if err != nil {
 		return nil, err
@@ -113,6 +131,7 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 		Observers: delivery.Observers{OnAttempt: r.observeAttempt, OnReroute: r.metrics.Reroute},
 	})
 	r.admin = admin.NewServer(store, r.status, r.scheduler.Kick, component(opts.Log, "admin"))
+	r.admin.SetAlerts(r.alertStatus, r.alertTest)
 
 	for _, addr := range cfg.SMTP.Listen {
 		l, err := net.Listen("tcp", addr)
@@ -168,6 +187,13 @@ func (r *Relay) Run(ctx context.Context) error {
 		}
 	}()
 
+	// Alerts run until the very end (a problem while draining is worth telling) and stop before the store.
+	alertCtx, stopAlerts := context.WithCancel(context.Background())
+	var alertWG sync.WaitGroup
+	alertWG.Add(2)
+	go func() { defer alertWG.Done(); r.alerts.Run(alertCtx) }()
+	go func() { defer alertWG.Done(); r.watchAlerts(alertCtx) }()
+
 	adminCtx, stopAdmin := context.WithCancel(context.Background())
 	defer stopAdmin()
 	var adminWG sync.WaitGroup
@@ -210,6 +236,8 @@ func (r *Relay) Run(ctx context.Context) error {
 	// The admin API reads the store: let its requests in flight finish before the store closes.
 	stopAdmin()
 	adminWG.Wait()
+	stopAlerts()
+	alertWG.Wait()
 	if err := r.store.Close(); err != nil {
 		r.log.Error("closing the queue", "err", err)
 		if runErr == nil {
@@ -225,6 +253,10 @@ func (r *Relay) Run(ctx context.Context) error {
 func (r *Relay) Reload(cfg *config.Config) error {
 	_ = sdnotify.Reloading()
 	defer func() { _ = sdnotify.Ready() }()
+	ac, err := r.alertsConfig(cfg)
+	if err != nil {
+		return err
+	}
 	if err := r.inbound.Reload(cfg); err != nil {
 		return err
 	}
@@ -233,6 +265,8 @@ func (r *Relay) Reload(cfg *config.Config) error {
 	}
 	r.scheduler.Reload(delivery.NewSettings(cfg))
 	r.cfg.Store(cfg)
+	r.alerts.Reload(ac)
+	r.expiryAlerts(time.Now()) // the certificate may have been replaced
 	// Against the start, not the previous reload: a change stays pending over later reloads until a restart,
 	// and one reverted by a reload is pending no more.
 	keys := restartKeys(r.startCfg, cfg)

@@ -113,6 +113,7 @@ func (r *Relay) status() admin.Status {
 		st.Certificate = &admin.Certificate{File: c.File, SelfSigned: c.Auto, Names: c.Names, NotAfter: c.NotAfter}
 	}
 	st.Egress = r.egressStatus()
+	st.Alerts = r.alertStatus()
 	if qs, err := r.store.Stats(); err == nil {
 		st.Queue = qs
 	}

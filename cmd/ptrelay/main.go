@@ -36,6 +36,7 @@ var commands = map[string]command{
 	"hash-password": {"hash-password", "ask for a password (or read a line on stdin) and print its bcrypt hash for [[smtp.users]]", runHashPassword},
 	"send":          {"send -to ADDR [-from ADDR] [-server HOST:PORT] [-user U ...]", "send a test message through a relay", runSend},
 	"version":       {"version", "print the version", runVersion},
+	"alerts":        {"alerts list|test [-json]", "the alert conditions that hold / send a test notice per channel", runAlerts},
 }
 
 func main() {

@@ -47,6 +47,7 @@ type Status struct {
 	OldestAge  string         `json:"oldest_age,omitempty"`
 	LastErrors []LastError    `json:"last_errors,omitempty"` // newest first
 	TLSClients []TLSClient    `json:"tls_clients,omitempty"` // who negotiated which TLS version, newest first
+	Alerts     []Alert        `json:"alerts,omitempty"`      // alert conditions that hold, most severe first
 	// PendingRestart names the keys a reload changed that only a restart applies (smtp.listen, data_dir...).
 	PendingRestart []string `json:"pending_restart,omitempty"`
 	// Certificate is the STARTTLS certificate new sessions get; nil when STARTTLS is not offered.

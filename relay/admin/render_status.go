@@ -48,6 +48,12 @@ func RenderStatus(w io.Writer, st Status) error {
 		ew.printf("%-14s %d %s quarantined: see ptrelay queue list\n", "Corrupt:", st.Queue.Corrupt,
 			plural(st.Queue.Corrupt, "record"))
 	}
+	if len(st.Alerts) > 0 {
+		ew.printf("Alerts:\n")
+		for _, a := range st.Alerts {
+			ew.printf("  %s\n", alertLine(a))
+		}
+	}
 	if len(st.TLSClients) > 0 {
 		ew.printf("TLS clients:\n")
 		for _, c := range st.TLSClients {

@@ -25,6 +25,9 @@ type Server struct {
 	log    *slog.Logger
 	now    func() time.Time
 	access *access // set by Listen
+
+	alertList func() []Alert // see SetAlerts
+	alertTest func(context.Context) []ChannelResult
 }
 
 // NewServer serves q. status is called for every status request (it must be safe for concurrent use); kick is
@@ -161,6 +164,7 @@ func (s *Server) routes() http.Handler {
 		writeJSON(w, http.StatusOK, m)
 	})
 	mux.HandleFunc("GET /v1/messages/{id}/body", s.body)
+	s.alertRoutes(mux)
 	mux.HandleFunc("GET /v1/corrupt", func(w http.ResponseWriter, r *http.Request) {
 		recs, err := s.q.Corrupt()
 		if err != nil {

@@ -71,6 +71,9 @@ type Hooks struct {
 	// OnTLS reports each completed STARTTLS: which client negotiated which version ("TLS1.0") and suite, so
 	// status pages can show who still needs tls_legacy.
 	OnTLS func(client netip.Addr, version, cipher string)
+	// OnAuth reports each AUTH outcome: the client, the user name it gave, and whether it was accepted (alerts
+	// on repeated failures from one client).
+	OnAuth func(client netip.Addr, user string, ok bool)
 }
 
 // Server is the inbound SMTP server. It serves any number of listeners (Serve once per listener).
@@ -361,6 +364,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// A message being committed when its connection closed finishes before the caller closes the queue.
 	s.waitData()
 	return err
+}
+
+func (s *Server) authResult(client netip.Addr, user string, ok bool) {
+	if s.hooks.OnAuth != nil {
+		s.hooks.OnAuth(client, user, ok)
+	}
 }
 
 func (s *Server) refused(reason string) {

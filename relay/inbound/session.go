@@ -169,6 +169,7 @@ func (s *session) authCheck(user, pass, mech string) error {
 	s.authUser = user
 	s.mu.Unlock()
 	s.log.Info("authenticated", "user", user, "mechanism", mech, "client", s.c.RemoteAddr().String())
+	s.srv.authResult(s.c.remote, user, true)
 	return nil
 }
 
@@ -176,6 +177,7 @@ func (s *session) authFailed(user, mech, why string) error {
 	n := s.c.authFailures.Add(1)
 	s.log.Warn("AUTH failed", "user", user, "mechanism", mech, "client", s.c.RemoteAddr().String(), "reason", why, "failures", n)
 	s.srv.refused(RefusedAuth)
+	s.srv.authResult(s.c.remote, user, false)
 	if n >= maxAuthFailures {
 		// 535 for this attempt, then 421 and the close.
 		s.c.closeAfterReply(s.reply(tooManyAuth))

@@ -74,6 +74,8 @@ func exportedNames(t *testing.T) map[string]dto.MetricType {
 	m.Delivery("direct", "sent", time.Second)
 	m.Reroute("x")
 	m.SetVerdict("ipv4", "direct-ok")
+	m.AlertNotice("listed", "mail", "sent")
+	m.AlertsFiring(map[string]int{"listed": 1})
 	m.SetQueueStats(func() (map[string]int, time.Time) { return map[string]int{}, time.Time{} })
 	fams, err := m.Registry().Gather()
 	if err != nil {

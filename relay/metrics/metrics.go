@@ -30,6 +30,7 @@ type Metrics struct {
 	duration      *prometheus.HistogramVec
 	verdict       *prometheus.GaugeVec
 	queue         *queueCollector
+	alerts        *alertMetrics
 
 	mu       sync.Mutex
 	verdicts map[string]map[string]bool // family -> every verdict ever set, so old ones can drop to 0
@@ -81,12 +82,14 @@ func New() *Metrics {
 			Help: "The egress check verdict per address family: 1 for the current verdict, 0 for earlier ones.",
 		}, []string{"family", "verdict"}),
 		queue:    newQueueCollector(time.Now),
+		alerts:   newAlertMetrics(),
 		verdicts: map[string]map[string]bool{},
 	}
 	m.reg.MustRegister(m.accepted, m.acceptedBytes, m.refused, m.sessions, m.sessionsTotal, m.deliveries,
 		m.reroutes, m.duration, m.verdict, m.queue,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.reg.MustRegister(m.alerts.collectors()...)
 	return m
 }
 
