@@ -65,10 +65,43 @@ func (c *Client) Status() (Status, error) {
 	return st, err
 }
 
-func (c *Client) List() ([]*queue.Message, error) {
-	var msgs []*queue.Message
-	err := c.getJSON("/v1/messages", &msgs)
-	return msgs, err
+// Scan reads the daemon's listing line by line and hands each entry to fn as it arrives: memory is one entry,
+// whatever the queue's size. A listing that ends without its last line (the daemon stopped) is an error.
+func (c *Client) Scan(f queue.Filter, fn func(queue.Item) error) (queue.Page, error) {
+	var page queue.Page
+	path := "/v1/messages"
+	if q := encodeFilter(f).Encode(); q != "" {
+		path += "?" + q
+	}
+	resp, err := c.do("GET", path, nil)
+	if err != nil {
+		return page, err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var line listLine
+		if err := dec.Decode(&line); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return page, fmt.Errorf("admin socket: the listing stopped before its end (did the daemon stop?)")
+			}
+			return page, fmt.Errorf("admin socket: bad listing: %v", err)
+		}
+		switch {
+		case line.End != nil:
+			return *line.End, nil
+		case line.Error != "":
+			return page, fromWire(line.wireError)
+		default: // a message, a damaged record, or {}: the end of a batch
+			if line.Message != nil {
+				page.Count++
+				page.Last = line.Message.ID
+			}
+			if err := fn(queue.Item{Message: line.Message, Corrupt: line.Corrupt}); err != nil {
+				return page, err
+			}
+		}
+	}
 }
 
 func (c *Client) Get(id string) (*queue.Message, error) {
