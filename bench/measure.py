@@ -16,6 +16,9 @@
   measure.py metric URL NAME    the value of one Prometheus sample (no labels) at URL
   measure.py peak-metric URL NAME FILE
                                 samples that value every 100 ms until killed; keeps the peak in FILE
+  measure.py peak-proc PID FIELD FILE
+                                samples FIELD of /proc/PID/status (e.g. RssAnon) every 100 ms until killed;
+                                keeps the peak (KiB) in FILE
   measure.py median X...        median of the numbers
   measure.py now                epoch time, float
 """
@@ -164,6 +167,20 @@ def main():
                 pass
             with open(args[2] + ".tmp", "w") as f:
                 f.write(f"{peak:.0f}\n")
+            os.replace(args[2] + ".tmp", args[2])
+            time.sleep(0.1)
+    elif cmd == "peak-proc":
+        peak = 0
+        while True:
+            try:
+                with open(f"/proc/{args[0]}/status") as f:
+                    for line in f:
+                        if line.startswith(args[1] + ":"):
+                            peak = max(peak, int(line.split()[1]))
+            except (OSError, ValueError):
+                pass
+            with open(args[2] + ".tmp", "w") as f:
+                f.write(f"{peak}\n")
             os.replace(args[2] + ".tmp", args[2])
             time.sleep(0.1)
     elif cmd == "median":

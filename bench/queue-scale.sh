@@ -11,7 +11,9 @@
 #     /proc/sys/vm/drop_caches, else says so);
 #   - with the daemon running, each command REPS times (median): its time, the time to its first line of output,
 #     the CLI's peak RSS (/usr/bin/time), and the daemon's peak RSS (VmHWM, reset before each command through
-#     /proc/PID/clear_refs) and peak Go heap in use (its /metrics sampled every 100 ms);
+#     /proc/PID/clear_refs), peak anonymous RSS (RssAnon, sampled every 100 ms: RSS without the pages of the
+#     memory-mapped queue.db, which are page cache the kernel can drop) and peak Go heap in use (its /metrics
+#     sampled every 100 ms); all in MiB;
 #   - `queue retry -all` once (it makes everything due: the daemon then retries it all against a closed port),
 #     and `queue list` offline (daemon stopped, the CLI opens the database itself).
 # At the end the queue is emptied (`queue delete -all`), and the database file's size is shown before and after
@@ -120,30 +122,34 @@ has() { # VERB ARGS...: does this build know the command? (a usage error exits 2
 measure() {
 	local name=$1
 	shift
-	local i times=() firsts=() clis=() rss=() heap=() out
+	local i times=() firsts=() clis=() rss=() anon=() heap=() out
 	for i in $(seq "$reps"); do
 		echo 5 >"/proc/$PTRELAY_PID/clear_refs"
 		$MEASURE peak-metric "$metrics" go_memstats_heap_inuse_bytes "$WORK/heap" &
 		local sampler=$!
+		$MEASURE peak-proc "$PTRELAY_PID" RssAnon "$WORK/anon" &
+		local anon_sampler=$!
 		sleep 0.3
 		out=$(/usr/bin/time -f "%e %M" -o "$WORK/time" "$PTRELAY_BIN" "$@" -config "$conf" 2>&1 >/dev/null) ||
 			log "$name: exit status $?: $(echo "$out" | head -2)"
 		sleep 0.2
-		kill "$sampler" && wait "$sampler" 2>/dev/null || true
+		kill "$sampler" "$anon_sampler" && wait "$sampler" "$anon_sampler" 2>/dev/null || true
 		read -r t m <"$WORK/time"
 		times+=("$t")
 		clis+=("$((m / 1024))")
 		rss+=("$(($(awk '/VmHWM/ { print $2 }' "/proc/$PTRELAY_PID/status") / 1024))")
+		anon+=("$(($(cat "$WORK/anon") / 1024))")
 		heap+=("$(mib "$(cat "$WORK/heap")")")
 		firsts+=("$($MEASURE first-line "$PTRELAY_BIN" "$@" -config "$conf" | cut -d' ' -f1)")
 	done
-	printf "  %-26s %8s %10s %10s %14s %14s\n" "$name" "$($MEASURE median "${times[@]}")" \
+	printf "  %-30s %7s %8s %6s %9s %9s %9s\n" "$name" "$($MEASURE median "${times[@]}")" \
 		"$($MEASURE median "${firsts[@]}")" "$($MEASURE median "${clis[@]}")" \
-		"$($MEASURE median "${rss[@]}")" "$($MEASURE median "${heap[@]}")"
+		"$($MEASURE median "${rss[@]}")" "$($MEASURE median "${anon[@]}")" "$($MEASURE median "${heap[@]}")"
 }
 
 header() {
-	printf "  %-26s %8s %10s %10s %14s %14s\n" command "time s" "1st line s" "CLI MiB" "daemon RSS MiB" "daemon heap MiB"
+	printf "  %-30s %7s %8s %6s %9s %9s %9s\n" command "time s" "1st s" "CLI" "daemon" "daemon" "daemon"
+	printf "  %-30s %7s %8s %6s %9s %9s %9s\n" "" "" "" "RSS" "RSS peak" "anon pk" "heap pk"
 }
 
 echo "# queue-scale: $bytes-byte messages; $(nproc) CPUs; $(date -u +%Y-%m-%dT%H:%MZ); $(git -C "$REPO_DIR" log -1 --format='%h %s')"
@@ -168,7 +174,7 @@ for n in $sizes; do
 	start
 	[ -z "$can_drop" ] || cold=$STARTED
 	echo "  restart: warm $($MEASURE median "${warm[@]}") s (median of $reps), cold $cold s"
-	echo "  daemon at rest: RSS $(($(awk '/VmRSS/ { print $2 }' "/proc/$PTRELAY_PID/status") / 1024)) MiB, heap $(mib "$($MEASURE metric "$metrics" go_memstats_heap_inuse_bytes)") MiB"
+	echo "  daemon at rest: RSS $(($(awk '/VmRSS/ { print $2 }' "/proc/$PTRELAY_PID/status") / 1024)) MiB (anonymous $(($(awk '/RssAnon/ { print $2 }' "/proc/$PTRELAY_PID/status") / 1024)) MiB), heap $(mib "$($MEASURE metric "$metrics" go_memstats_heap_inuse_bytes)") MiB"
 	header
 	measure "status" status
 	measure "queue list" queue list

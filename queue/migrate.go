@@ -74,7 +74,7 @@ func (s *Store) repairAll(b buckets) (repairReport, error) {
 			bad = append(bad, badRecord{bytes.Clone(k), err.Error()})
 			continue
 		}
-		old, _ := decodeRecord(k, v)
+		old := r.clone()
 		if reactivate(r, now) || allFinal(&r.Message) {
 			fixes = append(fixes, [2]*record{old, r})
 		}

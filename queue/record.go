@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // record is what the msgs bucket stores under a message's ID: the Message plus where its body lives.
@@ -62,6 +63,19 @@ func load(b buckets, id string) (*record, error) {
 		return nil, storageErr("read "+id, &damagedError{key: id, reason: err.Error()})
 	}
 	return r, nil
+}
+
+// clone is a deep copy of r: what an update function may change without touching the version it started from.
+// (Decoding the stored record a second time did the same at twice the cost.)
+func (r *record) clone() *record {
+	c := *r
+	c.Recipients = make([]Recipient, len(r.Recipients))
+	for i, rc := range r.Recipients {
+		rc.Notify = slices.Clone(rc.Notify)
+		rc.History = slices.Clone(rc.History)
+		c.Recipients[i] = rc
+	}
+	return &c
 }
 
 func allFinal(m *Message) bool {

@@ -50,7 +50,7 @@ func (s *Store) recover() error {
 				needRecount = needRecount || rc
 				continue
 			}
-			old, _ := decodeRecord(k, raw)
+			old := r.clone()
 			if !reactivate(r, now) {
 				// Indexed but nothing active: a stale entry (write would not have left it).
 				if err := b.active.Delete(k); err != nil {

@@ -76,7 +76,14 @@ func domainOf(addr string) string {
 type Item struct {
 	Message *Message
 	Corrupt *CorruptRecord
+	// JSON is the message as stored, a JSON encoding of Message (with a field of the store's own, which a
+	// decoder of Message ignores): what the admin socket sends on without encoding Message again, which
+	// took a third of a listing's time.
+	JSON []byte
 }
+
+// BatchEnd reports whether the item only marks the end of a batch.
+func (it Item) BatchEnd() bool { return it.Message == nil && it.Corrupt == nil }
 
 // Page says how a Scan ended.
 type Page struct {
@@ -134,7 +141,7 @@ func (s *Store) Scan(f Filter, fn func(Item) error) (Page, error) {
 					continue
 				}
 				if f.Match(&r.Message) {
-					items = append(items, Item{Message: &r.Message})
+					items = append(items, Item{Message: &r.Message, JSON: bytes.Clone(v)})
 				}
 			}
 		})

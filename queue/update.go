@@ -70,7 +70,7 @@ func (s *Store) Update(id string, fn func(m *Message, tx *Tx) error) error {
 			if err != nil {
 				return err
 			}
-			nw, _ := decodeRecord([]byte(id), b.msgs.Get([]byte(id))) // a deep copy for fn
+			nw := old.clone() // fn changes this one; old stays as stored
 			tx = &Tx{s: s, b: b, now: s.now()}
 			if err := fn(&nw.Message, tx); err != nil {
 				return err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"ptrelay/config"
@@ -132,6 +133,11 @@ func runQueue(args []string, stdout, stderr io.Writer) error {
 // listQueue prints the listing as it arrives, from the daemon or from the database: the first message is on
 // the terminal before the last is read, and memory does not grow with the queue.
 func listQueue(q admin.Queue, f queue.Filter, asJSON bool, stdout io.Writer) error {
+	if os.Getenv("GOGC") == "" {
+		// A listing allocates and drops a message at a time: the live heap stays at a few MB, and collecting
+		// less often took a tenth off a 100,000-message listing.
+		debug.SetGCPercent(400)
+	}
 	out := bufio.NewWriterSize(stdout, 64<<10)
 	var r admin.ListRenderer
 	if asJSON {
@@ -145,7 +151,7 @@ func listQueue(q admin.Queue, f queue.Filter, asJSON bool, stdout io.Writer) err
 			return err
 		}
 		// The head of a long listing shows at once, and what a batch found shows before the next is read.
-		if first || it == (queue.Item{}) {
+		if first || it.BatchEnd() {
 			first = false
 			return out.Flush()
 		}

@@ -207,8 +207,12 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	var writeErr error
 	page, err := s.q.Scan(f, func(it queue.Item) error {
 		// The end of a batch goes over as {} (the client flushes there too).
-		writeErr = enc.Encode(listLine{Message: it.Message, Corrupt: it.Corrupt})
-		if writeErr == nil && (first || it == (queue.Item{})) {
+		if it.JSON != nil {
+			writeErr = writeMessageLine(bw, it.JSON)
+		} else {
+			writeErr = enc.Encode(listLine{Message: it.Message, Corrupt: it.Corrupt})
+		}
+		if writeErr == nil && (first || it.BatchEnd()) {
 			first = false
 			writeErr = flush()
 		}
@@ -226,6 +230,16 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		_ = enc.Encode(listLine{End: &page})
 	}
 	_ = flush()
+}
+
+// writeMessageLine writes {"message":JSON} and a newline, as enc.Encode(listLine{Message: m}) would for the
+// message that JSON encodes, without encoding it again. (The client decodes a stream of JSON values; the
+// newlines only make the stream easy to read.)
+func writeMessageLine(w *bufio.Writer, msg []byte) error {
+	w.WriteString(`{"message":`)
+	w.Write(msg)
+	_, err := w.WriteString("}\n")
+	return err
 }
 
 func (s *Server) body(w http.ResponseWriter, r *http.Request) {
