@@ -125,11 +125,13 @@ measure() {
 	local i times=() firsts=() clis=() rss=() anon=() heap=() out
 	for i in $(seq "$reps"); do
 		echo 5 >"/proc/$PTRELAY_PID/clear_refs"
+		rm -f "$WORK/heap" "$WORK/anon"
 		$MEASURE peak-metric "$metrics" go_memstats_heap_inuse_bytes "$WORK/heap" &
 		local sampler=$!
 		$MEASURE peak-proc "$PTRELAY_PID" RssAnon "$WORK/anon" &
 		local anon_sampler=$!
-		sleep 0.3
+		local w
+		for w in $(seq 100); do [ -s "$WORK/heap" ] && [ -s "$WORK/anon" ] && break; sleep 0.05; done
 		out=$(/usr/bin/time -f "%e %M" -o "$WORK/time" "$PTRELAY_BIN" "$@" -config "$conf" 2>&1 >/dev/null) ||
 			log "$name: exit status $?: $(echo "$out" | head -2)"
 		sleep 0.2
@@ -203,7 +205,7 @@ d0=$($MEASURE now)
 d1=$($MEASURE now)
 stop
 echo "  queue delete -all: $(python3 -c "print(f'{$d1 - $d0:.2f}')") s; queue.db $(dbsize) MiB when empty"
-if "$PTRELAY_BIN" queue 2>&1 | grep -q compact; then
+if [[ $("$PTRELAY_BIN" queue 2>&1) == *compact* ]]; then
 	c0=$($MEASURE now)
 	"$PTRELAY_BIN" queue compact -config "$conf"
 	c1=$($MEASURE now)

@@ -71,6 +71,9 @@ func TestCompact_ShrinksAndKeepsEverything(t *testing.T) {
 	if _, err := os.Stat(path + compactSuffix); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("temporary file left: %v", err)
 	}
+	if !syncedFreelist(t, path) {
+		t.Error("the compacted file has no free-page list: its first start walks it")
+	}
 
 	s = openTest(t, dir, func(o *Options) { o.InlineMax = 8 << 10 })
 	checkInvariants(t, s)

@@ -31,7 +31,8 @@ func TestMigrate_Schema1(t *testing.T) {
 	if st, _ := s.Stats(); st.Messages != 7 || st.Corrupt != 1 || !maps.Equal(st.ByState, want) {
 		t.Fatalf("Stats after migration = %+v, want %v", st, want)
 	}
-	if m, err := s.Get("6C6H88T9K7400"); err != nil || m.Recipients[0].State != StateDeferred || m.Recipients[0].Attempts != 1 {
+	m, err := s.Get("6C6H88T9K7400")
+	if err != nil || m.Recipients[0].State != StateDeferred || m.Recipients[0].Attempts != 1 {
 		t.Fatalf("the interrupted attempt: %+v, %v", m, err)
 	}
 	checkBody(t, s, "6C6H88T9EBW00", bytes.Repeat([]byte("x"), 1000))

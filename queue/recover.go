@@ -75,7 +75,8 @@ func (s *Store) recover() error {
 	if err != nil {
 		return err
 	}
-	for what, n := range map[string]int{"interrupted attempts": repaired, "quarantined": quarantined, "orphan_spool": orphans} {
+	for what, n := range map[string]int{"interrupted_attempts": repaired, "quarantined": quarantined,
+		"orphan_spool": orphans} {
 		if n > 0 {
 			s.log.Warn("queue: recovered at start-up", "what", what, "count", n)
 		}

@@ -44,7 +44,8 @@ func TestScan_Filters(t *testing.T) {
 	if err := s.Update(a, func(m *Message, tx *Tx) error { m.Recipients[0].State = StateActive; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Update(a, func(m *Message, tx *Tx) error { m.Recipients[0].State = StateDeferred; return nil }); err != nil {
+	err := s.Update(a, func(m *Message, tx *Tx) error { m.Recipients[0].State = StateDeferred; return nil })
+	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Hold(Selector{IDs: []string{d}}); err != nil {

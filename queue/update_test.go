@@ -167,7 +167,8 @@ func TestRecord_CloneIsDeep(t *testing.T) {
 	c.Recipients[0].Notify[0] = "NEVER"
 	c.Recipients[0].History[0].Text = "changed"
 	c.Recipients = append(c.Recipients, Recipient{Addr: "b@example.org"})
-	if o := r.Recipients; len(o) != 1 || o[0].State != StateQueued || o[0].Notify[0] != "FAILURE" || o[0].History[0].Text != "first" {
+	o := r.Recipients
+	if len(o) != 1 || o[0].State != StateQueued || o[0].Notify[0] != "FAILURE" || o[0].History[0].Text != "first" {
 		t.Fatalf("the original changed with its copy: %+v", o)
 	}
 }

@@ -6,8 +6,8 @@
 // code works on the Queue interface, which the Client implements over the socket and *queue.Store implements
 // directly when no daemon runs. Listings are streamed: queue.Store.Scan reads a batch at a time, the server
 // writes each message as it comes (one JSON line each) and the client hands each to the renderer as it reads
-// it, so neither side's memory grows with the queue. The package knows nothing of SMTP sessions, delivery or DNS; the daemon hands it a status
-// function and a kick function to wake its scheduler.
+// it, so neither side's memory grows with the queue. The package knows nothing of SMTP sessions, delivery or
+// DNS; the daemon hands it a status function and a kick function to wake its scheduler.
 package admin
 
 import (

@@ -211,8 +211,8 @@ func parseQuery(q string) (map[string][]string, error) {
 	return v, nil
 }
 
-// The JSON listing is written message by message but reads as the document json.MarshalIndent makes of the
-// whole: {"messages": [...], "corrupt": [...]}.
+// The JSON listing is written message by message, one per line, and reads as the document the whole would
+// make: {"messages": [...], "corrupt": [...]}.
 func TestJSONListWriter_SameDocument(t *testing.T) {
 	msgs := []*queue.Message{testMessage("0000000000001"), testMessage("0000000000002")}
 	msgs[1].Envelope.From = "<odd>&\"quoted\"@example.test"
@@ -236,9 +236,31 @@ func TestJSONListWriter_SameDocument(t *testing.T) {
 		if doc.Messages == nil {
 			doc.Messages = []*queue.Message{}
 		}
-		want, _ := json.MarshalIndent(doc, "", "  ")
-		if got.String() != string(want)+"\n" {
+		var back struct {
+			Messages []*queue.Message      `json:"messages"`
+			Corrupt  []queue.CorruptRecord `json:"corrupt,omitempty"`
+		}
+		if err := json.Unmarshal(got.Bytes(), &back); err != nil {
+			t.Fatalf("%v:\n%s", err, got.String())
+		}
+		want, _ := json.Marshal(doc)
+		again, _ := json.Marshal(back)
+		if string(again) != string(want) {
 			t.Errorf("streamed:\n%s\nwhole:\n%s", got.String(), want)
+		}
+		// One line per message: each line that holds a message is a whole JSON value.
+		n := 0
+		for _, line := range strings.Split(got.String(), "\n") {
+			if strings.Contains(line, `"id":`) {
+				n++
+				var m queue.Message
+				if err := json.Unmarshal([]byte(strings.TrimSuffix(strings.TrimSpace(line), ",")), &m); err != nil {
+					t.Errorf("message line %q: %v", line, err)
+				}
+			}
+		}
+		if n != len(tc.msgs) {
+			t.Errorf("%d message lines for %d messages:\n%s", n, len(tc.msgs), got.String())
 		}
 	}
 	var got bytes.Buffer

@@ -100,8 +100,9 @@ func (l *listWriter) Finish(page queue.Page, quarantined []queue.CorruptRecord) 
 }
 
 // NewJSONListWriter prints the listing as one JSON object, {"messages": [...], "corrupt": [...]} (corrupt left
-// out when empty; "more": true when a limit stopped it), indented as json.MarshalIndent would, written message
-// by message.
+// out when empty; "more": true when a limit stopped it), written message by message, each message on a line of
+// its own: indenting every field as json.MarshalIndent does took half the time of a 100,000-message listing,
+// and a line per message suits line tools too.
 func NewJSONListWriter(w io.Writer) ListRenderer {
 	return &jsonListWriter{ew: &errWriter{w: w}}
 }
@@ -130,9 +131,9 @@ func (j *jsonListWriter) Item(it queue.Item) error {
 	return j.ew.err
 }
 
-// element writes v as an element of a top-level array member: two levels deep.
+// element writes v as an element of a top-level array member, on one line.
 func (j *jsonListWriter) element(v any) {
-	b, err := json.MarshalIndent(v, "    ", "  ")
+	b, err := json.Marshal(v)
 	if err != nil {
 		if j.ew.err == nil {
 			j.ew.err = err
