@@ -7,8 +7,8 @@
 # with one recipient deferred until tomorrow, written through the queue's own API by bench/queuefill (SMTP and
 # a failing delivery would take far longer at 100,000). Then:
 #   - restart: time from starting `ptrelay serve` to its SMTP port accepting, with the database in the page
-#     cache (warm, median of REPS) and after dropping the page cache (cold; needs root to write
-#     /proc/sys/vm/drop_caches, else says so);
+#     cache (warm, median of REPS), after dropping the page cache (cold; needs root to write
+#     /proc/sys/vm/drop_caches, else says so), and cold after a kill -9 instead of a stop;
 #   - with the daemon running, each command REPS times (median): its time, the time to its first line of output,
 #     the CLI's peak RSS (/usr/bin/time), and the daemon's peak RSS (VmHWM, reset before each command through
 #     /proc/PID/clear_refs), peak anonymous RSS (RssAnon, sampled every 100 ms: RSS without the pages of the
@@ -170,12 +170,19 @@ for n in $sizes; do
 		warm+=("$STARTED")
 		stop
 	done
-	cold=n/a
+	cold=n/a crashed=n/a
 	sync
 	if [ -n "$can_drop" ]; then echo 3 >/proc/sys/vm/drop_caches; fi
 	start
 	[ -z "$can_drop" ] || cold=$STARTED
-	echo "  restart: warm $($MEASURE median "${warm[@]}") s (median of $reps), cold $cold s"
+	# A crash instead of a stop: kill -9, then a start from a cold page cache.
+	kill -9 "$PTRELAY_PID"
+	wait "$PTRELAY_PID" 2>/dev/null || true
+	sync
+	if [ -n "$can_drop" ]; then echo 3 >/proc/sys/vm/drop_caches; fi
+	start
+	[ -z "$can_drop" ] || crashed=$STARTED
+	echo "  restart: warm $($MEASURE median "${warm[@]}") s (median of $reps), cold $cold s, cold after kill -9 $crashed s"
 	echo "  daemon at rest: RSS $(($(awk '/VmRSS/ { print $2 }' "/proc/$PTRELAY_PID/status") / 1024)) MiB (anonymous $(($(awk '/RssAnon/ { print $2 }' "/proc/$PTRELAY_PID/status") / 1024)) MiB), heap $(mib "$($MEASURE metric "$metrics" go_memstats_heap_inuse_bytes)") MiB"
 	header
 	measure "status" status
