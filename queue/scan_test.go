@@ -1,6 +1,8 @@
 package queue
 
 import (
+	"bytes"
+	"encoding/json"
 	"slices"
 	"testing"
 	"time"
@@ -216,5 +218,45 @@ func TestScan_CorruptOnlyUnfiltered(t *testing.T) {
 	})
 	if corrupt != 0 {
 		t.Fatal("a filtered scan reported a damaged record")
+	}
+}
+
+// Item.JSON, taken from the stored record, is exactly what json.Marshal makes of the Message, for a spooled
+// message (whose record has a field more) as for an inline one, with every field set.
+func TestScan_JSONIsTheMessageEncoding(t *testing.T) {
+	s := openTest(t, t.TempDir(), func(o *Options) { o.InlineMax = 100 })
+	for _, size := range []int{10, 1000} {
+		w, _ := s.NewWriter()
+		w.Write(body("j", size))
+		id, err := w.Commit(Envelope{From: "<a&b>@example.test", BodyType: "8BITMIME", SMTPUTF8: true, EnvID: "e",
+			Ret: "HDRS", ClientAddr: "192.0.2.1:25", ClientHelo: "h", AuthUser: "u", Session: "s"},
+			[]Recipient{{Addr: "r@example.org", State: StateQueued, Notify: []string{"FAILURE", "DELAY"}, ORcpt: "rfc822;r@example.org"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Update(id, func(m *Message, tx *Tx) error {
+			r := &m.Recipients[0]
+			r.State, r.Attempts, r.NextAttempt = StateActive, 1, t0.Add(time.Hour)
+			r.History = append(r.History, Attempt{At: t0, Route: "direct", Relay: "mx[192.0.2.2]:25", Code: 451,
+				Enhanced: "4.7.1", Text: "later\nagain", Outcome: "deferred"})
+			r.HoldPending, r.DelayWarned, r.BounceNow = true, true, true
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := 0
+	if _, err := s.Scan(Filter{}, func(it Item) error {
+		if it.Message == nil {
+			return nil
+		}
+		n++
+		want, _ := json.Marshal(it.Message)
+		if !bytes.Equal(it.JSON, want) {
+			t.Errorf("Item.JSON:\n%s\njson.Marshal(Message):\n%s", it.JSON, want)
+		}
+		return nil
+	}); err != nil || n != 2 {
+		t.Fatalf("scan: %d messages, %v", n, err)
 	}
 }

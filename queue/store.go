@@ -188,8 +188,9 @@ func boltOptions(readOnly bool, timeout time.Duration) *bolt.Options {
 	return &bolt.Options{
 		Timeout:  timeout,
 		ReadOnly: readOnly,
-		// The freelist is rebuilt by scanning at open instead of being written by every commit: one page less
-		// per fsync'd commit, no durability lost (etcd runs this way). The queue file stays small.
+		// The freelist is not written by every commit: one page less per fsync'd commit (many after a large
+		// backlog drained), no durability lost (etcd runs this way). Close writes it once (saveFreelist);
+		// after a crash, Open rebuilds it by walking the file.
 		NoFreelistSync: true,
 		FreelistType:   bolt.FreelistMapType,
 	}

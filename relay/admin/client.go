@@ -80,7 +80,10 @@ func (c *Client) Scan(f queue.Filter, fn func(queue.Item) error) (queue.Page, er
 	defer resp.Body.Close()
 	dec := json.NewDecoder(resp.Body)
 	for {
-		var line listLine
+		var line struct {
+			Message json.RawMessage `json:"message"`
+			listLine
+		}
 		if err := dec.Decode(&line); err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 				return page, fmt.Errorf("admin socket: the listing stopped before its end (did the daemon stop?)")
@@ -93,11 +96,17 @@ func (c *Client) Scan(f queue.Filter, fn func(queue.Item) error) (queue.Page, er
 		case line.Error != "":
 			return page, fromWire(line.wireError)
 		default: // a message, a damaged record, or {}: the end of a batch
+			it := queue.Item{Corrupt: line.Corrupt}
 			if line.Message != nil {
+				it.Message = new(queue.Message)
+				if err := json.Unmarshal(line.Message, it.Message); err != nil {
+					return page, fmt.Errorf("admin socket: bad message in the listing: %v", err)
+				}
+				it.JSON = line.Message // as the daemon's store gave it: Message's encoding
 				page.Count++
-				page.Last = line.Message.ID
+				page.Last = it.Message.ID
 			}
-			if err := fn(queue.Item{Message: line.Message, Corrupt: line.Corrupt}); err != nil {
+			if err := fn(it); err != nil {
 				return page, err
 			}
 		}

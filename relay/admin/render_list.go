@@ -127,7 +127,13 @@ func (j *jsonListWriter) Item(it queue.Item) error {
 		j.ew.printf(",\n    ")
 	}
 	j.msgs++
-	j.element(it.Message)
+	if it.JSON != nil {
+		if j.ew.err == nil {
+			_, j.ew.err = j.ew.w.Write(it.JSON) // what element would write, already encoded
+		}
+	} else {
+		j.element(it.Message)
+	}
 	return j.ew.err
 }
 
