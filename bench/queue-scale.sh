@@ -10,7 +10,8 @@
 #     cache (warm, median of REPS), after dropping the page cache (cold; needs root to write
 #     /proc/sys/vm/drop_caches, else says so), and cold after a kill -9 instead of a stop;
 #   - with the daemon running, each command REPS times (median): its time, the time to its first line of output,
-#     the CLI's peak RSS (/usr/bin/time), and the daemon's peak RSS (VmHWM, reset before each command through
+#     the CPU time of the CLI (/usr/bin/time, user + system) and of the daemon during it (/proc/PID/stat: less
+#     at the mercy of other load on the machine than the times), the CLI's peak RSS (/usr/bin/time), and the daemon's peak RSS (VmHWM, reset before each command through
 #     /proc/PID/clear_refs), peak anonymous RSS (RssAnon, sampled every 100 ms: RSS without the pages of the
 #     memory-mapped queue.db, which are page cache the kernel can drop) and peak Go heap in use (its /metrics
 #     sampled every 100 ms); all in MiB;
@@ -122,7 +123,7 @@ has() { # VERB ARGS...: does this build know the command? (a usage error exits 2
 measure() {
 	local name=$1
 	shift
-	local i times=() firsts=() clis=() rss=() anon=() heap=() out
+	local i times=() firsts=() clis=() rss=() anon=() heap=() ccpu=() dcpu=() out d0 d1
 	for i in $(seq "$reps"); do
 		echo 5 >"/proc/$PTRELAY_PID/clear_refs"
 		rm -f "$WORK/heap" "$WORK/anon"
@@ -132,26 +133,31 @@ measure() {
 		local anon_sampler=$!
 		local w
 		for w in $(seq 100); do [ -s "$WORK/heap" ] && [ -s "$WORK/anon" ] && break; sleep 0.05; done
-		out=$(/usr/bin/time -f "%e %M" -o "$WORK/time" "$PTRELAY_BIN" "$@" -config "$conf" 2>&1 >/dev/null) ||
+		d0=$($MEASURE cpu "$PTRELAY_PID")
+		out=$(/usr/bin/time -f "%e %M %U %S" -o "$WORK/time" "$PTRELAY_BIN" "$@" -config "$conf" 2>&1 >/dev/null) ||
 			log "$name: exit status $?: $(echo "$out" | head -2)"
+		d1=$($MEASURE cpu "$PTRELAY_PID")
 		sleep 0.2
 		kill "$sampler" "$anon_sampler" && wait "$sampler" "$anon_sampler" 2>/dev/null || true
-		read -r t m <"$WORK/time"
+		read -r t m u s <"$WORK/time"
 		times+=("$t")
+		ccpu+=("$(python3 -c "print(f'{$u + $s:.2f}')")")
+		dcpu+=("$(python3 -c "print(f'{$d1 - $d0:.2f}')")")
 		clis+=("$((m / 1024))")
 		rss+=("$(($(awk '/VmHWM/ { print $2 }' "/proc/$PTRELAY_PID/status") / 1024))")
 		anon+=("$(($(cat "$WORK/anon") / 1024))")
 		heap+=("$(mib "$(cat "$WORK/heap")")")
 		firsts+=("$($MEASURE first-line "$PTRELAY_BIN" "$@" -config "$conf" | cut -d' ' -f1)")
 	done
-	printf "  %-30s %7s %8s %6s %9s %9s %9s\n" "$name" "$($MEASURE median "${times[@]}")" \
-		"$($MEASURE median "${firsts[@]}")" "$($MEASURE median "${clis[@]}")" \
+	printf "  %-30s %6s %6s %6s %6s %6s %8s %8s %8s\n" "$name" "$($MEASURE median "${times[@]}")" \
+		"$($MEASURE median "${firsts[@]}")" "$($MEASURE median "${ccpu[@]}")" "$($MEASURE median "${dcpu[@]}")" \
+		"$($MEASURE median "${clis[@]}")" \
 		"$($MEASURE median "${rss[@]}")" "$($MEASURE median "${anon[@]}")" "$($MEASURE median "${heap[@]}")"
 }
 
 header() {
-	printf "  %-30s %7s %8s %6s %9s %9s %9s\n" command "time s" "1st s" "CLI" "daemon" "daemon" "daemon"
-	printf "  %-30s %7s %8s %6s %9s %9s %9s\n" "" "" "" "RSS" "RSS peak" "anon pk" "heap pk"
+	printf "  %-30s %6s %6s %6s %6s %6s %8s %8s %8s\n" command "time" "1st" "CLI" "daemon" "CLI" "daemon" "daemon" "daemon"
+	printf "  %-30s %6s %6s %6s %6s %6s %8s %8s %8s\n" "" "s" "line s" "CPU s" "CPU s" "RSS" "RSS pk" "anon pk" "heap pk"
 }
 
 echo "# queue-scale: $bytes-byte messages; $(nproc) CPUs; $(date -u +%Y-%m-%dT%H:%MZ); $(git -C "$REPO_DIR" log -1 --format='%h %s')"
