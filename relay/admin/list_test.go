@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -270,5 +271,49 @@ func TestJSONListWriter_SameDocument(t *testing.T) {
 	var v struct{ More bool }
 	if err := json.Unmarshal(got.Bytes(), &v); err != nil || !v.More {
 		t.Errorf("a listing cut by its limit: %s (%v)", got.String(), err)
+	}
+}
+
+// Every kind of line the daemon writes decodes to what it carried; a message stored with newlines in it (not
+// as json.Marshal writes it) still goes over as one line.
+func TestListLines(t *testing.T) {
+	var buf bytes.Buffer
+	bw := bufio.NewWriter(&buf)
+	m := testMessage("0000000000001")
+	stored, _ := json.MarshalIndent(m, "", "  ") // newlines inside
+	if err := writeMessageLine(bw, stored); err != nil {
+		t.Fatal(err)
+	}
+	enc := json.NewEncoder(bw)
+	enc.Encode(listLine{Corrupt: &queue.CorruptRecord{Key: "k", Reason: "r"}})
+	enc.Encode(listLine{})
+	enc.Encode(listLine{wireError: toWire(fmt.Errorf("x: %w", queue.ErrStorage))})
+	enc.Encode(listLine{End: &queue.Page{Count: 1, Last: m.ID, More: true}})
+	bw.Flush()
+	lines := strings.SplitAfter(strings.TrimSuffix(buf.String(), "\n"), "\n")
+	if len(lines) != 5 {
+		t.Fatalf("%d lines:\n%s", len(lines), buf.String())
+	}
+	it, end, err := decodeListLine([]byte(lines[0]))
+	want, _ := json.Marshal(m)
+	if err != nil || end != nil || it.Message == nil || it.Message.ID != m.ID || string(it.JSON) != string(want) {
+		t.Errorf("message line: %+v %v %v (JSON %s)", it, end, err, it.JSON)
+	}
+	if it, _, err := decodeListLine([]byte(lines[1])); err != nil || it.Corrupt == nil || it.Corrupt.Key != "k" {
+		t.Errorf("corrupt line: %+v %v", it, err)
+	}
+	if it, end, err := decodeListLine([]byte(lines[2])); err != nil || end != nil || !it.BatchEnd() {
+		t.Errorf("batch end line: %+v %v %v", it, end, err)
+	}
+	if _, _, err := decodeListLine([]byte(lines[3])); !errors.Is(err, queue.ErrStorage) {
+		t.Errorf("error line: %v", err)
+	}
+	if _, end, err := decodeListLine([]byte(lines[4])); err != nil || end == nil || *end != (queue.Page{Count: 1, Last: m.ID, More: true}) {
+		t.Errorf("end line: %v %v", end, err)
+	}
+	for _, bad := range []string{`{"message":{"id":}`, `{"message":[]}`, "not json\n"} {
+		if _, _, err := decodeListLine([]byte(bad)); err == nil {
+			t.Errorf("%q decoded", bad)
+		}
 	}
 }

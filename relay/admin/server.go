@@ -2,6 +2,7 @@ package admin
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -232,11 +233,21 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	_ = flush()
 }
 
+// messageLinePrefix starts the line of a message, as json.Encoder writes listLine{Message: m}.
+const messageLinePrefix = `{"message":`
+
 // writeMessageLine writes {"message":JSON} and a newline, as enc.Encode(listLine{Message: m}) would for the
-// message that JSON encodes, without encoding it again. (The client decodes a stream of JSON values; the
-// newlines only make the stream easy to read.)
+// message that JSON encodes, without encoding it again. The client reads a line per entry: JSON holds no
+// newline when json.Marshal made it (it escapes them in strings), and is compacted if it somehow does.
 func writeMessageLine(w *bufio.Writer, msg []byte) error {
-	w.WriteString(`{"message":`)
+	if bytes.IndexByte(msg, '\n') >= 0 {
+		var c bytes.Buffer
+		if err := json.Compact(&c, msg); err != nil {
+			return err
+		}
+		msg = c.Bytes()
+	}
+	w.WriteString(messageLinePrefix)
 	w.Write(msg)
 	_, err := w.WriteString("}\n")
 	return err
