@@ -191,12 +191,17 @@ func compactQueue(cfg *config.Config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "compacted %s: %s -> %s (%d %s, %d quarantined)\n", cfg.DataDir, mib(res.Before), mib(res.After),
-		res.Messages, plural(res.Messages, "message"), res.Quarantined)
+	fmt.Fprintf(stdout, "compacted %s: %s -> %s (%d %s, %d quarantined)\n", cfg.DataDir, fileSize(res.Before),
+		fileSize(res.After), res.Messages, plural(res.Messages, "message"), res.Quarantined)
 	return nil
 }
 
-func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+func fileSize(n int64) string {
+	if n < 1<<20 {
+		return fmt.Sprintf("%d KiB", (n+1023)/1024)
+	}
+	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+}
 
 func plural(n int, word string) string {
 	if n == 1 {
