@@ -37,6 +37,9 @@ type CompactResult struct {
 func Compact(opts Options) (CompactResult, error) {
 	var res CompactResult
 	opts.ReadOnly = false
+	if _, err := os.Stat(filepath.Join(opts.Dir, dbName)); err != nil {
+		return res, fmt.Errorf("queue: no database to compact: %w", err) // and none to create
+	}
 	s, err := Open(opts)
 	if err != nil {
 		return res, err

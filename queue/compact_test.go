@@ -121,6 +121,17 @@ func TestCompact_RefusesWhenLocked(t *testing.T) {
 	checkBody(t, s, id, body("a", 10))
 }
 
+// There is nothing to compact where there is no queue, and compacting must not make one.
+func TestCompact_NoDatabase(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Compact(Options{Dir: dir}); err == nil {
+		t.Fatal("Compact of an empty directory succeeded")
+	}
+	if _, err := os.Stat(filepath.Join(dir, dbName)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("Compact created a database: %v", err)
+	}
+}
+
 // A compaction that died before its rename leaves queue.db.compact beside the untouched queue.db; the next
 // read-write Open removes it.
 func TestCompact_InterruptedLeavesTheOldFile(t *testing.T) {
