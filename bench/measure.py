@@ -8,14 +8,28 @@
   measure.py wait-count FILE N TIMEOUT
                                 waits until smtp-sink -c output in FILE says mesg>=N; prints the epoch time
                                 at which it saw it (exit 1 on timeout)
+  measure.py wait-port HOST PORT TIMEOUT
+                                polls a TCP connect every 5 ms; prints the epoch time of the first that
+                                succeeds (exit 1 on timeout)
+  measure.py first-line CMD...  runs CMD, its output read and thrown away; prints the seconds until its first
+                                line and until its end
+  measure.py metric URL NAME    the value of one Prometheus sample (no labels) at URL
+  measure.py peak-metric URL NAME FILE
+                                samples that value every 100 ms until killed; keeps the peak in FILE
+  measure.py peak-proc PID FIELD FILE
+                                samples FIELD of /proc/PID/status (e.g. RssAnon) every 100 ms until killed;
+                                keeps the peak (KiB) in FILE
   measure.py median X...        median of the numbers
   measure.py now                epoch time, float
 """
 import os
 import re
+import socket
 import statistics
+import subprocess
 import sys
 import time
+import urllib.request
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -84,6 +98,15 @@ def sink_count(path):
     return int(found[-1]) if found else 0
 
 
+def metric(url, name):
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        for line in resp.read().decode().splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == name:
+                return float(parts[1])
+    raise ValueError(f"{name} not found at {url}")
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "cpu":
@@ -111,6 +134,55 @@ def main():
             time.sleep(0.005)
         print(f"timeout: sink at {sink_count(path)} of {n}", file=sys.stderr)
         return 1
+    elif cmd == "wait-port":
+        host, port, timeout = args[0], int(args[1]), float(args[2])
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                socket.create_connection((host, port), 1).close()
+                print(f"{time.time():.6f}")
+                return 0
+            except OSError:
+                time.sleep(0.005)
+        return 1
+    elif cmd == "first-line":
+        t0 = time.time()
+        p = subprocess.Popen(args, stdout=subprocess.PIPE)
+        first = None
+        for _ in p.stdout:
+            if first is None:
+                first = time.time() - t0
+        p.wait()
+        total = time.time() - t0
+        print(f"{first if first is not None else total:.3f} {total:.3f}")
+        return p.returncode
+    elif cmd == "metric":
+        print(f"{metric(args[0], args[1]):.0f}")
+    elif cmd == "peak-metric":
+        peak = 0
+        while True:
+            try:
+                peak = max(peak, metric(args[0], args[1]))
+            except (OSError, ValueError):
+                pass
+            with open(args[2] + ".tmp", "w") as f:
+                f.write(f"{peak:.0f}\n")
+            os.replace(args[2] + ".tmp", args[2])
+            time.sleep(0.1)
+    elif cmd == "peak-proc":
+        peak = 0
+        while True:
+            try:
+                with open(f"/proc/{args[0]}/status") as f:
+                    for line in f:
+                        if line.startswith(args[1] + ":"):
+                            peak = max(peak, int(line.split()[1]))
+            except (OSError, ValueError):
+                pass
+            with open(args[2] + ".tmp", "w") as f:
+                f.write(f"{peak}\n")
+            os.replace(args[2] + ".tmp", args[2])
+            time.sleep(0.1)
     elif cmd == "median":
         print(f"{statistics.median(float(a) for a in args):.6g}" if args else "n/a")
     elif cmd == "now":

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -116,4 +117,43 @@ func TestAdmin_Verbs(t *testing.T) {
 	if _, err := s.Retry(Selector{}); err == nil {
 		t.Fatal("empty selector accepted")
 	}
+}
+
+// The verbs work in transactions of verbBatch messages, with -all as with a list of IDs: every message is
+// handled once, whatever the batch boundaries.
+func TestAdmin_VerbsInBatches(t *testing.T) {
+	defer func(n int) { verbBatch = n }(verbBatch)
+	verbBatch = 3
+	clock := &fakeClock{t: t0}
+	s := openTest(t, t.TempDir(), func(o *Options) { o.Now = clock.now })
+	var ids []string
+	for range 10 {
+		ids = append(ids, put(t, s, body("b", 10), "r@example.org"))
+	}
+	const unknown = "0000000000000"
+	if n, err := s.Hold(Selector{IDs: append(slices.Clone(ids), unknown)}); n != 10 || !errors.Is(err, ErrNotFound) ||
+		!strings.Contains(err.Error(), unknown) {
+		t.Fatalf("Hold of 10 IDs and an unknown one = %d, %v", n, err)
+	}
+	if st, _ := s.Stats(); st.ByState[StateHold] != 10 {
+		t.Fatalf("after Hold: %v", st.ByState)
+	}
+	clock.t = t0.Add(time.Hour)
+	if n, err := s.Release(Selector{All: true}); n != 10 || err != nil {
+		t.Fatalf("Release -all = %d, %v", n, err)
+	}
+	if due, _ := s.Due(clock.t, 100); len(due) != 10 {
+		t.Fatalf("%d due after Release -all", len(due))
+	}
+	if n, err := s.Retry(Selector{All: true}); n != 10 || err != nil {
+		t.Fatalf("Retry -all = %d, %v", n, err)
+	}
+	checkInvariants(t, s)
+	if n, err := s.Delete(Selector{All: true}); n != 10 || err != nil {
+		t.Fatalf("Delete -all = %d, %v", n, err)
+	}
+	if n, err := s.Retry(Selector{All: true}); n != 0 || err != nil {
+		t.Fatalf("Retry -all of an empty queue = %d, %v", n, err)
+	}
+	checkInvariants(t, s)
 }

@@ -283,6 +283,7 @@ func checkCrashState(t *testing.T, dir string, all *crashLog) {
 	if c := mustCorrupt(t, s); len(c) != 0 {
 		t.Fatalf("corrupt records after a crash: %v", c)
 	}
+	checkInvariants(t, s) // the counts and the indexes, recovered through the active index only
 	for _, f := range spoolFiles(t, dir) {
 		if !spooled[f] {
 			t.Fatalf("spool file %s left after recovery", f)

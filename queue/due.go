@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"encoding/binary"
 	"time"
 )
@@ -60,30 +61,44 @@ func splitDueKey(k []byte) (int64, string, bool) {
 }
 
 // Due returns up to max messages that have at least one recipient in StateQueued or StateDeferred whose
-// NextAttempt <= now (or with BounceNow set), earliest first. A record that does not decode is skipped (and
-// logged); the next read-write Open quarantines it.
+// NextAttempt <= now (or with BounceNow set), earliest first. It also keeps the index honest, since it is what
+// reads every waiting message sooner or later: a record that does not decode is quarantined, and an index key
+// whose message is gone or is due at another time is dropped (on a read-only Store both are only skipped).
 func (s *Store) Due(now time.Time, max int) ([]*Message, error) {
-	var out []*Message
+	var (
+		out   []*Message
+		bad   []damage
+		stale [][]byte
+	)
 	limit := unixNanos(now)
 	err := s.view(func(b buckets) error {
 		c := b.due.Cursor()
 		for k, _ := c.First(); k != nil && len(out) < max; k, _ = c.Next() {
 			at, id, ok := splitDueKey(k)
 			if !ok {
+				stale = append(stale, bytes.Clone(k))
 				continue
 			}
 			if at > limit {
 				break
 			}
 			r, err := load(b, id)
-			if err != nil {
-				s.log.Error("due message unreadable", "id", id, "err", err)
+			if d, isBad := damagedIn(err); isBad {
+				bad = append(bad, d)
+				stale = append(stale, bytes.Clone(k))
+				continue
+			}
+			if err != nil || !bytes.Equal(dueKey(&r.Message), k) {
+				stale = append(stale, bytes.Clone(k))
 				continue
 			}
 			out = append(out, &r.Message)
 		}
 		return nil
 	})
+	if err == nil {
+		s.quarantine(bad, stale)
+	}
 	return out, err
 }
 

@@ -2,106 +2,83 @@ package queue
 
 import (
 	"bytes"
-	"encoding/json"
-	"fmt"
 	"os"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
 
-// recover runs at every read-write Open, before the commit loop starts, and repairs what a crash or a damaged
-// record leaves behind. Nothing here is fatal except failing to write the database at all:
+// recover runs at every read-write Open of a current database, before the commit loop starts, and repairs
+// what a crash leaves behind, reading only what the crash can have touched, so that a restart costs the same
+// with 10 or 100,000 messages queued and reads neither every record nor every body from a cold disk:
 //   - a recipient left active (its attempt died with the process) becomes deferred, NextAttempt kept (it was
-//     set to the retry time before the attempt began), or hold when a hold was pending;
-//   - a record that does not decode, or whose spool file is gone, moves to the corrupt bucket with the reason;
-//   - the due index is rebuilt where it differs from the records;
-//   - inline bodies without a record, spool files without a spooled record and temp files are removed.
+//     set to the retry time before the attempt began), or hold when a hold was pending: the messages are
+//     those of the active index, at most the deliveries that were in flight;
+//   - spool files without a record and temp files are removed (a commit that did not happen).
 //
-// Bodies of quarantined records are kept for the admin.
+// Everything else that write keeps in step (due index, active index, counts) is changed in the same
+// transaction as the records, so a crash cannot leave it behind. Damage that is not a crash's (a record that
+// no longer decodes) is quarantined when something reads it (quarantine.go); migrate and Compact check
+// everything.
 func (s *Store) recover() error {
 	now := s.now()
-	var (
-		keepSpool = map[string]bool{}
-		removed   []string
-		report    = map[string]int{}
-	)
+	repaired, quarantined := 0, 0
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := bucketsOf(tx)
-		type badRecord struct {
-			key, raw []byte
-			reason   string
+		var ids [][]byte
+		c := b.active.Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			ids = append(ids, bytes.Clone(k))
 		}
-		var bad []badRecord
-		var fixes [][2]*record // old, new
-		c := b.msgs.Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			r, err := decodeRecord(k, v)
-			if err == nil && r.Spooled {
-				if _, serr := os.Stat(s.spoolPath(r.ID)); serr != nil {
-					err = fmt.Errorf("spool file missing: %v", serr)
+		needRecount := false
+		for _, k := range ids {
+			raw := b.msgs.Get(k)
+			if raw == nil {
+				if err := b.active.Delete(k); err != nil {
+					return err
 				}
-			}
-			if err != nil {
-				bad = append(bad, badRecord{bytes.Clone(k), bytes.Clone(v), err.Error()})
 				continue
 			}
-			if r.Spooled {
-				keepSpool[r.ID] = true
-			}
-			old, _ := decodeRecord(k, v)
-			if reactivate(r, now) || allFinal(&r.Message) {
-				fixes = append(fixes, [2]*record{old, r})
-			}
-		}
-		for _, x := range bad {
-			e, _ := json.Marshal(corruptEntry{Reason: x.reason, At: now, Raw: x.raw})
-			if err := b.corrupt.Put(x.key, e); err != nil {
-				return err
-			}
-			if err := b.msgs.Delete(x.key); err != nil {
-				return err
-			}
-			s.log.Error("record quarantined", "key", string(x.key), "reason", x.reason)
-			report["quarantined"]++
-		}
-		for _, f := range fixes {
-			gone, err := write(b, f[0], f[1])
+			r, err := decodeRecord(k, raw)
 			if err != nil {
+				_, rc, qerr := quarantineIn(b, k, err.Error(), now)
+				if qerr != nil {
+					return qerr
+				}
+				s.log.Error("record quarantined", "key", string(k), "reason", err.Error())
+				quarantined++
+				needRecount = needRecount || rc
+				continue
+			}
+			old := r.clone()
+			if !reactivate(r, now) {
+				// Indexed but nothing active: a stale entry (write would not have left it).
+				if err := b.active.Delete(k); err != nil {
+					return err
+				}
+				continue
+			}
+			if _, err := write(b, old, r); err != nil {
 				return err
 			}
-			if gone && f[0].Spooled {
-				removed = append(removed, f[0].ID)
-				delete(keepSpool, f[0].ID)
-			}
-			report["repaired"]++
+			repaired++
 		}
-		n, err := reconcileDue(b)
-		report["due_fixed"] = n
-		if err != nil {
-			return err
-		}
-		n, err = dropOrphanBodies(b)
-		report["orphan_bodies"] = n
-		if err != nil {
-			return err
-		}
-		cc := b.corrupt.Cursor()
-		for k, _ := cc.First(); k != nil; k, _ = cc.Next() {
-			keepSpool[string(k)] = true
+		if needRecount {
+			return recount(b)
 		}
 		return nil
 	})
 	if err != nil {
 		return storageErr("recover", err)
 	}
-	for _, id := range removed {
-		s.removeSpool(id)
+	orphans, err := s.sweepSpool()
+	if err != nil {
+		return err
 	}
-	report["orphan_spool"] = s.sweepSpool(keepSpool)
-	for k, n := range report {
+	for what, n := range map[string]int{"interrupted_attempts": repaired, "quarantined": quarantined,
+		"orphan_spool": orphans} {
 		if n > 0 {
-			s.log.Warn("recovered at start-up", "what", k, "count", n)
+			s.log.Warn("recovered at start-up", "what", what, "count", n)
 		}
 	}
 	return nil
@@ -128,76 +105,42 @@ func reactivate(r *record, now time.Time) bool {
 	return changed
 }
 
-// reconcileDue makes the due index exactly the set of keys the records call for.
-func reconcileDue(b buckets) (int, error) {
-	want := map[string]bool{}
-	c := b.msgs.Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		if r, err := decodeRecord(k, v); err == nil {
-			if dk := dueKey(&r.Message); dk != nil {
-				want[string(dk)] = true
-			}
-		}
-	}
-	var stale [][]byte
-	dc := b.due.Cursor()
-	for k, _ := dc.First(); k != nil; k, _ = dc.Next() {
-		if want[string(k)] {
-			delete(want, string(k))
-		} else {
-			stale = append(stale, bytes.Clone(k))
-		}
-	}
-	for _, k := range stale {
-		if err := b.due.Delete(k); err != nil {
-			return 0, err
-		}
-	}
-	for k := range want {
-		if err := b.due.Put([]byte(k), []byte{}); err != nil {
-			return 0, err
-		}
-	}
-	return len(stale) + len(want), nil
-}
-
-// dropOrphanBodies removes inline bodies that belong to no record and to no quarantined one.
-func dropOrphanBodies(b buckets) (int, error) {
-	var orphans [][]byte
-	c := b.bodies.Cursor()
-	for k, _ := c.First(); k != nil; k, _ = c.Next() {
-		if b.msgs.Get(k) == nil && b.corrupt.Get(k) == nil {
-			orphans = append(orphans, bytes.Clone(k))
-		}
-	}
-	for _, k := range orphans {
-		if err := b.bodies.Delete(k); err != nil {
-			return 0, err
-		}
-	}
-	return len(orphans), nil
-}
-
-// sweepSpool removes temp files and ID-named files not in keep. Files we did not name are left alone.
-func (s *Store) sweepSpool(keep map[string]bool) int {
+// sweepSpool removes temp files and ID-named files whose ID has no record, live or quarantined (a commit that
+// did not happen, or a removal cut short). Files we did not name are left alone. It reads the spool directory
+// and looks each name up, never the records.
+func (s *Store) sweepSpool() (int, error) {
 	entries, err := os.ReadDir(s.spool)
 	if err != nil {
 		s.log.Error("cannot list spool directory", "err", err)
-		return 0
+		return 0, nil
+	}
+	var remove []string
+	err = s.view(func(b buckets) error {
+		for _, e := range entries {
+			name := e.Name()
+			switch {
+			case isTempName(name):
+				remove = append(remove, name)
+			case ValidID(name):
+				if b.msgs.Get([]byte(name)) == nil && b.corrupt.Get([]byte(name)) == nil {
+					remove = append(remove, name)
+				}
+			default:
+				s.log.Warn("unknown file in spool directory left alone", "file", name)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
 	}
 	n := 0
-	for _, e := range entries {
-		name := e.Name()
-		switch {
-		case isTempName(name), ValidID(name) && !keep[name]:
-			if err := os.Remove(s.spoolPath(name)); err != nil {
-				s.log.Warn("cannot remove stale spool file", "file", name, "err", err)
-				continue
-			}
-			n++
-		case !ValidID(name):
-			s.log.Warn("unknown file in spool directory left alone", "file", name)
+	for _, name := range remove {
+		if err := os.Remove(s.spoolPath(name)); err != nil {
+			s.log.Warn("cannot remove stale spool file", "file", name, "err", err)
+			continue
 		}
+		n++
 	}
-	return n
+	return n, nil
 }

@@ -29,10 +29,11 @@ var transitions = map[State][]State{
 	StateHold:     {StateQueued, StateDeferred},
 }
 
-// allStates lists every state, in life-cycle order.
-var allStates = []State{StateQueued, StateActive, StateDeferred, StateHold, StateDelivered, StateBounced}
+// allStates lists every state, in life-cycle order (the order of the stored counts).
+var allStates = [numStates]State{StateQueued, StateActive, StateDeferred, StateHold, StateDelivered, StateBounced}
 
-func (s State) valid() bool {
+// Valid reports whether s is one of the states above.
+func (s State) Valid() bool {
 	for _, v := range allStates {
 		if s == v {
 			return true
@@ -43,7 +44,7 @@ func (s State) valid() bool {
 
 // CanTransition reports whether a recipient may go from one state to the other.
 func CanTransition(from, to State) bool {
-	if !from.valid() || !to.valid() {
+	if !from.Valid() || !to.Valid() {
 		return false
 	}
 	if from == to {

@@ -54,8 +54,9 @@ func (tx *Tx) Enqueue(env Envelope, rcpts []Recipient, body []byte) (string, err
 // retried after another member failed): it must be idempotent and have no side effects outside m and tx; each
 // run gets a fresh copy, so "Attempts++" counts once. An error from fn is returned as it is and nothing is
 // written; a missing message wraps ErrNotFound; an illegal change wraps ErrIllegalTransition; a storage failure
-// wraps ErrStorage. fn runs on the commit goroutine inside the write transaction: it must be quick and must not
-// call the Store's methods (only tx's), or it deadlocks.
+// wraps ErrStorage (a record that no longer decodes is one, and is quarantined). fn runs on the commit goroutine
+// inside the write transaction: it must be quick and must not call the Store's methods (only tx's), or it
+// deadlocks.
 func (s *Store) Update(id string, fn func(m *Message, tx *Tx) error) error {
 	var (
 		tx      *Tx
@@ -70,7 +71,7 @@ func (s *Store) Update(id string, fn func(m *Message, tx *Tx) error) error {
 			if err != nil {
 				return err
 			}
-			nw, _ := decodeRecord([]byte(id), b.msgs.Get([]byte(id))) // a deep copy for fn
+			nw := old.clone() // fn changes this one; old stays as stored
 			tx = &Tx{s: s, b: b, now: s.now()}
 			if err := fn(&nw.Message, tx); err != nil {
 				return err
@@ -96,6 +97,9 @@ func (s *Store) Update(id string, fn func(m *Message, tx *Tx) error) error {
 			}
 		},
 	})
+	if d, ok := damagedIn(err); ok {
+		s.quarantine([]damage{d}, nil)
+	}
 	if err != nil {
 		return err
 	}

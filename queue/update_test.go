@@ -156,3 +156,19 @@ func TestUpdate_HistoryBounded(t *testing.T) {
 		t.Fatalf("history: %d entries, first %d, last %d", len(h), h[0].Code, h[len(h)-1].Code)
 	}
 }
+
+// An update function works on a deep copy: what it changes, down to a recipient's NOTIFY list and history,
+// leaves the version it started from as it was.
+func TestRecord_CloneIsDeep(t *testing.T) {
+	r := &record{Message: Message{ID: "x", Recipients: []Recipient{{Addr: "a@example.org", State: StateQueued,
+		Notify: []string{"FAILURE"}, History: []Attempt{{Text: "first"}}}}}}
+	c := r.clone()
+	c.Recipients[0].State = StateActive
+	c.Recipients[0].Notify[0] = "NEVER"
+	c.Recipients[0].History[0].Text = "changed"
+	c.Recipients = append(c.Recipients, Recipient{Addr: "b@example.org"})
+	o := r.Recipients
+	if len(o) != 1 || o[0].State != StateQueued || o[0].Notify[0] != "FAILURE" || o[0].History[0].Text != "first" {
+		t.Fatalf("the original changed with its copy: %+v", o)
+	}
+}

@@ -30,7 +30,7 @@ type command struct {
 var commands = map[string]command{
 	"serve":         {"serve [-config FILE] [-log-format text|json]", "run the relay in the foreground", runServe},
 	"check":         {"check [-config FILE] [-domain D] [-json]", "check this machine's egress IP, PTR and DNS the way receivers will", runCheck},
-	"queue":         {"queue list|show|delete|hold|release|retry|bounce ...", "inspect and act on the queue", runQueue},
+	"queue":         {"queue list|show|delete|hold|release|retry|bounce|compact ...", "inspect and act on the queue", runQueue},
 	"status":        {"status [-config FILE] [-json]", "show the running relay's state", runStatus},
 	"config":        {"config check [-config FILE]", "validate the configuration and print it with secrets redacted", runConfig},
 	"hash-password": {"hash-password", "ask for a password (or read a line on stdin) and print its bcrypt hash for [[smtp.users]]", runHashPassword},

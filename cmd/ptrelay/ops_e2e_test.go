@@ -220,13 +220,27 @@ func TestOps_QueueVerbsOffline(t *testing.T) {
 
 	id := ids["held"]
 	views := [][]string{{"queue", "list"}, {"queue", "list", "-json"}, {"queue", "show", id},
-		{"queue", "show", id, "-body"}, {"queue", "show", id, "-json"}, {"queue", "show", big, "-body"}}
+		{"queue", "show", id, "-body"}, {"queue", "show", id, "-json"}, {"queue", "show", big, "-body"},
+		// The filters: the same selection, and the same words, whichever side reads the queue.
+		{"queue", "list", "-state", "deferred", "-limit", "3"}, {"queue", "list", "-domain", "EXAMPLE.org", "-json"},
+		{"queue", "list", "-sender", "sender-held@example.com"}, {"queue", "list", "-older", "1d"},
+		{"queue", "list", "-sender", "@example.com", "-limit", "2", "-json"}}
 	online := make([]string, len(views))
 	for i, v := range views {
 		online[i] = mustPtrelay(t, d, v...)
 	}
-	if body := online[len(online)-1]; len(body) < 290<<10 || !strings.HasSuffix(body, "\nEND\n") {
+	if body := online[5]; len(body) < 290<<10 || !strings.HasSuffix(body, "\nEND\n") {
 		t.Errorf("queue show -body of the 300 KB message printed %d bytes ending %q", len(body), body[max(0, len(body)-20):])
+	}
+	if !strings.Contains(online[6], "more match") || !strings.Contains(online[9], "No message matches") ||
+		strings.Count(online[8], "\n  deferred") != 1 {
+		t.Errorf("filtered listings:\n%s\n%s\n%s", online[6], online[8], online[9])
+	}
+	if out, code := ptrelay(t, d, "queue", "list", "-state", "stuck"); code != 2 || !strings.Contains(out, "queued, active, deferred") {
+		t.Errorf("queue list -state stuck: exit %d, %q", code, out)
+	}
+	if out, code := ptrelay(t, d, "queue", "compact"); code == 0 || !strings.Contains(out, "stop the daemon") {
+		t.Errorf("queue compact with the daemon running: exit %d, %q", code, out)
 	}
 	if code := d.Stop(); code != 0 {
 		t.Fatalf("SIGTERM: exit %d\n%s", code, tailLog(d))
@@ -305,6 +319,9 @@ func TestOps_QueueVerbsOffline(t *testing.T) {
 	}
 	if out := mustPtrelay(t, d, "queue", "list"); !strings.Contains(out, "Mail queue is empty") {
 		t.Errorf("queue list after delete -all:\n%s", out)
+	}
+	if out := mustPtrelay(t, d, "queue", "compact"); !strings.Contains(out, "compacted") {
+		t.Errorf("queue compact of the stopped, empty queue: %q", out)
 	}
 	for _, m := range sink.Messages() {
 		for _, s := range []string{"off-deleted", "off-held", "off-waiting"} {

@@ -2,10 +2,12 @@
 // (Server), the client the CLI uses to reach it (Client), and the text rendering of queue listings, message
 // details and status (render.go), shared by the online and offline paths so both print the same thing.
 //
-// The API speaks in the queue's own types (queue.Message, queue.Selector, queue.Stats): the CLI code works on
-// the Queue interface, which the Client implements over the socket and *queue.Store implements directly when
-// no daemon runs. The package knows nothing of SMTP sessions, delivery or DNS; the daemon hands it a status
-// function and a kick function to wake its scheduler.
+// The API speaks in the queue's own types (queue.Message, queue.Filter, queue.Selector, queue.Stats): the CLI
+// code works on the Queue interface, which the Client implements over the socket and *queue.Store implements
+// directly when no daemon runs. Listings are streamed: queue.Store.Scan reads a batch at a time, the server
+// writes each message as it comes (one JSON line each) and the client hands each to the renderer as it reads
+// it, so neither side's memory grows with the queue. The package knows nothing of SMTP sessions, delivery or
+// DNS; the daemon hands it a status function and a kick function to wake its scheduler.
 package admin
 
 import (
@@ -19,7 +21,8 @@ import (
 // Queue is what the queue commands need, online (Client) or offline (*queue.Store). Errors keep the queue's
 // sentinels (queue.ErrNotFound, queue.ErrStorage, queue.ErrReadOnly) for errors.Is on both paths.
 type Queue interface {
-	List() ([]*queue.Message, error)
+	// Scan calls fn for each message the filter selects, oldest first, as it is read (see queue.Store.Scan).
+	Scan(f queue.Filter, fn func(queue.Item) error) (queue.Page, error)
 	Get(id string) (*queue.Message, error)
 	Body(id string) (io.ReadCloser, error)
 	Delete(queue.Selector) (int, error)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -132,10 +133,7 @@ func TestAdmin_ReadVerbs(t *testing.T) {
 	h := startHarness(t)
 	h.defer1(t, h.ids[0])
 
-	msgs, err := h.client.List()
-	if err != nil {
-		t.Fatal(err)
-	}
+	msgs := listAll(t, h.client, queue.Filter{})
 	local, err := h.store.List()
 	if err != nil {
 		t.Fatal(err)
@@ -291,16 +289,25 @@ func TestAdmin_SameOutputOnlineAndOffline(t *testing.T) {
 	now := time.Now()
 	render := func(q Queue) string {
 		var b strings.Builder
-		msgs, err := q.List()
-		if err != nil {
-			t.Fatal(err)
-		}
-		corrupt, err := q.Corrupt()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := RenderList(&b, msgs, corrupt, now); err != nil {
-			t.Fatal(err)
+		for _, f := range listFilters {
+			for _, asJSON := range []bool{false, true} {
+				fmt.Fprintf(&b, "== %+v json=%v\n", f, asJSON)
+				var r ListRenderer = NewListWriter(&b, now, !f.SelectsAll())
+				if asJSON {
+					r = NewJSONListWriter(&b)
+				}
+				page, err := q.Scan(f, r.Item)
+				if err != nil {
+					t.Fatal(err)
+				}
+				corrupt, err := q.Corrupt()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := r.Finish(page, corrupt); err != nil {
+					t.Fatal(err)
+				}
+			}
 		}
 		m, err := q.Get(h.ids[0])
 		if err != nil {
@@ -320,9 +327,37 @@ func TestAdmin_SameOutputOnlineAndOffline(t *testing.T) {
 	if online != offline {
 		t.Errorf("online:\n%s\noffline:\n%s", online, offline)
 	}
-	if !strings.Contains(online, "451 4.7.1 try later") || !strings.Contains(online, "body one") {
-		t.Errorf("rendering lacks the reply or the body:\n%s", online)
+	if !strings.Contains(online, "451 4.7.1 try later") || !strings.Contains(online, "body one") ||
+		!strings.Contains(online, "more match") || !strings.Contains(online, "No message matches") {
+		t.Errorf("rendering lacks the reply, the body, the limit or the empty filter:\n%s", online)
 	}
+}
+
+// listFilters are listings the online/offline comparison runs: every filter, a limit, a page, none matching.
+var listFilters = []queue.Filter{
+	{},
+	{State: queue.StateDeferred},
+	{Domain: "example.net"},
+	{Sender: "sender@example.com"},
+	{Sender: "<>"},
+	{Before: time.Now().Add(time.Hour)},
+	{Limit: 1},
+	{Limit: 1, After: "0000000000000"},
+}
+
+// listAll collects a listing (small queues only).
+func listAll(t *testing.T, q Queue, f queue.Filter) []*queue.Message {
+	t.Helper()
+	var out []*queue.Message
+	if _, err := q.Scan(f, func(it queue.Item) error {
+		if it.Message != nil {
+			out = append(out, it.Message)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func sameJSON(t *testing.T, a, b any) bool {
@@ -362,7 +397,7 @@ func TestDial_NoDaemon(t *testing.T) {
 		t.Fatalf("after replacing the stale socket: %v", err)
 	}
 	defer c.Close()
-	if _, err := c.List(); err != nil {
+	if _, err := c.Scan(queue.Filter{}, func(queue.Item) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -420,7 +455,9 @@ func TestListen_SocketMode(t *testing.T) {
 // fakeQueue stands in where the queue's content does not matter.
 type fakeQueue struct{}
 
-func (fakeQueue) List() ([]*queue.Message, error)         { return nil, nil }
+func (fakeQueue) Scan(queue.Filter, func(queue.Item) error) (queue.Page, error) {
+	return queue.Page{}, nil
+}
 func (fakeQueue) Get(id string) (*queue.Message, error)   { return nil, queue.ErrNotFound }
 func (fakeQueue) Body(id string) (io.ReadCloser, error)   { return nil, queue.ErrNotFound }
 func (fakeQueue) Delete(queue.Selector) (int, error)      { return 0, nil }

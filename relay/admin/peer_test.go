@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"ptrelay/internal/testkit"
+	"ptrelay/queue"
 	"ptrelay/relay/relaytest"
 )
 
@@ -36,7 +37,7 @@ func helperClient(sock string) int {
 		return 0
 	}
 	defer c.Close()
-	if _, err := c.List(); err != nil {
+	if _, err := c.Scan(queue.Filter{}, func(queue.Item) error { return nil }); err != nil {
 		if errors.Is(err, ErrForbidden) {
 			fmt.Println("call forbidden:", err)
 		} else {

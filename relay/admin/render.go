@@ -34,56 +34,6 @@ func (e *errWriter) printf(format string, args ...any) {
 	}
 }
 
-// RenderList prints the queue like mailq: per message its ID, size, arrival and sender, then one line per
-// recipient with its state and next attempt, and the last reply under it; a total line; then any quarantined
-// records. Times are shown in now's location.
-func RenderList(w io.Writer, msgs []*queue.Message, corrupt []queue.CorruptRecord, now time.Time) error {
-	ew := &errWriter{w: w}
-	loc := now.Location()
-	if len(msgs) == 0 {
-		ew.printf("Mail queue is empty\n")
-	} else {
-		ew.printf("%-13s %9s  %-19s  %s\n", "-Queue ID-", "--Size--", "----Arrival Time---", "-Sender/Recipient-------")
-	}
-	var bytes int64
-	byState := map[queue.State]int{}
-	for _, m := range msgs {
-		bytes += m.Size
-		ew.printf("%-13s %9d  %-19s  %s\n", m.ID, m.Size, m.Arrival.In(loc).Format(timeLayout), sender(m.Envelope.From))
-		for i := range m.Recipients {
-			r := &m.Recipients[i]
-			byState[r.State]++
-			ew.printf("  %-9s %s%s\n", r.State, r.Addr, listDetail(r, now))
-			if a, ok := r.LastAttempt(); ok {
-				ew.printf("  %-9s %s\n", "", clip(oneLine(reply(a)+" "+via(a)), 160))
-			}
-		}
-	}
-	if len(msgs) > 0 {
-		rcpts := 0
-		var parts []string
-		for _, s := range stateOrder {
-			rcpts += byState[s]
-			if byState[s] > 0 || !s.Final() {
-				parts = append(parts, fmt.Sprintf("%d %s", byState[s], s))
-			}
-		}
-		ew.printf("-- %d Kbytes in %d %s, %d %s: %s.\n", (bytes+1023)/1024, len(msgs), plural(len(msgs), "message"),
-			rcpts, plural(rcpts, "recipient"), strings.Join(parts, ", "))
-	}
-	if len(corrupt) > 0 {
-		ew.printf("\nCorrupt records (quarantined, never delivered; the queue could not decode them):\n")
-		for _, c := range corrupt {
-			at := "not yet quarantined"
-			if !c.At.IsZero() {
-				at = "quarantined " + c.At.In(loc).Format(timeLayout)
-			}
-			ew.printf("  %-13s  %s  %s\n", c.Key, at, oneLine(c.Reason))
-		}
-	}
-	return ew.err
-}
-
 // listDetail is the part of a recipient's line after the address.
 func listDetail(r *queue.Recipient, now time.Time) string {
 	var d []string
@@ -342,10 +292,31 @@ func dash(s string) string {
 }
 
 func oneLine(s string) string {
+	if isOneLine(s) {
+		return s // the common case, which a listing of 100,000 messages meets 100,000 times
+	}
 	return strings.Join(strings.Fields(s), " ")
 }
 
+// isOneLine reports whether s has no white space but single spaces between words.
+func isOneLine(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == ' ':
+			if i == 0 || i == len(s)-1 || s[i+1] == ' ' {
+				return false
+			}
+		case c < ' ', c == 0x7f, c >= 0x80:
+			return false // control characters, and anything strings.Fields might call a space
+		}
+	}
+	return true
+}
+
 func clip(s string, n int) string {
+	if len(s) <= n {
+		return s // no more bytes than n: no more runes either
+	}
 	r := []rune(s)
 	if len(r) <= n {
 		return s

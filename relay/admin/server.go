@@ -1,6 +1,8 @@
 package admin
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -144,17 +146,7 @@ func (s *Server) routes() http.Handler {
 		st.SetDurations(s.now())
 		writeJSON(w, http.StatusOK, st)
 	})
-	mux.HandleFunc("GET /v1/messages", func(w http.ResponseWriter, r *http.Request) {
-		msgs, err := s.q.List()
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		if msgs == nil {
-			msgs = []*queue.Message{}
-		}
-		writeJSON(w, http.StatusOK, msgs)
-	})
+	mux.HandleFunc("GET /v1/messages", s.list)
 	mux.HandleFunc("GET /v1/messages/{id}", func(w http.ResponseWriter, r *http.Request) {
 		m, err := s.q.Get(r.PathValue("id"))
 		if err != nil {
@@ -193,6 +185,76 @@ func (s *Server) routes() http.Handler {
 		})
 	}
 	return mux
+}
+
+// list streams a listing: each message is written as Scan hands it over, and flushed with the first message and
+// at the end of every batch, so the admin sees the head of a 100,000-message queue at once and the daemon holds
+// one batch of it at a time.
+func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+	f, err := decodeFilter(r.URL.Query())
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, wireError{Error: "bad request: " + err.Error()})
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 32<<10)
+	enc := json.NewEncoder(bw)
+	flusher, _ := w.(http.Flusher)
+	flush := func() error {
+		err := bw.Flush()
+		if err == nil && flusher != nil {
+			flusher.Flush()
+		}
+		return err
+	}
+	first := true
+	var writeErr error
+	page, err := s.q.Scan(f, func(it queue.Item) error {
+		// The end of a batch goes over as {} (the client flushes there too).
+		if it.JSON != nil {
+			writeErr = writeMessageLine(bw, it.JSON)
+		} else {
+			writeErr = enc.Encode(listLine{Message: it.Message, Corrupt: it.Corrupt})
+		}
+		if writeErr == nil && (first || it.BatchEnd()) {
+			first = false
+			writeErr = flush()
+		}
+		return writeErr
+	})
+	switch {
+	case writeErr != nil:
+		// The client went away (`ptrelay queue list | head`): nothing to tell it.
+		s.log.Debug("admin: listing not read to its end", "err", writeErr)
+		return
+	case err != nil:
+		s.log.Warn("admin: listing the queue failed", "err", err)
+		_ = enc.Encode(listLine{wireError: toWire(err)})
+	default:
+		_ = enc.Encode(listLine{End: &page})
+	}
+	_ = flush()
+}
+
+// messageLinePrefix starts the line of a message, as json.Encoder writes listLine{Message: m}.
+const messageLinePrefix = `{"message":`
+
+// writeMessageLine writes {"message":JSON} and a newline, as enc.Encode(listLine{Message: m}) would for the
+// message that JSON encodes, without encoding it again. The client reads a line per entry: JSON holds no
+// newline when json.Marshal made it (it escapes them in strings), and is compacted if it somehow does.
+func writeMessageLine(w *bufio.Writer, msg []byte) error {
+	if bytes.IndexByte(msg, '\n') >= 0 {
+		var c bytes.Buffer
+		if err := json.Compact(&c, msg); err != nil {
+			return err
+		}
+		msg = c.Bytes()
+	}
+	w.WriteString(messageLinePrefix)
+	w.Write(msg)
+	_, err := w.WriteString("}\n")
+	return err
 }
 
 func (s *Server) body(w http.ResponseWriter, r *http.Request) {

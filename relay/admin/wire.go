@@ -9,7 +9,12 @@ import (
 // The API, version 1 (all JSON but the body):
 //
 //	GET  /v1/status               Status
-//	GET  /v1/messages             []*queue.Message, oldest first
+//	GET  /v1/messages?FILTER      a stream of listLine, one JSON object per line (application/x-ndjson):
+//	                              {"message":...} or {"corrupt":...} per entry, oldest first, {} at
+//	                              the end of each batch the daemon read (flush there), then
+//	                              {"end":{"count":N,"last":ID,"more":bool}}, or {"error":...} if the
+//	                              listing failed after it began; FILTER: state, domain, sender, before
+//	                              (RFC 3339), after (an ID), limit
 //	GET  /v1/messages/{id}        *queue.Message
 //	GET  /v1/messages/{id}/body   the stored body, application/octet-stream
 //	GET  /v1/corrupt              []queue.CorruptRecord
@@ -20,6 +25,14 @@ import (
 type selection struct {
 	IDs []string `json:"ids,omitempty"`
 	All bool     `json:"all,omitempty"`
+}
+
+// listLine is one line of a listing.
+type listLine struct {
+	Message *queue.Message       `json:"message,omitempty"`
+	Corrupt *queue.CorruptRecord `json:"corrupt,omitempty"`
+	End     *queue.Page          `json:"end,omitempty"`
+	wireError
 }
 
 type verbResult struct {
