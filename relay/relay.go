@@ -128,8 +128,11 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 		Resolver:  r.resolver,
 		Verdict:   r.checker,
 		Log:       component(opts.Log, "delivery"),
-		Observers: delivery.Observers{OnAttempt: r.observeAttempt, OnReroute: r.metrics.Reroute},
+		Observers: delivery.Observers{OnAttempt: r.observeAttempt, OnReroute: r.metrics.Reroute,
+			OnSmarthostDown: r.alerts.SmarthostDown, OnSmarthostUp: r.alerts.SmarthostUp,
+			OnLoginRefused: r.alerts.SmarthostLoginRefused, OnLoginOK: r.alerts.SmarthostLoginOK},
 	})
+	r.metrics.SetSmarthosts(r.smarthostGauges)
 	r.admin = admin.NewServer(store, r.status, r.scheduler.Kick, component(opts.Log, "admin"))
 	r.admin.SetAlerts(r.alertStatus, r.alertTest)
 
@@ -266,6 +269,7 @@ func (r *Relay) Reload(cfg *config.Config) error {
 	r.scheduler.Reload(delivery.NewSettings(cfg))
 	r.cfg.Store(cfg)
 	r.alerts.Reload(ac)
+	r.clearRemovedSmarthosts(cfg)
 	r.expiryAlerts(time.Now()) // the certificate may have been replaced
 	// Against the start, not the previous reload: a change stays pending over later reloads until a restart,
 	// and one reverted by a reload is pending no more.

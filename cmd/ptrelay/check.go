@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"strings"
 	"time"
 
 	"ptrelay/config"
 	"ptrelay/dnscheck"
+	"ptrelay/relay"
 	"ptrelay/relay/admin"
 )
 
@@ -64,12 +64,7 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 	for _, f := range []dnscheck.Family{dnscheck.IPv4, dnscheck.IPv6} {
 		out.Reports = append(out.Reports, dnscheck.SelfCheck(ctx, opts, f))
 	}
-	if cfg.Smarthost.Configured() && d != "" {
-		host, _, err := net.SplitHostPort(cfg.Smarthost.Address)
-		if err == nil {
-			out.Smarthost = append(out.Smarthost, dnscheck.CheckSPFHost(ctx, res, d, host))
-		}
-	}
+	out.Smarthost = relay.CheckSmarthosts(ctx, cfg, res, d)
 	if c, _, err := dialAdmin(cfg); err == nil {
 		if st, err := c.Status(); err == nil {
 			out.TLSClients = st.TLSClients
@@ -90,7 +85,7 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	} else {
-		renderCheck(stdout, out, cfg.Smarthost.Configured())
+		renderCheck(stdout, out, cfg.HasSmarthosts())
 	}
 	if out.Exit != 0 {
 		return exitError{out.Exit}
@@ -145,7 +140,7 @@ func renderCheck(w io.Writer, r checkResult, haveSmarthost bool) {
 		if haveSmarthost {
 			fmt.Fprintln(w, "ptrelay sends through your smart host (routing.mode = \"auto\") until the lines marked fail are fixed.")
 		} else {
-			fmt.Fprintln(w, "Fix the lines marked fail, or configure a [smarthost] (your ISP's or provider's) and ptrelay will use it.")
+			fmt.Fprintln(w, "Fix the lines marked fail, or configure a smart host in [[smarthosts]] (your ISP's or provider's) and ptrelay will use it.")
 		}
 	default:
 		fmt.Fprintln(w, "Verdict: unknown. The checks could not finish (see the lines marked unknown); run again later.")

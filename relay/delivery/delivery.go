@@ -40,10 +40,12 @@ const (
 
 // Result is one recipient attempt, as logged and as handed to Observers.OnAttempt.
 type Result struct {
-	ID      string            // queue ID
-	Rcpt    string            // recipient address
-	Route   route.Route       // "" when no route was needed (admin bounce, expiry at pick-up)
-	Relay   string            // "host[ip]:port", or "none" when no connection was made
+	ID    string      // queue ID
+	Rcpt  string      // recipient address
+	Route route.Route // "" when no route was needed (admin bounce, expiry at pick-up)
+	// Smarthost names the smart host of the attempt ("" for direct delivery, or when no host was chosen).
+	Smarthost string
+	Relay     string            // "host[ip]:port" ("NAME/host[ip]:port" for a smart host), or "none"
 	Outcome Outcome           //
 	Status  smtpstatus.Status // the remote's reply, or ours (Code 0) when the peer said nothing
 	Delay   time.Duration     // since the message arrived
@@ -58,6 +60,19 @@ type Observers struct {
 	// OnReroute is called once per recipient rerouted to the smart host, with route.Classify's reason ("ptr",
 	// "pbl", "blocklist", ...), after the reroute is recorded (ptrelay_reroutes_total).
 	OnReroute func(reason string)
+
+	// Smart hosts (the smarthost.down and smarthost.auth alerts). They are called from delivery's goroutines and
+	// must not block.
+
+	// OnSmarthostDown: host name was marked down after its failures; lastErr is its last failure, waiting the
+	// recipients that were waiting for it.
+	OnSmarthostDown func(name, lastErr string, waiting int)
+	// OnSmarthostUp: a recipient was delivered through host name.
+	OnSmarthostUp func(name string)
+	// OnLoginRefused: host name refused the login (a 535, or a token endpoint's refusal); reply quotes it.
+	OnLoginRefused func(name, reply string)
+	// OnLoginOK: a login to host name succeeded.
+	OnLoginOK func(name string)
 }
 
 // Options change how delivery works where production's defaults do not suit (tests, mostly). The zero value
@@ -108,6 +123,11 @@ type Scheduler struct {
 	// prependers add header fields to each message on its way out (outgoing.go), in order.
 	prependers []prepender
 
+	// hosts is what is known of each smart host: health, limits, sending windows (smarthost_hosts.go).
+	hosts *hostBook
+	// tokens are the XOAUTH2 token sources, one per smart host (smarthost_auth.go).
+	tokens tokenSources
+
 	// smarthostOnly remembers recipient domains whose MX refused this host (a reroute) until the time stored:
 	// their next messages go to the smart host without knocking again. In memory only: after a restart, one
 	// refusal teaches it again.
@@ -134,6 +154,7 @@ func New(cfg *Settings, env Env) *Scheduler {
 		env.Options.Now = time.Now
 	}
 	s := &Scheduler{
+		hosts:   newHostBook(env.Store, env.Log),
 		store:   env.Store,
 		res:     env.Resolver,
 		verdict: env.Verdict,
@@ -154,6 +175,11 @@ func New(cfg *Settings, env Env) *Scheduler {
 // transaction with the settings it started with and is not reused after it.
 func (s *Scheduler) Reload(cfg *Settings) {
 	s.cfg.Store(cfg)
+	keep := map[string]bool{}
+	for _, h := range cfg.Smarthosts {
+		keep[h.Name] = true
+	}
+	s.hosts.forget(keep)
 	s.Kick()
 }
 

@@ -30,12 +30,23 @@ func testConfig(port int) *config.Config {
 	c.Delivery.Concurrency = 8
 	c.Delivery.PerDestination = 4
 	c.Routing.Mode = "direct"
-	c.Smarthost = config.Smarthost{}
+	c.Smarthosts = nil
 	c.Queue.RetryMin = config.Duration(200 * time.Millisecond)
 	c.Queue.RetryMax = config.Duration(400 * time.Millisecond)
 	c.Queue.Lifetime = config.Duration(time.Hour)
 	c.Queue.DelayWarning = 0
 	return c
+}
+
+// smarthostEntry is one [[smarthosts]] entry named "isp" at addr with the documented defaults, tls as given, and
+// edit applied.
+func smarthostEntry(addr string, tls config.SmarthostTLS, edit func(*config.Smarthost)) config.Smarthost {
+	h := config.NewSmarthost("isp", addr)
+	h.TLS = tls
+	if edit != nil {
+		edit(&h)
+	}
+	return h
 }
 
 func openStore(t *testing.T, dir string) *queue.Store {

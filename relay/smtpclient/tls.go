@@ -44,6 +44,9 @@ type TLSPolicy struct {
 	VerifyConnection func(tls.ConnectionState) error
 	// MinVersion is the lowest TLS version accepted; 0 means crypto/tls's default for clients (TLS 1.2).
 	MinVersion uint16
+	// ClientCert, when set, is presented to a server that asks for a client certificate (a smart host's
+	// connector that authenticates the sending server by its certificate).
+	ClientCert *tls.Certificate
 }
 
 func (p TLSPolicy) config(host string) *tls.Config {
@@ -51,11 +54,15 @@ func (p TLSPolicy) config(host string) *tls.Config {
 	if name == "" {
 		name = host
 	}
-	return &tls.Config{
+	c := &tls.Config{
 		ServerName:         name,
 		RootCAs:            p.RootCAs,
 		InsecureSkipVerify: !p.Verify,
 		VerifyConnection:   p.VerifyConnection,
 		MinVersion:         p.MinVersion,
 	}
+	if p.ClientCert != nil {
+		c.Certificates = []tls.Certificate{*p.ClientCert}
+	}
+	return c
 }

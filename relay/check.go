@@ -1,0 +1,27 @@
+package relay
+
+import (
+	"context"
+	"time"
+
+	"ptrelay/config"
+	"ptrelay/dnscheck"
+	"ptrelay/relay/delivery"
+)
+
+// CheckSmarthosts is `ptrelay check`'s line per smart host: the host is reached and logged in to as a delivery
+// would (resolve, connect, TLS, EHLO, AUTH with a token fetched for XOAUTH2, QUIT; no mail is sent), and the
+// sending domain's SPF record authorises it (when domain is known).
+func CheckSmarthosts(ctx context.Context, cfg *config.Config, res *dnscheck.Resolver, domain string) []dnscheck.Check {
+	var out []dnscheck.Check
+	st := delivery.NewSettings(cfg)
+	for i := range st.Smarthosts {
+		h := &st.Smarthosts[i]
+		out = append(out, delivery.ProbeSmarthost(ctx, h, delivery.ProbeOptions{Resolver: res, Hostname: cfg.Hostname,
+			Bind: cfg.Delivery.Bind, Timeout: 30 * time.Second}))
+		if domain != "" {
+			out = append(out, dnscheck.CheckSPFHost(ctx, res, domain, h.Host))
+		}
+	}
+	return out
+}
