@@ -6,8 +6,8 @@ package config
 // Config is the whole configuration file. Field order follows docs/configuration.md so that `ptrelay config check` prints
 // the sections in the order the documentation describes them.
 type Config struct {
-	Hostname  string    `toml:"hostname"`
-	DataDir   string    `toml:"data_dir"`
+	Hostname   string      `toml:"hostname"`
+	DataDir    string      `toml:"data_dir"`
 	SMTP       SMTP        `toml:"smtp"`
 	Smarthosts []Smarthost `toml:"smarthosts"` // in order of preference; empty: no smart host
 	Routing    Routing     `toml:"routing"`

@@ -181,4 +181,3 @@ func expiry(leaf *x509.Certificate, path string, now time.Time) []Finding {
 	}
 	return nil
 }
-

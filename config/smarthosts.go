@@ -26,9 +26,9 @@ type Smarthost struct {
 	// MaxConnections bounds the sessions to this host (Microsoft 365: 3 per mailbox).
 	MaxConnections int `toml:"max_connections"`
 	// MaxRecipients is the most recipients per transaction; more are split into several transactions.
-	MaxRecipients int      `toml:"max_recipients"`
-	MessageRate   []string `toml:"message_rate"`   // "30/min", ...: sliding windows, all must hold
-	RecipientRate []string `toml:"recipient_rate"` // "10000/day", ...
+	MaxRecipients int         `toml:"max_recipients"`
+	MessageRate   []string    `toml:"message_rate"`   // "30/min", ...: sliding windows, all must hold
+	RecipientRate []string    `toml:"recipient_rate"` // "10000/day", ...
 	WhenLimited   WhenLimited `toml:"when_limited"`
 	// Senders are the envelope-sender domains this host may carry; empty: any.
 	Senders         []string `toml:"senders"`

@@ -124,10 +124,10 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 		return nil, err
 	}
 	r.scheduler = delivery.New(delivery.NewSettings(cfg), delivery.Env{
-		Store:     store,
-		Resolver:  r.resolver,
-		Verdict:   r.checker,
-		Log:       component(opts.Log, "delivery"),
+		Store:    store,
+		Resolver: r.resolver,
+		Verdict:  r.checker,
+		Log:      component(opts.Log, "delivery"),
 		Observers: delivery.Observers{OnAttempt: r.observeAttempt, OnReroute: r.metrics.Reroute,
 			OnSmarthostDown: r.alerts.SmarthostDown, OnSmarthostUp: r.alerts.SmarthostUp,
 			OnLoginRefused: r.alerts.SmarthostLoginRefused, OnLoginOK: r.alerts.SmarthostLoginOK},

@@ -64,10 +64,14 @@ func (b *hostBook) state(name string, now time.Time) *hostState {
 }
 
 // down reports a host in its pause.
-func (st *hostState) down(now time.Time) bool { return !st.downSince.IsZero() && now.Before(st.downUntil) }
+func (st *hostState) down(now time.Time) bool {
+	return !st.downSince.IsZero() && now.Before(st.downUntil)
+}
 
 // halfOpen reports a host whose pause is over: the next delivery through it is the probe.
-func (st *hostState) halfOpen(now time.Time) bool { return !st.downSince.IsZero() && !now.Before(st.downUntil) }
+func (st *hostState) halfOpen(now time.Time) bool {
+	return !st.downSince.IsZero() && !now.Before(st.downUntil)
+}
 
 // probing reports a probe under way by another transaction than t.
 func (st *hostState) probingBy(t *txn, now time.Time) bool {
