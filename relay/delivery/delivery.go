@@ -137,8 +137,9 @@ type Scheduler struct {
 	hops map[hopKey]*hop
 	// pressure is closed (and replaced) when work waits for a session slot that idle sessions hold: they quit.
 	pressure chan struct{}
-	active   int // sessions running, all hops
-	waiting  int // claimed transactions not yet handed to a session
+	active   int    // sessions running, all hops
+	waiting  int    // claimed transactions not yet handed to a session
+	seq      uint64 // the last transaction number given (scheduler loop only)
 	stop     bool
 }
 

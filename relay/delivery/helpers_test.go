@@ -19,6 +19,7 @@ import (
 	"ptrelay/config"
 	"ptrelay/dnscheck"
 	"ptrelay/queue"
+	"ptrelay/relay/oauth/oauthtest"
 )
 
 // testConfig is a direct-delivery config for loopback peers: short retries, delivery.port = port.
@@ -221,18 +222,22 @@ type fakePeer struct {
 	helos    []string
 	msgs     []fakeMsg
 	authed   []string
+	tokens   []string // XOAUTH2 tokens presented, in order
 	dataN    int
 	rcptN    int
 
 	// scripts; nil means accept
-	mailErr   func(sess, n int) error           // n counts MAIL commands within the session
-	rcptErr   func(txRcpt int, to string) error // txRcpt counts RCPTs within the transaction
-	dataErr   func(n int) error                 // n counts DATA commands, from 1
-	dataHook  func(n int, c *smtp.Conn, r io.Reader) error
-	authUsers map[string]string // PLAIN/LOGIN credentials when set; AUTH offered then
-	mechs     []string
-	tls       *tls.Config // STARTTLS offered when set
-	ext       func(*smtp.Server)
+	mailErr     func(sess, n int) error           // n counts MAIL commands within the session
+	mailErrFrom func(from string) error           // by the sender
+	rcptErr     func(txRcpt int, to string) error // txRcpt counts RCPTs within the transaction
+	dataErr     func(n int) error                 // n counts DATA commands, from 1
+	dataHook    func(n int, c *smtp.Conn, r io.Reader) error
+	authUsers   map[string]string // PLAIN/LOGIN credentials when set; AUTH offered then
+	// xoauth2, when set, offers AUTH XOAUTH2 and judges each user and token (oauthtest.XOAUTH2Server).
+	xoauth2 func(user, token string) bool
+	mechs   []string
+	tls     *tls.Config // STARTTLS offered when set
+	ext     func(*smtp.Server)
 }
 
 func startFake(t *testing.T, addr string, configure func(*fakePeer)) *fakePeer {
@@ -279,6 +284,12 @@ func (f *fakePeer) messages() []fakeMsg {
 	return append([]fakeMsg(nil), f.msgs...)
 }
 
+func (f *fakePeer) presentedTokens() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.tokens...)
+}
+
 func (f *fakePeer) sessionCount() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -304,10 +315,12 @@ type fakeSession struct {
 }
 
 func (s *fakeSession) AuthMechanisms() []string {
-	if s.f.authUsers == nil {
+	switch {
+	case s.f.xoauth2 != nil:
+		return []string{"XOAUTH2"}
+	case s.f.authUsers == nil:
 		return nil
-	}
-	if s.f.mechs != nil {
+	case s.f.mechs != nil:
 		return s.f.mechs
 	}
 	return []string{sasl.Plain, sasl.Login}
@@ -324,6 +337,19 @@ func (s *fakeSession) Auth(mech string) (sasl.Server, error) {
 		return smtp.ErrAuthFailed
 	}
 	switch mech {
+	case "XOAUTH2":
+		if s.f.xoauth2 != nil {
+			return oauthtest.XOAUTH2Server(func(user, tok string) bool {
+				ok := s.f.xoauth2(user, tok)
+				s.f.mu.Lock()
+				s.f.tokens = append(s.f.tokens, tok)
+				if ok {
+					s.f.authed = append(s.f.authed, mech+":"+user)
+				}
+				s.f.mu.Unlock()
+				return ok
+			}), nil
+		}
 	case sasl.Plain:
 		return sasl.NewPlainServer(func(_, u, p string) error { return check(u, p) }), nil
 	case sasl.Login:
@@ -364,6 +390,14 @@ func (s *fakeSession) Mail(from string, opts *smtp.MailOptions) error {
 	s.nmail++
 	if s.f.mailErr != nil {
 		if err := s.f.mailErr(s.sess, s.nmail); err != nil {
+			return err
+		}
+	}
+	s.f.mu.Lock()
+	byFrom := s.f.mailErrFrom
+	s.f.mu.Unlock()
+	if byFrom != nil {
+		if err := byFrom(from); err != nil {
 			return err
 		}
 	}

@@ -19,6 +19,9 @@ type txn struct {
 	key   hopKey
 	// sh is how a smart-host transaction was routed this attempt (smarthost_route.go); zero for direct mail.
 	sh smarthostTxn
+	// seq orders transactions by their claim (the scheduler loop numbers them): one that goes on to another smart
+	// host keeps its place in that host's queue.
+	seq uint64
 }
 
 func (s *Scheduler) backoff(cfg *Settings, attempts int) time.Duration {

@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -125,6 +126,10 @@ func (s *Scheduler) claimAll(cfg *Settings, msgs []*queue.Message, now time.Time
 	wg.Wait()
 	progress := false
 	for i := range msgs {
+		for _, t := range txns[i] {
+			s.seq++
+			t.seq = s.seq
+		}
 		s.enqueue(txns[i])
 		progress = progress || changed[i]
 	}
@@ -133,8 +138,8 @@ func (s *Scheduler) claimAll(cfg *Settings, msgs []*queue.Message, now time.Time
 
 func (s *Scheduler) enqueue(txns []*txn) { s.queueTxns(txns, false) }
 
-// enqueueFront queues txns before anything waiting for their hops, in their order (transactions that go on to
-// another smart host: they were claimed first).
+// enqueueFront queues txns among what waits for their hops in the order they were claimed (transactions that
+// go on to another smart host: most waiting mail was claimed after them).
 func (s *Scheduler) enqueueFront(txns []*txn) {
 	s.queueTxns(txns, true)
 	s.poke()
@@ -157,7 +162,13 @@ func (s *Scheduler) queueTxns(txns []*txn, front bool) {
 			s.hops[t.key] = h
 		}
 		if front {
-			h.queue = append([]*txn{t}, h.queue...)
+			// Before the first transaction claimed after it: mail that goes on to another smart host keeps its
+			// place among the mail already waiting there.
+			i := 0
+			for i < len(h.queue) && h.queue[i].seq <= t.seq {
+				i++
+			}
+			h.queue = slices.Insert(h.queue, i, t)
 		} else {
 			h.queue = append(h.queue, t)
 		}

@@ -167,7 +167,8 @@ func (s *Scheduler) route(cfg *Settings, t *txn) []*txn {
 		s.hosts.claimProbe(h.Name, t, now)
 		var rest *txn
 		if n := h.chunk(); len(t.rcpts) > n {
-			rest = &txn{msg: t.msg, rcpts: t.rcpts[n:], key: t.key, sh: smarthostTxn{pinned: t.sh.pinned, tried: cloneTried(t.sh.tried)}}
+			rest = &txn{msg: t.msg, rcpts: t.rcpts[n:], key: t.key, seq: t.seq,
+				sh: smarthostTxn{pinned: t.sh.pinned, tried: cloneTried(t.sh.tried)}}
 			t.rcpts = t.rcpts[:n:n]
 		}
 		t.key = hopKey{Route: route.Smarthost, Dest: h.Name}

@@ -144,7 +144,7 @@ func (s *Scheduler) judge(cfg *Settings, h *Smarthost, t *txn, results []rcptRes
 	if len(moved) == 0 {
 		return false
 	}
-	rest := &txn{msg: t.msg, rcpts: moved, key: t.key, sh: smarthostTxn{pinned: t.sh.pinned, tried: cloneTried(t.sh.tried)}}
+	rest := &txn{msg: t.msg, rcpts: moved, key: t.key, seq: t.seq, sh: smarthostTxn{pinned: t.sh.pinned, tried: cloneTried(t.sh.tried)}}
 	d := why.decision
 	switch class {
 	case classHost:
