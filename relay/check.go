@@ -15,11 +15,13 @@ import (
 func CheckSmarthosts(ctx context.Context, cfg *config.Config, res *dnscheck.Resolver, domain string) []dnscheck.Check {
 	var out []dnscheck.Check
 	st := delivery.NewSettings(cfg)
+	spf := map[string]bool{} // one SPF line per host name, however many entries use it
 	for i := range st.Smarthosts {
 		h := &st.Smarthosts[i]
 		out = append(out, delivery.ProbeSmarthost(ctx, h, delivery.ProbeOptions{Resolver: res, Hostname: cfg.Hostname,
 			Bind: cfg.Delivery.Bind, Timeout: 30 * time.Second}))
-		if domain != "" {
+		if domain != "" && !spf[h.Host] {
+			spf[h.Host] = true
 			out = append(out, dnscheck.CheckSPFHost(ctx, res, domain, h.Host))
 		}
 	}

@@ -49,11 +49,11 @@ var hostTexts = []string{
 // sender").
 var sendAsTexts = []string{"sendasdenied", "permissions to send as"}
 
-// smarthostClass judges a reply a smart host gave at stage st (a status of ours, Code 0, is about the network
-// or us: the ordinary rules apply).
+// smarthostClass judges a reply a smart host gave at stage st. Only refusals (4xx, 5xx) are judged: a status of
+// ours (Code 0) is about the network or us, and the ordinary rules apply.
 func smarthostClass(st stage, s smtpstatus.Status) hostClass {
-	if s.Code == 0 {
-		return classRecipient
+	if s.Code/100 != 4 && s.Code/100 != 5 {
+		return classRecipient // ours (Code 0: about the network or us), or a success whatever its words
 	}
 	text := strings.ToLower(s.Text)
 	has := func(list []string) bool {

@@ -68,12 +68,20 @@ func ProbeSmarthost(ctx context.Context, h *Smarthost, o ProbeOptions) dnscheck.
 		errors.As(last, &se)
 		switch {
 		case se == nil || se.Stage == smtpclient.StageConnect:
-			return fail("cannot connect to "+h.Address+": "+errText(last), "check the address and port of smart host "+h.Name+
+			cause := last
+			if se != nil {
+				cause = se.Err
+			}
+			return fail("cannot connect to "+h.Address+": "+errText(cause), "check the address and port of smart host "+h.Name+
 				", and that this network lets connections out to that port (some ISPs block 25; providers use 587 or 465)")
 		case se.Stage == smtpclient.StageTLS:
 			return fail("TLS with "+smarthostRelay(h, se.Relay)+" failed: "+errText(se.Err), tlsFix(se.Err, h))
 		}
-		return fail(smarthostRelay(h, se.Relay)+" refused the session at "+string(se.Stage)+": "+errText(se.Err),
+		said := errText(se.Err)
+		if reply, ok := smtpstatus.FromError(se.Err); ok {
+			said = replyText(reply)
+		}
+		return fail(smarthostRelay(h, se.Relay)+" refused the session at "+string(se.Stage)+": "+said,
 			"the host refuses this machine: check with its provider that this server's address may relay (or log in)")
 	}
 	defer ss.Close(true)
@@ -123,6 +131,10 @@ func ProbeSmarthost(ctx context.Context, h *Smarthost, o ProbeOptions) dnscheck.
 	case errors.As(err, &notOffered):
 		return fail(relay+": "+notOffered.Error(), notOfferedFix(h, notOffered))
 	}
-	reply, _ := smtpstatus.FromError(err)
-	return fail(relay+" refused the login as "+h.Username+": "+errText(err), LoginFix(h, reply))
+	said := errText(err)
+	reply, ok := smtpstatus.FromError(err)
+	if ok {
+		said = replyText(reply)
+	}
+	return fail(relay+" refused the login as "+h.Username+": "+said, LoginFix(h, reply))
 }

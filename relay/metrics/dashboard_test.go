@@ -77,6 +77,10 @@ func exportedNames(t *testing.T) map[string]dto.MetricType {
 	m.AlertNotice("listed", "mail", "sent")
 	m.AlertsFiring(map[string]int{"listed": 1})
 	m.SetQueueStats(func() (map[string]int, time.Time) { return map[string]int{}, time.Time{} })
+	m.SetSmarthosts(func() []SmarthostGauge {
+		return []SmarthostGauge{{Name: "m365", Up: true, Budgets: []BudgetGauge{{Window: "msg 1m", Remaining: 30}}}}
+	})
+	m.SmarthostDelivery("m365", "sent")
 	fams, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
