@@ -126,9 +126,12 @@ data_dir = "$dir/data"
 listen = ["$listen"]
 allowed_networks = ["127.0.0.0/8"]
 
-[smarthost]
+[[smarthosts]]
+name = "sink"
 address = "$smarthost"
 tls = "none"
+max_connections = 20      # as many sessions as delivery.per_destination allows, as Postfix opens
+max_recipients = 1000
 
 [routing]
 mode = "smarthost"
