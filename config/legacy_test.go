@@ -58,3 +58,25 @@ via = "smarthost"
 		t.Errorf("the block's host reads its password from credential %q, not the shipped unit's %q", got.PasswordCredential(), credentialName)
 	}
 }
+
+// TestDKIMSafe: dkim_safe_headers = "auto" is on for Amazon SES's hosts only; true and false win.
+func TestDKIMSafe(t *testing.T) {
+	for _, c := range []struct {
+		address string
+		v       AutoBool
+		want    bool
+	}{
+		{"email-smtp.eu-west-1.amazonaws.com:587", AutoBoolAuto, true},
+		{"inbound-smtp.us-east-1.amazonses.com:25", "", true},
+		{"amazonaws.com.evil.example:587", AutoBoolAuto, false},
+		{"smtp.office365.com:587", AutoBoolAuto, false},
+		{"smtp.office365.com:587", AutoBoolTrue, true},
+		{"email-smtp.eu-west-1.amazonaws.com:587", AutoBoolFalse, false},
+	} {
+		h := NewSmarthost("h", c.address)
+		h.DKIMSafeHeaders = c.v
+		if got := h.DKIMSafe(); got != c.want {
+			t.Errorf("%s with %q: %v, want %v", c.address, c.v, got, c.want)
+		}
+	}
+}

@@ -209,6 +209,8 @@ type fakeMsg struct {
 	Size  int64 // MAIL's SIZE=
 	TLS   bool
 	Rcpt  []string // "addr NOTIFY=... ORCPT=..." as the peer parsed them
+	// ClientCert is the common name of the certificate the client presented in the TLS handshake.
+	ClientCert string
 }
 
 // fakePeer is a go-smtp server with scripted faults, for what smtp-sink cannot do.
@@ -446,7 +448,11 @@ func (s *fakeSession) Data(r io.Reader) error {
 		}
 	}
 	m := fakeMsg{From: s.from, To: s.to, Data: b, Helo: s.c.Hostname(), Sess: s.sess, Rcpt: s.rcpt}
-	_, m.TLS = s.c.TLSConnectionState()
+	var state tls.ConnectionState
+	state, m.TLS = s.c.TLSConnectionState()
+	if len(state.PeerCertificates) > 0 {
+		m.ClientCert = state.PeerCertificates[0].Subject.CommonName
+	}
 	if s.opts != nil {
 		m.UTF8 = s.opts.UTF8
 		m.Body8 = s.opts.Body == smtp.Body8BitMIME

@@ -78,3 +78,20 @@ func smarthostClass(st stage, s smtpstatus.Status) hostClass {
 	}
 	return classRecipient
 }
+
+// hostFix is the sentence for the admin about a host-level reply, "" when the reply needs none (the host is
+// overloaded, or not reachable: nothing to change on this side).
+func hostFix(h *Smarthost, s smtpstatus.Status) string {
+	text := strings.ToLower(s.Text)
+	switch {
+	case s.Enhanced == smtpstatus.Enhanced{5, 7, 30} || strings.Contains(text, "basic authentication is not supported"):
+		return LoginFix(h, s)
+	case strings.Contains(text, "thread limit exceeded"):
+		return "set max_connections = 3 for smart host " + h.Name + ": Microsoft 365 allows three sessions per mailbox"
+	case strings.Contains(text, "throttling failure"):
+		return "set message_rate of smart host " + h.Name + " to the provider's sending rate (Amazon SES: the account's maximum send rate per second)"
+	case strings.Contains(text, "client not authenticated"):
+		return "smart host " + h.Name + " wants a login: set its username (and auth)"
+	}
+	return ""
+}

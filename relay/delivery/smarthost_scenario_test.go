@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"crypto/tls"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -502,5 +503,44 @@ func TestSmarthost_QuotaLimitsTheHost(t *testing.T) {
 	}
 	if rec.count(Bounced) != 0 || rec.count(Deferred) != 0 {
 		t.Errorf("%d bounced, %d deferred", rec.count(Bounced), rec.count(Deferred))
+	}
+}
+
+// TestSmarthost_ClientCertificate: a host that wants a client certificate (a connector that knows the sending
+// server by it) gets the one tls_client_cert names; without it the TLS handshake fails and the mail is deferred.
+func TestSmarthost_ClientCertificate(t *testing.T) {
+	serverCert, serverKey, serverPool := relaytest.MakeCert(t, t.TempDir(), "127.0.0.1")
+	clientCert, clientKey, clientPool := relaytest.MakeCert(t, t.TempDir(), "relay.contoso.test")
+	pair, err := tls.LoadX509KeyPair(serverCert, serverKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := startFake(t, "127.0.0.1:0", func(f *fakePeer) {
+		f.tls = &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: clientPool}
+	})
+	for _, withCert := range []bool{true, false} {
+		t.Run(fmt.Sprintf("cert=%v", withCert), func(t *testing.T) {
+			h := config.NewSmarthost("connector", f.addr)
+			h.Auth = config.AuthNone
+			if withCert {
+				h.TLSClientCert, h.TLSClientKey = clientCert, clientKey
+			}
+			st := openStore(t, t.TempDir())
+			put(t, st, queue.Envelope{From: "s@contoso.test"}, msgBody("cert"), "x@far.test")
+			_, rec, _ := run(t, shConfig(h), st, nil, Options{RootCAs: serverPool})
+			waitFor(t, "an attempt", 15*time.Second, func() bool { return len(rec.list()) >= 1 })
+			r := rec.list()[0]
+			if !withCert {
+				// TLS 1.3: the server's refusal arrives with the first reply after the handshake.
+				if r.Outcome != Deferred || !strings.Contains(r.Status.Text, "tls: certificate required") {
+					t.Errorf("without the certificate: %+v (%s), want deferred for the missing certificate", r, r.Reply())
+				}
+				return
+			}
+			msgs := f.messages()
+			if r.Outcome != Sent || len(msgs) != 1 || msgs[0].ClientCert != "relay.contoso.test" {
+				t.Errorf("with the certificate: %+v, messages %+v", r, msgs)
+			}
+		})
 	}
 }

@@ -172,9 +172,13 @@ func (s *Scheduler) hostFailed(cfg *Settings, h *Smarthost, t *txn, d decision, 
 	now := s.now()
 	down, pause := s.hosts.failure(h.Name, d, now, cfg.Failover)
 	t.tried(h, d, relay, classHost)
+	var fix []any
+	if f := hostFix(h, d.Status); f != "" {
+		fix = []any{"fix", f}
+	}
 	if !down {
-		s.log.Warn("smart host failed; trying the next one", "id", t.msg.ID, "smarthost", h.Name, "relay", relay,
-			"reply", replyText(d.Status))
+		s.log.Warn("smart host failed; trying the next one", append([]any{"id", t.msg.ID, "smarthost", h.Name,
+			"relay", relay, "reply", replyText(d.Status)}, fix...)...)
 		s.reroute(cfg, t)
 		return
 	}
@@ -183,8 +187,8 @@ func (s *Scheduler) hostFailed(cfg *Settings, h *Smarthost, t *txn, d decision, 
 	for _, q := range queued {
 		waiting += len(q.rcpts)
 	}
-	s.log.Error("smart host is down; mail goes to the next smart host, or waits", "smarthost", h.Name, "relay", relay,
-		"reply", replyText(d.Status), "pause", pause.String(), "waiting", waiting)
+	s.log.Error("smart host is down; mail goes to the next smart host, or waits", append([]any{"smarthost", h.Name,
+		"relay", relay, "reply", replyText(d.Status), "pause", pause.String(), "waiting", waiting}, fix...)...)
 	if s.obs.OnSmarthostDown != nil {
 		s.obs.OnSmarthostDown(h.Name, replyText(d.Status), waiting)
 	}

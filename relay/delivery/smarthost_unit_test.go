@@ -1,6 +1,8 @@
 package delivery
 
 import (
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -248,4 +250,21 @@ func TestChoose(t *testing.T) {
 
 func testMessage(from string) *queue.Message {
 	return &queue.Message{ID: "TEST", Envelope: queue.Envelope{From: from}}
+}
+
+// TestHostFix: the host-level replies that have a fix on this side say it.
+func TestHostFix(t *testing.T) {
+	h := &Smarthost{Name: "m365", Username: "relay@contoso.com"}
+	for _, c := range []struct{ reply, want string }{
+		{"550 5.7.30 Basic authentication is not supported for Client Submission.", `auth = "xoauth2"`},
+		{"432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded", "max_connections = 3"},
+		{"454 Throttling failure: Maximum sending rate exceeded.", "message_rate"},
+		{"530 5.7.57 Client not authenticated to send mail.", "username"},
+		{"421 4.3.2 Service not available", ""},
+	} {
+		code, _ := strconv.Atoi(c.reply[:3])
+		if got := hostFix(h, smtpstatus.ParseReply(code, c.reply[4:])); c.want == "" && got != "" || !strings.Contains(got, c.want) {
+			t.Errorf("%s: fix %q, want one with %q", c.reply, got, c.want)
+		}
+	}
 }
