@@ -2,6 +2,8 @@ package relay
 
 import (
 	"context"
+	"os"
+	"slices"
 	"time"
 
 	"ptrelay/config"
@@ -14,7 +16,7 @@ import (
 // sending domain's SPF record authorises it (when domain is known).
 func CheckSmarthosts(ctx context.Context, cfg *config.Config, res *dnscheck.Resolver, domain string) []dnscheck.Check {
 	var out []dnscheck.Check
-	st := delivery.NewSettings(cfg)
+	st := delivery.NewSettings(withUnitCredential(cfg))
 	spf := map[string]bool{} // one SPF line per host name, however many entries use it
 	for i := range st.Smarthosts {
 		h := &st.Smarthosts[i]
@@ -26,4 +28,22 @@ func CheckSmarthosts(ctx context.Context, cfg *config.Config, res *dnscheck.Reso
 		}
 	}
 	return out
+}
+
+// withUnitCredential lets `ptrelay check`, run from an admin's shell where systemd's $CREDENTIALS_DIRECTORY does
+// not exist, log in to the smart host named "smarthost" with the file the shipped unit hands over as that
+// credential (config.PackagedCredentialFile), as the service would.
+func withUnitCredential(cfg *config.Config) *config.Config {
+	if os.Getenv("CREDENTIALS_DIRECTORY") != "" {
+		return cfg
+	}
+	c := *cfg
+	c.Smarthosts = slices.Clone(cfg.Smarthosts)
+	for i := range c.Smarthosts {
+		h := &c.Smarthosts[i]
+		if h.UsesPassword() && h.PasswordFile == "" && h.PasswordCredential() == "smarthost" {
+			h.PasswordFile = config.PackagedCredentialFile
+		}
+	}
+	return &c
 }

@@ -133,7 +133,7 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 			OnLoginRefused: r.alerts.SmarthostLoginRefused, OnLoginOK: r.alerts.SmarthostLoginOK},
 	})
 	r.metrics.SetSmarthosts(r.smarthostGauges)
-	r.admin = admin.NewServer(store, r.status, r.scheduler.Kick, component(opts.Log, "admin"))
+	r.admin = admin.NewServer(store, r.status, r.scheduler.Retry, component(opts.Log, "admin"))
 	r.admin.SetAlerts(r.alertStatus, r.alertTest)
 
 	for _, addr := range cfg.SMTP.Listen {

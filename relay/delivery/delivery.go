@@ -175,12 +175,23 @@ func New(cfg *Settings, env Env) *Scheduler {
 // settings apply from the next pick-up, including to mail already queued; a session in flight finishes its
 // transaction with the settings it started with and is not reused after it.
 func (s *Scheduler) Reload(cfg *Settings) {
-	s.cfg.Store(cfg)
+	old := s.cfg.Swap(cfg)
 	keep := map[string]bool{}
-	for _, h := range cfg.Smarthosts {
+	for i := range cfg.Smarthosts {
+		h := &cfg.Smarthosts[i]
 		keep[h.Name] = true
+		if o := old.smarthost(h.Name); o != nil && o.identity() != h.identity() {
+			s.hosts.reset(h.Name) // another address or login: its failures were the old settings'
+		}
 	}
 	s.hosts.forget(keep)
+	s.Kick()
+}
+
+// Retry wakes the scheduler for the admin's `queue retry` (and release): due mail is looked at now, and a smart
+// host in its pause after failures is probed by the next delivery instead of at the pause's end.
+func (s *Scheduler) Retry() {
+	s.hosts.endPauses(s.now())
 	s.Kick()
 }
 

@@ -219,7 +219,7 @@ func (s *Scheduler) dispatch(ctx context.Context, wg *sync.WaitGroup) {
 	}
 	starved, idle := false, 0
 	for key, h := range s.hops {
-		limit := hopLimit(cfg, key, perDest)
+		limit := s.hopLimit(cfg, key, perDest)
 		idle += h.idle
 		if len(h.queue) > h.idle && h.sessions < limit && s.active >= total {
 			starved = true
@@ -351,10 +351,13 @@ func (s *Scheduler) shutdown(wg *sync.WaitGroup) {
 }
 
 // hopLimit is the most sessions a hop may have: delivery.per_destination, and for a smart host no more than its
-// max_connections.
-func hopLimit(cfg *Settings, key hopKey, perDest int) int {
+// max_connections, and one while it is probed after a pause (its first delivery decides; the others follow it).
+func (s *Scheduler) hopLimit(cfg *Settings, key hopKey, perDest int) int {
 	if key.Route == route.Smarthost {
 		if h := cfg.smarthost(key.Dest); h != nil {
+			if s.hosts.probing(h.Name, s.now()) {
+				return 1
+			}
 			return min(perDest, h.MaxConnections)
 		}
 	}

@@ -236,3 +236,31 @@ func (b *hostBook) forget(keep map[string]bool) {
 		}
 	}
 }
+
+// probing reports a host whose pause is over: it takes one session until its probe decides.
+func (b *hostBook) probing(name string, now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := b.hosts[name]
+	return st != nil && st.halfOpen(now)
+}
+
+// endPauses ends the pause of every down host, so that the next delivery probes it (the admin's `queue retry`).
+func (b *hostBook) endPauses(now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, st := range b.hosts {
+		if st.down(now) {
+			st.downUntil = now
+		}
+	}
+}
+
+// reset forgets a host's health (not its windows): its settings changed, so its past failures say nothing.
+func (b *hostBook) reset(name string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if st := b.hosts[name]; st != nil {
+		st.failures, st.downs, st.downSince, st.downUntil, st.probe, st.remoteUntil = 0, 0, time.Time{}, time.Time{}, nil, time.Time{}
+	}
+}

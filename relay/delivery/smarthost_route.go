@@ -66,6 +66,7 @@ func (b *hostBook) choose(cfg *Settings, t *txn, now time.Time) choice {
 		last                    *choice
 		limited                 time.Time
 		limitedBy               *Smarthost
+		probed                  *Smarthost // a host whose pause is over, being probed by another transaction
 	)
 	for _, h := range hosts {
 		if !h.allowsSender(t.msg.Envelope.From) {
@@ -80,8 +81,14 @@ func (b *hostBook) choose(cfg *Settings, t *txn, now time.Time) choice {
 			continue
 		}
 		st := b.state(h.Name, now)
-		if st.down(now) || st.halfOpen(now) && st.probingBy(t, now) {
+		if st.down(now) {
 			last = &choice{verdict: downVerdict(h, st), relay: "none"}
+			continue
+		}
+		if st.halfOpen(now) && st.probingBy(t, now) {
+			if probed == nil {
+				probed = h
+			}
 			continue
 		}
 		st.msgs.prune(now)
@@ -104,6 +111,10 @@ func (b *hostBook) choose(cfg *Settings, t *txn, now time.Time) choice {
 				"[[smarthosts]] entry, or leave senders empty on one")}}
 	case refusedSender == eligible && last != nil:
 		return *last // every host refused the sender: the refusal stands
+	case probed != nil:
+		// No other host: wait behind the probe in the host's queue (one session while it is probed), rather
+		// than a deferral for the whole backoff when the probe may succeed in a moment.
+		return choice{host: probed}
 	case last != nil:
 		c := *last
 		if c.verdict.Outcome == Bounced {

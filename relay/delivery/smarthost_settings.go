@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"crypto/tls"
+	"fmt"
 	"net"
 	"strings"
 	"time"
@@ -149,4 +150,16 @@ func (st *Settings) smarthost(name string) *Smarthost {
 		}
 	}
 	return nil
+}
+
+// identity is what makes a host the same host across a reload: where it is and how ptrelay logs in.
+func (h *Smarthost) identity() string {
+	id := fmt.Sprint(h.Address, "|", h.TLS, "|", h.Verify, "|", h.Auth, "|", h.Username, "|", h.PasswordSource, "|",
+		h.ClientCert != nil)
+	if h.OAuth != nil {
+		o := h.OAuth
+		id += fmt.Sprint("|", o.Provider, "|", o.TokenURL, "|", o.Tenant, "|", o.ClientID, "|", o.SecretSource, "|",
+			o.ServiceAccountFile, "|", o.Scopes)
+	}
+	return id
 }

@@ -161,6 +161,11 @@ func TestHostBook_DownPauseProbe(t *testing.T) {
 		if c := b.choose(cfg, other, now); c.host == nil || c.host.Name != "b" {
 			t.Fatalf("a second transaction joins the probe: %+v", c)
 		}
+		pinned := msg()
+		pinned.sh.pinned = "a"
+		if c := b.choose(cfg, pinned, now); c.host == nil || c.host.Name != "a" || !b.probing("a", now) {
+			t.Fatalf("mail with no other host does not wait behind the probe: %+v", c)
+		}
 		if down, pause = b.failure("a", fail, now, cfg.Failover); !down {
 			t.Fatal("a failed probe does not put the host down again at once")
 		}
@@ -171,6 +176,11 @@ func TestHostBook_DownPauseProbe(t *testing.T) {
 		if pauses[i] != want[i] {
 			t.Fatalf("pauses %v, want %v", pauses, want)
 		}
+	}
+	// The admin's `queue retry` ends the pause: the next delivery probes.
+	b.endPauses(now.Add(time.Second))
+	if c := b.choose(cfg, msg(), now.Add(time.Second)); c.host == nil || c.host.Name != "a" {
+		t.Fatalf("after endPauses the host is not probed: %+v", c)
 	}
 	now = now.Add(pause)
 	probe := msg()
