@@ -175,9 +175,9 @@ func TestMessagePage_HistoryReplyAndBodyOnRequest(t *testing.T) {
 	page := h.get(t, "/queue/"+id)
 	for _, want := range []string{
 		"Subject: quarterly report", "From: Alice &lt;alice@example.com&gt;", // headers, escaped
-		"&lt;&gt;",                                                         // the null sender
-		"451 4.7.1 greylisted, try again later",                             // the last reply
-		"temporary failure: ptrelay keeps the message and tries again",      // what ptrelay made of it
+		"&lt;&gt;",                              // the null sender
+		"451 4.7.1 greylisted, try again later", // the last reply
+		"temporary failure: ptrelay keeps the message and tries again", // what ptrelay made of it
 		"3 h ago", "mx.example.org[192.0.2.1]:25", "bob@example.org", "carol@example.net",
 		`href="/queue/` + id + `?body=1"`,
 	} {
