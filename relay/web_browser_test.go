@@ -3,6 +3,9 @@ package relay_test
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -181,7 +184,25 @@ func TestWebBrowser_QueueActions(t *testing.T) {
 	}
 	shot(t, ctx, dir, "message.png")
 
+	// Another site's page (another port: same site, another origin) posts a confirmed delete to the console; the
+	// browser adds the credentials, as it would after a login, and says where the form came from.
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<!DOCTYPE html><title>prize</title><form method="post" action="%s/actions">`+
+			`<input type="hidden" name="verb" value="delete"><input type="hidden" name="confirmed" value="yes">`+
+			`<input type="hidden" name="id" value="%s"><button id="win">Win a prize</button></form>`, e.url, waiting)
+	}))
+	defer evil.Close()
+	bounded(t, ctx, "a foreign page", chromedp.Navigate(evil.URL), chromedp.WaitVisible(chromedp.CSS("#win")))
+	if resp := submit(t, ctx, "the foreign form", "#win"); resp.Status != http.StatusForbidden {
+		t.Errorf("a form posted from another site answered %d, want 403", resp.Status)
+	}
+	if e.get(t, waiting) == nil {
+		t.Fatalf("a form posted from another site deleted a message")
+	}
+
 	// Delete asks first.
+	bounded(t, ctx, "back to the message", chromedp.Navigate(e.url+"/queue/"+held), chromedp.WaitVisible(chromedp.CSS("h1")))
 	if resp := submit(t, ctx, "delete", `button[value="delete"]`); resp.Status != 200 {
 		t.Fatalf("delete answered %d", resp.Status)
 	}
