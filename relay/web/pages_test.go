@@ -212,7 +212,7 @@ func TestDashboard_ShowsTheStatus(t *testing.T) {
 	for _, want := range []string{"203.0.113.7", `badge verdict-smarthost">smarthost`, "no PTR record",
 		"Fix: Ask your ISP to set a PTR record.", "web.listen", "Mail waits", "Fix: Look at the deferred mail.",
 		"451 4.7.1 later", `href="/queue?state=deferred"`, "1 message in the queue", "26 h ago",
-		`http-equiv="refresh"`} {
+		`<meta http-equiv="refresh" content="30">`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("dashboard lacks %q", want)
 		}
