@@ -17,6 +17,7 @@ type Config struct {
 	Egress    Egress    `toml:"egress"`
 	Admin     Admin     `toml:"admin"`
 	Alerts    Alerts    `toml:"alerts"`
+	Web       Web       `toml:"web"`
 }
 
 // SMTP is the inbound side: who may connect, relay and authenticate, and the limits they meet.

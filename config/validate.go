@@ -37,6 +37,7 @@ func (c *Config) problems() []*FieldError {
 	c.checkEgress(k)
 	c.checkAdmin(k)
 	c.checkAlerts(k)
+	c.checkWeb(k)
 	return k.list
 }
 

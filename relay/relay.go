@@ -70,6 +70,7 @@ type Relay struct {
 	pending    atomic.Pointer[[]string]
 	alerts     *alerts.Manager
 	seenDirect seenDirect
+	web        webConsole // [web]: off unless web.listen is set
 }
 
 // New opens the queue and the listeners; nothing is served until Run. Errors say what to fix.
@@ -152,6 +153,9 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 			return nil, fmt.Errorf("admin.metrics_listen %s: %w: %s", cfg.Admin.MetricsListen, err, listenHint(err, cfg.Admin.MetricsListen))
 		}
 	}
+	if err := r.openWeb(cfg); err != nil {
+		return nil, err
+	}
 	ok = true
 	return r, nil
 }
@@ -213,6 +217,8 @@ func (r *Relay) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	adminWG.Add(1)
+	go func() { defer adminWG.Done(); r.serveWeb(adminCtx) }()
 	go sdnotify.Watchdog(adminCtx)
 	_ = sdnotify.Ready()
 	_ = sdnotify.Status(r.statusLine())
@@ -257,6 +263,10 @@ func (r *Relay) Reload(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	applyWeb, err := r.reloadWeb(cfg)
+	if err != nil {
+		return err
+	}
 	if err := r.inbound.Reload(cfg); err != nil {
 		return err
 	}
@@ -266,6 +276,7 @@ func (r *Relay) Reload(cfg *config.Config) error {
 	r.scheduler.Reload(delivery.NewSettings(cfg))
 	r.cfg.Store(cfg)
 	r.alerts.Reload(ac)
+	applyWeb()
 	r.expiryAlerts(time.Now()) // the certificate may have been replaced
 	// Against the start, not the previous reload: a change stays pending over later reloads until a restart,
 	// and one reverted by a reload is pending no more.
@@ -302,6 +313,9 @@ func restartKeys(old, cfg *config.Config) []string {
 	changed("admin.metrics_listen", old.Admin.MetricsListen, cfg.Admin.MetricsListen)
 	changed("dns.resolvers", old.DNS.Resolvers, cfg.DNS.Resolvers)
 	changed("dns.timeout", old.DNS.Timeout, cfg.DNS.Timeout)
+	changed("web.listen", old.Web.Listen, cfg.Web.Listen)
+	changed("web.tls_cert", old.Web.TLSCert, cfg.Web.TLSCert)
+	changed("web.tls_key", old.Web.TLSKey, cfg.Web.TLSKey)
 	return keys
 }
 
@@ -315,7 +329,7 @@ func (r *Relay) closeAll() {
 	for _, l := range r.listeners {
 		_ = l.Close()
 	}
-	for _, l := range []net.Listener{r.adminLn, r.metricsLn} {
+	for _, l := range []net.Listener{r.adminLn, r.metricsLn, r.web.ln} {
 		if l != nil {
 			_ = l.Close()
 		}

@@ -109,6 +109,9 @@ func (r *Relay) status() admin.Status {
 	if r.metricsLn != nil {
 		st.Listeners = append(st.Listeners, "metrics "+r.metricsLn.Addr().String())
 	}
+	if r.web.ln != nil {
+		st.Listeners = append(st.Listeners, "web "+webAddr(r.web.ln))
+	}
 	if c := r.inbound.Certificate(); c != nil {
 		st.Certificate = &admin.Certificate{File: c.File, SelfSigned: c.Auto, Names: c.Names, NotAfter: c.NotAfter}
 	}

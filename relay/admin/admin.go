@@ -55,6 +55,8 @@ type Status struct {
 	PendingRestart []string `json:"pending_restart,omitempty"`
 	// Certificate is the STARTTLS certificate new sessions get; nil when STARTTLS is not offered.
 	Certificate *Certificate `json:"certificate,omitempty"`
+	// Smarthosts are the smart hosts' health and budgets, in the configured order (see SmarthostStatus).
+	Smarthosts []SmarthostStatus `json:"smarthosts,omitempty"`
 }
 
 // Certificate describes the inbound STARTTLS certificate: the names a server may verify it by (Exchange's
@@ -84,6 +86,7 @@ type EgressStatus struct {
 	IP      string    `json:"ip,omitempty"`      // "" when discovery failed
 	Verdict string    `json:"verdict"`           // "direct-ok" | "smarthost" | "unknown"
 	Reasons []string  `json:"reasons,omitempty"` // why not direct-ok, in the checklist's words
+	Fixes   []string  `json:"fixes,omitempty"`   // what to do about them, one sentence each
 	Checked time.Time `json:"checked,omitzero"`  // when the verdict was computed
 }
 

@@ -36,6 +36,17 @@ func (e *errWriter) printf(format string, args ...any) {
 
 // listDetail is the part of a recipient's line after the address.
 func listDetail(r *queue.Recipient, now time.Time) string {
+	d := RecipientNotes(r, now)
+	if len(d) == 0 {
+		return ""
+	}
+	return "  (" + strings.Join(d, ", ") + ")"
+}
+
+// RecipientNotes are the remarks `queue list` shows after a recipient's address: attempts, the next attempt or
+// "delivery in progress", where a hold came from, pending hold and bounce requests. The web console shows the
+// same words.
+func RecipientNotes(r *queue.Recipient, now time.Time) []string {
 	var d []string
 	if r.Attempts > 0 {
 		d = append(d, fmt.Sprintf("%d %s", r.Attempts, plural(r.Attempts, "attempt")))
@@ -56,10 +67,7 @@ func listDetail(r *queue.Recipient, now time.Time) string {
 	if r.BounceNow {
 		d = append(d, "bounce requested")
 	}
-	if len(d) == 0 {
-		return ""
-	}
-	return "  (" + strings.Join(d, ", ") + ")"
+	return d
 }
 
 func nextAttempt(t, now time.Time) string {

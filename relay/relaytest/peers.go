@@ -54,6 +54,7 @@ var peers = map[string]peer{
 	"unshare":           {nil, "util-linux"},
 	"dpkg-deb":          {nil, "dpkg"},
 	"lintian":           {nil, "lintian"},
+	"chromium":          {nil, "chromium"},
 }
 
 // lookup returns the program's path, or "" when it is not installed.

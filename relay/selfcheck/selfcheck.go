@@ -1,0 +1,166 @@
+// Package selfcheck is `ptrelay check`, the DNS doctor: what receivers will see of this machine (its egress
+// address, PTR, forward-confirmed name, block lists, port 25), the MX of the sending domain and the SPF of the
+// smart host, one line per check with the fix, and the verdict. The CLI runs it with its own resolver and prints
+// it (Render); the daemon's web console runs it on request with the daemon's resolver and shows the same Result.
+// The checks themselves are dnscheck's; this package only assembles them from the configuration.
+package selfcheck
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+
+	"ptrelay/config"
+	"ptrelay/dnscheck"
+	"ptrelay/relay/admin"
+)
+
+// Result is the check's report, and `ptrelay check -json`'s document.
+type Result struct {
+	Domain    string            `json:"domain,omitempty"`
+	Hostname  string            `json:"hostname"`
+	MX        []dnscheck.Check  `json:"mx,omitempty"`
+	Reports   []dnscheck.Report `json:"reports"`
+	Smarthost []dnscheck.Check  `json:"smarthost,omitempty"`
+	// TLSClients are the running daemon's recent STARTTLS clients, when it could be asked.
+	TLSClients []admin.TLSClient `json:"tls_clients,omitempty"`
+	Verdict    dnscheck.Verdict  `json:"verdict"`
+	// Exit is the command's exit code: 0 direct delivery is fit, 1 use a smart host, 2 cannot tell.
+	Exit int `json:"exit"`
+	// HaveSmarthost: a smart host is configured (the verdict's advice depends on it).
+	HaveSmarthost bool `json:"-"`
+}
+
+// Options are a run's inputs beside the configuration.
+type Options struct {
+	// Domain is the sending domain to check; "" means the domain of hostname.
+	Domain string
+	// Resolver answers the lookups; nil: a new one from dns.resolvers and dns.timeout.
+	Resolver *dnscheck.Resolver
+	// TLSClients are the running daemon's recent STARTTLS clients, shown as lines of their own.
+	TLSClients []admin.TLSClient
+}
+
+// Run performs every check of cfg. ctx bounds it (the CLI gives it two minutes); the error is only for a
+// resolver that cannot be made from the configuration.
+func Run(ctx context.Context, cfg *config.Config, o Options) (Result, error) {
+	res := o.Resolver
+	if res == nil {
+		var err error
+		res, err = dnscheck.NewResolver(dnscheck.ResolverOptions{Servers: cfg.DNS.Resolvers, Timeout: cfg.DNS.Timeout.D()})
+		if err != nil {
+			return Result{}, fmt.Errorf("dns: %w", err)
+		}
+	}
+	d := strings.TrimSuffix(o.Domain, ".")
+	if d == "" {
+		d = cfg.SendingDomain()
+	}
+	out := Result{Domain: d, Hostname: cfg.Hostname, TLSClients: o.TLSClients, HaveSmarthost: cfg.Smarthost.Configured()}
+	if d != "" {
+		out.MX = []dnscheck.Check{dnscheck.CheckMX(ctx, res, d)}
+	}
+	opts := dnscheck.SelfCheckOptions{
+		Resolver: res, Hostname: cfg.Hostname, Domain: d,
+		Egress: dnscheck.EgressOptions{Static: cfg.Egress.IP, Discovery: cfg.Egress.Discovery,
+			Whoami: cfg.Egress.Whoami, Timeout: cfg.DNS.Timeout.D()},
+		DNSBL: cfg.Egress.DNSBL, Port25Probe: cfg.Egress.Port25Probe,
+	}
+	for _, f := range []dnscheck.Family{dnscheck.IPv4, dnscheck.IPv6} {
+		out.Reports = append(out.Reports, dnscheck.SelfCheck(ctx, opts, f))
+	}
+	if cfg.Smarthost.Configured() && d != "" {
+		if host, _, err := net.SplitHostPort(cfg.Smarthost.Address); err == nil {
+			out.Smarthost = append(out.Smarthost, dnscheck.CheckSPFHost(ctx, res, d, host))
+		}
+	}
+	out.Verdict = dnscheck.Overall(out.Reports)
+	switch out.Verdict {
+	case dnscheck.VerdictDirectOK:
+		out.Exit = 0
+	case dnscheck.VerdictSmarthost:
+		out.Exit = 1
+	default:
+		out.Exit = 2
+	}
+	return out, nil
+}
+
+// Checks returns every check line in the order they are shown: MX, each family's checks, the smart host's SPF.
+func (r Result) Checks() []dnscheck.Check {
+	var out []dnscheck.Check
+	out = append(out, r.MX...)
+	for _, rep := range r.Reports {
+		out = append(out, rep.Checks...)
+	}
+	return append(out, r.Smarthost...)
+}
+
+// TLSLine is a STARTTLS client as a check line shows it: "ok", or "warn" with the note for legacy TLS.
+func TLSLine(c admin.TLSClient) (level, text string) {
+	level, note := "ok", ""
+	if c.Legacy() {
+		level, note = "warn", " (allowed only by smtp.tls_legacy: upgrade that server's TLS when you can)"
+	}
+	return level, fmt.Sprintf("TLS client %s: negotiated %s %s%s", c.Client, c.Version, c.Cipher, note)
+}
+
+// Summary is the verdict in words: a headline, the reasons (for smarthost), and what happens or what to do.
+type Summary struct {
+	Headline string
+	Reasons  []string
+	Advice   string
+}
+
+// Summary words the verdict, the same for the terminal and the web console.
+func (r Result) Summary() Summary {
+	switch r.Verdict {
+	case dnscheck.VerdictDirectOK:
+		return Summary{Headline: "Verdict: direct-ok. Receivers should accept mail sent directly from this machine."}
+	case dnscheck.VerdictSmarthost:
+		s := Summary{Headline: "Verdict: smarthost. Big receivers will refuse mail sent directly from this machine:"}
+		for _, rep := range r.Reports {
+			if rep.Verdict == dnscheck.VerdictSmarthost {
+				s.Reasons = append(s.Reasons, rep.Reasons...)
+			}
+		}
+		if r.HaveSmarthost {
+			s.Advice = "ptrelay sends through your smart host (routing.mode = \"auto\") until the lines marked fail are fixed."
+		} else {
+			s.Advice = "Fix the lines marked fail, or configure a [smarthost] (your ISP's or provider's) and ptrelay will use it."
+		}
+		return s
+	}
+	return Summary{Headline: "Verdict: unknown. The checks could not finish (see the lines marked unknown); run again later."}
+}
+
+// Render prints the report as `ptrelay check` does.
+func Render(w io.Writer, r Result) {
+	fmt.Fprintf(w, "ptrelay check: hostname %s", r.Hostname)
+	if r.Domain != "" {
+		fmt.Fprintf(w, ", domain %s", r.Domain)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w)
+	for _, c := range r.Checks() {
+		fmt.Fprintf(w, "  %-7s %s: %s\n", c.Level(), c.Title, c.Detail)
+		if c.Fix != "" && c.Level() != "ok" {
+			fmt.Fprintf(w, "          fix: %s\n", c.Fix)
+		}
+	}
+	for _, c := range r.TLSClients {
+		level, text := TLSLine(c)
+		fmt.Fprintf(w, "  %-7s %s\n", level, text)
+	}
+	fmt.Fprintln(w)
+	s := r.Summary()
+	fmt.Fprintln(w, s.Headline)
+	for _, reason := range s.Reasons {
+		fmt.Fprintf(w, "  - %s\n", reason)
+	}
+	if s.Advice != "" {
+		fmt.Fprintln(w, s.Advice)
+	}
+}
