@@ -104,11 +104,12 @@ func (c *Config) checkWeb(k *checker) {
 		checkFile(k, "web.tls_cert", w.TLSCert, "the certificate")
 	}
 	checkFile(k, "web.tls_key", w.TLSKey, "the private key")
-	if len(w.Users) == 0 {
-		// Even on loopback: every local account, and any web page the admin's browser opens (DNS rebinding),
-		// can reach a loopback port.
-		k.add("web.users", "is empty but web.listen is set, so nobody could log in: add a [[web.users]] table "+
-			"with name and password_hash (run `ptrelay hash-password`)")
+	if len(w.Users) == 0 && !w.LocalOnly() {
+		// On loopback or a Unix socket the console may run without logins (anyone with a shell on this machine
+		// can use it, as with the admin socket's group); reachable from elsewhere it may not.
+		k.add("web.users", "is empty but web.listen %q can be reached from other machines: add a [[web.users]] "+
+			"table with name and password_hash (run `ptrelay hash-password`), or listen on \"127.0.0.1:8025\"",
+			w.Listen)
 	}
 }
 

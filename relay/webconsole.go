@@ -31,7 +31,7 @@ func (r *Relay) openWeb(cfg *config.Config) error {
 	if !wc.Enabled() {
 		return nil
 	}
-	o := web.Options{Service: r.admin.Service(), Check: r.runCheck, Log: component(r.opts.Log, "web")}
+	o := web.Options{Service: r.admin.Service(), Check: r.runCheck, Listen: wc.Listen, Log: component(r.opts.Log, "web")}
 	switch {
 	case wc.AutoTLS():
 		o.Certificate = func() (*tls.Certificate, error) {
@@ -59,6 +59,10 @@ func (r *Relay) openWeb(cfg *config.Config) error {
 	ln, err := web.Listen(wc.Listen, gid)
 	if err != nil {
 		return fmt.Errorf("web.listen %s: %w: %s", wc.Listen, err, listenHint(err, wc.Listen))
+	}
+	if len(wc.Users) == 0 {
+		r.log.Warn("the web console has no [[web.users]]: every account on this machine can use it; add users "+
+			"(ptrelay hash-password) to require a login", "listen", wc.Listen)
 	}
 	r.web.srv, r.web.ln = srv, ln
 	return nil
@@ -114,7 +118,7 @@ func (r *Relay) reloadWeb(cfg *config.Config) (apply func(), err error) {
 	}
 	return func() {
 		if err := r.web.srv.SetUsers(cfg.Web.Users); err != nil {
-			r.log.Error("web: keeping the previous users", "err", err)
+			r.log.Error("keeping the previous users", "err", err)
 		}
 		if cert != nil {
 			r.web.cert.Store(cert)

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -67,6 +69,8 @@ func newUsers(list []config.WebUser) (*users, error) {
 	}
 	return u, nil
 }
+
+func (u *users) empty() bool { return len(u.list) == 0 }
 
 // check returns the user whose name and password these are. Every configured name is compared, in constant
 // time, and a bcrypt comparison is made whether the name exists or not.
@@ -175,11 +179,44 @@ func clientOf(r *http.Request) string {
 	return host
 }
 
+// localUser is who every request is when the console runs without users (loopback or a Unix socket only).
+var localUser = User{Name: "local"}
+
+// localHost refuses, on a loopback listener, a request whose Host is not this machine by name or loopback
+// address: a web page the admin opens can point its own host name at 127.0.0.1 (DNS rebinding), and its
+// requests are then same-origin for the browser, so only the Host header tells them apart.
+func (s *Server) localHost(next http.Handler) http.Handler {
+	if !s.hostOnly {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		host = strings.TrimSuffix(strings.Trim(host, "[]"), ".")
+		ip, err := netip.ParseAddr(host)
+		if !strings.EqualFold(host, "localhost") && (err != nil || !ip.Unmap().IsLoopback()) {
+			s.log.Warn("refused a request for another host name (DNS rebinding?)", "host", r.Host,
+				"client", clientOf(r), "path", r.URL.Path)
+			s.errorPage(w, r, http.StatusForbidden, "Refused: wrong host name",
+				"This console answers only at http://localhost or a loopback address such as http://127.0.0.1: open it there.")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // authenticate is the outermost gate: Basic authentication (RFC 7617) for every request, then, for a read-only
-// user, a 403 for every method but GET and HEAD.
+// user, a 403 for every method but GET and HEAD. With no users configured (local listeners only) every request
+// is the local user.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		client := clientOf(r)
+		if s.local && s.users.Load().empty() {
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey{}, localUser)))
+			return
+		}
 		name, pass, ok := r.BasicAuth()
 		if !ok {
 			s.unauthorized(w, r)
@@ -188,14 +225,14 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		u, ok := s.users.Load().check(name, pass)
 		if !ok {
 			d := s.failures.add(client, s.now())
-			s.log.Warn("web: login failed", "web_user", name, "client", client, "delay", d)
+			s.log.Warn("login failed", "web_user", name, "client", client, "delay", d)
 			s.sleep(r.Context(), d)
 			s.unauthorized(w, r)
 			return
 		}
 		s.failures.forget(client)
 		if u.ReadOnly && r.Method != http.MethodGet && r.Method != http.MethodHead {
-			s.log.Warn("web: read-only user refused an action", "web_user", u.Name, "client", client,
+			s.log.Warn("read-only user refused an action", "web_user", u.Name, "client", client,
 				"method", r.Method, "path", r.URL.Path)
 			s.errorPage(w, r, http.StatusForbidden, "Read-only user",
 				"Your login may look at the queue but not change it. Ask an administrator, or use a user without read_only.")

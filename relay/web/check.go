@@ -52,6 +52,6 @@ func (s *Server) checkPage(w http.ResponseWriter, r *http.Request) {
 			d.TLS = append(d.TLS, checkLine{level, text})
 		}
 	}
-	s.log.Info("web: check run", "web_user", userFrom(r.Context()).Name, "verdict", string(res.Verdict))
+	s.log.Info("check run", "web_user", userFrom(r.Context()).Name, "verdict", string(res.Verdict))
 	s.render(w, r, http.StatusOK, "check", f, d)
 }

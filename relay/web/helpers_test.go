@@ -56,6 +56,15 @@ func hash(t testing.TB, pass string) string {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
+	return newHarnessWith(t, []config.WebUser{
+		{Name: "admin", PasswordHash: hash(t, adminPass)},
+		{Name: "viewer", PasswordHash: hash(t, viewerPass), ReadOnly: true},
+	}, "")
+}
+
+// newHarnessWith builds the console for users, as it runs on web.listen listen ("" : no listener rules).
+func newHarnessWith(t *testing.T, users []config.WebUser, listen string) *harness {
+	t.Helper()
 	store, err := queue.Open(queue.Options{Dir: filepath.Join(t.TempDir(), "data")})
 	if err != nil {
 		t.Fatal(err)
@@ -70,14 +79,10 @@ func newHarness(t *testing.T) *harness {
 		return st
 	}
 	svc := admin.NewService(store, status, func() { h.kicks.Add(1) }, logger)
-	users := []config.WebUser{
-		{Name: "admin", PasswordHash: hash(t, adminPass)},
-		{Name: "viewer", PasswordHash: hash(t, viewerPass), ReadOnly: true},
-	}
 	check := func(ctx context.Context) (selfcheck.Result, error) {
 		return selfcheck.Result{Hostname: "relay.example.com", Verdict: "unknown", Exit: 2}, nil
 	}
-	h.srv, err = New(users, Options{Service: svc, Log: logger, Check: check})
+	h.srv, err = New(users, Options{Service: svc, Log: logger, Check: check, Listen: listen})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -77,7 +77,7 @@ func (s *Server) message(w http.ResponseWriter, r *http.Request) {
 		Options: admin.OptionsText(m.Envelope), ShowBody: r.URL.Query().Get("body") == "1",
 		Back: "/queue/" + m.ID, CanAct: !userFrom(r.Context()).ReadOnly}
 	if err := s.readBody(m.ID, &d); err != nil {
-		s.log.Warn("web: reading a message body failed", "id", m.ID, "err", err)
+		s.log.Warn("reading a message body failed", "id", m.ID, "err", err)
 	}
 	for i := range m.Recipients {
 		rc := &m.Recipients[i]

@@ -82,7 +82,7 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name
 	f.Zone = s.now().In(s.loc).Format("MST")
 	var buf bytes.Buffer
 	if err := s.pages[name].Execute(&buf, view{Frame: f, Data: data, now: s.now(), loc: s.loc}); err != nil {
-		s.log.Error("web: rendering a page failed", "page", name, "err", err)
+		s.log.Error("rendering a page failed", "page", name, "err", err)
 		http.Error(w, "internal error: the page could not be rendered (see ptrelay's log)", http.StatusInternalServerError)
 		return
 	}

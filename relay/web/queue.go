@@ -90,7 +90,7 @@ func (s *Server) queueList(w http.ResponseWriter, r *http.Request) {
 		return nil
 	})
 	if err != nil {
-		s.log.Warn("web: listing the queue failed", "err", err)
+		s.log.Warn("listing the queue failed", "err", err)
 		s.errorPage(w, r, http.StatusInternalServerError, "The queue could not be read", err.Error())
 		return
 	}

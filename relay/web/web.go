@@ -40,7 +40,11 @@ type Options struct {
 	// Certificate returns the certificate for HTTPS, asked at every handshake (so a reload applies to new
 	// connections); nil: plain HTTP.
 	Certificate func() (*tls.Certificate, error)
-	Log         *slog.Logger
+	// Listen is web.listen. On a loopback address the console answers only requests whose Host names this
+	// machine (a DNS-rebinding page in the admin's browser names its own host), and, like a Unix socket, it may
+	// run without users.
+	Listen string
+	Log    *slog.Logger
 	// Now and Location replace the clock and the local time zone (tests); zero: time.Now and time.Local.
 	Now      func() time.Time
 	Location *time.Location
@@ -58,18 +62,25 @@ type Server struct {
 	pages    pages
 
 	users    atomic.Pointer[users]
+	local    bool // only this machine reaches the listener: the console may run without users
+	hostOnly bool // a loopback TCP listener: only Host headers naming this machine are answered
 	failures failures
 	sleep    func(context.Context, time.Duration) // the failure delay; tests record it instead
 }
 
-// New builds the console for these users (at least one: config.Validate requires it whenever web.listen is
-// set).
+// New builds the console for these users. With none, which config.Validate allows only on loopback or a Unix
+// socket, every request is served as the local user "local" (the tunnel or the socket's mode is the gate).
 func New(list []config.WebUser, o Options) (*Server, error) {
 	if o.Service == nil {
 		return nil, errors.New("web: no admin service")
 	}
 	s := &Server{svc: o.Service, check: o.Check, checking: make(chan struct{}, 1), cert: o.Certificate,
 		log: o.Log, now: o.Now, loc: o.Location, sleep: sleepCtx}
+	if o.Listen != "" {
+		w := config.Web{Listen: o.Listen}
+		_, unix := w.UnixSocket()
+		s.local, s.hostOnly = w.LocalOnly(), w.LocalOnly() && !unix
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -91,7 +102,7 @@ func New(list []config.WebUser, o Options) (*Server, error) {
 
 // SetUsers replaces the users (a reload); the failure counts stay.
 func (s *Server) SetUsers(list []config.WebUser) error {
-	if len(list) == 0 {
+	if len(list) == 0 && !s.local {
 		return errors.New("web.users is empty: add a [[web.users]] table (run `ptrelay hash-password`)")
 	}
 	u, err := newUsers(list)
@@ -106,13 +117,13 @@ func (s *Server) SetUsers(list []config.WebUser) error {
 func (s *Server) Handler() http.Handler {
 	csrf := http.NewCrossOriginProtection()
 	csrf.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.log.Warn("web: refused a cross-origin request", "web_user", userFrom(r.Context()).Name,
+		s.log.Warn("refused a cross-origin request", "web_user", userFrom(r.Context()).Name,
 			"client", clientOf(r), "method", r.Method, "path", r.URL.Path, "origin", r.Header.Get("Origin"),
 			"sec_fetch_site", r.Header.Get("Sec-Fetch-Site"))
 		s.errorPage(w, r, http.StatusForbidden, "Refused: the request came from another site",
 			"Actions are accepted only from the console's own pages. Open the console and use its buttons.")
 	}))
-	return securityHeaders(s.authenticate(csrf.Handler(s.routes())))
+	return securityHeaders(s.localHost(s.authenticate(csrf.Handler(s.routes()))))
 }
 
 // securityHeaders sets on every answer, errors included: a CSP that allows only the console's own stylesheet

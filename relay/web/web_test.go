@@ -54,7 +54,7 @@ func TestAuth_401WithoutOrWithWrongCredentials(t *testing.T) {
 	if n != 4*5 {
 		t.Errorf("%d delays after failed logins, want %d", n, 4*5)
 	}
-	if !strings.Contains(h.log.String(), "web: login failed") || !strings.Contains(h.log.String(), "web_user=root") {
+	if !strings.Contains(h.log.String(), "login failed") || !strings.Contains(h.log.String(), "web_user=root") {
 		t.Errorf("failed logins are not logged with the name tried:\n%s", h.log.String())
 	}
 }
