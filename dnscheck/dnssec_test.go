@@ -35,7 +35,9 @@ func dnssecZones() []dnstest.Zone {
 			"bogus.test. MX 10 mx.bogus.test.",
 			"mx.bogus.test. A 127.0.0.54",
 			"_25._tcp.mx.bogus.test. TLSA 3 1 1 " + tlsaHex,
-		}, Tamper: func(z string) string { return strings.Replace(z, strings.ToLower(tlsaHex), "00"+strings.ToLower(tlsaHex[2:]), 1) }},
+		}, Tamper: func(z string) string {
+			return strings.Replace(z, strings.ToLower(tlsaHex), "00"+strings.ToLower(tlsaHex[2:]), 1)
+		}},
 	}
 }
 

@@ -119,7 +119,10 @@ func TestCache_Lifecycle(t *testing.T) {
 	get(t, w, c, "mx1.example.test", 1, 0)
 
 	// The id changes: seen at the next hourly look, the new policy fetched at once.
-	w.set(func(w *world) { w.txt = []string{"v=STSv1; id=two;"}; w.policy = policyText(ModeEnforce, "mx2.example.test", 7*86400) })
+	w.set(func(w *world) {
+		w.txt = []string{"v=STSv1; id=two;"}
+		w.policy = policyText(ModeEnforce, "mx2.example.test", 7*86400)
+	})
 	w.advance(30 * time.Minute)
 	get(t, w, c, "mx1.example.test", 0, 0) // not yet an hour
 	w.advance(31 * time.Minute)
@@ -214,7 +217,11 @@ func TestCache_NoPolicy(t *testing.T) {
 		t.Errorf("TXT SERVFAIL with nothing held: %v; want ErrTemporary", err)
 	}
 
-	w.set(func(w *world) { w.txtErr = nil; w.txt = []string{"v=STSv1; id=t;"}; w.policy = policyText(ModeTesting, "mx9.example.test", 86400) })
+	w.set(func(w *world) {
+		w.txtErr = nil
+		w.txt = []string{"v=STSv1; id=t;"}
+		w.policy = policyText(ModeTesting, "mx9.example.test", 86400)
+	})
 	if r := get(t, w, c, "mx9.example.test", 1, 1); r.Policy.Mode != ModeTesting {
 		t.Errorf("mode %s, want testing", r.Policy.Mode)
 	}
@@ -233,7 +240,10 @@ func TestCache_Refresh(t *testing.T) {
 	if changed, err := c.Refresh(context.Background(), "example.test"); err != nil || changed {
 		t.Errorf("Refresh with the same id = %v, %v; want no change", changed, err)
 	}
-	w.set(func(w *world) { w.txt = []string{"v=STSv1; id=two;"}; w.policy = policyText(ModeEnforce, "mx2.example.test", 86400) })
+	w.set(func(w *world) {
+		w.txt = []string{"v=STSv1; id=two;"}
+		w.policy = policyText(ModeEnforce, "mx2.example.test", 86400)
+	})
 	if changed, err := c.Refresh(context.Background(), "example.test"); err != nil || !changed {
 		t.Errorf("Refresh with a new id = %v, %v; want a change", changed, err)
 	}

@@ -73,8 +73,8 @@ func TestMatches(t *testing.T) {
 		{"mx2.example.com", false},
 		{"example.com", false},
 		{"a.mail.example.net", true},
-		{"mail.example.net", false},        // the wildcard needs a label
-		{"a.b.mail.example.net", false},    // exactly one label (RFC 8461 4.1)
+		{"mail.example.net", false},     // the wildcard needs a label
+		{"a.b.mail.example.net", false}, // exactly one label (RFC 8461 4.1)
 		{"icewolf-li.h-v1.mx.microsoft", false},
 		{"contoso-com.mx.microsoft", true},
 		{"amail.example.net", false},
