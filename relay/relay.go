@@ -70,6 +70,7 @@ type Relay struct {
 	pending    atomic.Pointer[[]string]
 	alerts     *alerts.Manager
 	seenDirect seenDirect
+	tls        *tlsPolicy
 }
 
 // New opens the queue and the listeners; nothing is served until Run. Errors say what to fix.
@@ -94,7 +95,8 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 		}
 	}()
 
-	r.resolver, err = dnscheck.NewResolver(dnscheck.ResolverOptions{Servers: cfg.DNS.Resolvers, Timeout: cfg.DNS.Timeout.D()})
+	r.resolver, err = dnscheck.NewResolver(dnscheck.ResolverOptions{Servers: cfg.DNS.Resolvers, Timeout: cfg.DNS.Timeout.D(),
+		TrustAD: dnscheck.TrustAD(cfg.DNS.TrustAD)})
 	if err != nil {
 		return nil, fmt.Errorf("dns: %w", err)
 	}
@@ -103,6 +105,7 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 		return nil, fmt.Errorf("egress: %w", err)
 	}
 	r.metrics = metrics.New()
+	r.tls = r.newTLSPolicy()
 	r.metrics.SetQueueStats(r.queueStats)
 	ac, err := r.alertsConfig(cfg)
 	if err != nil {
@@ -129,9 +132,11 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 		Verdict:   r.checker,
 		Log:       component(opts.Log, "delivery"),
 		Observers: delivery.Observers{OnAttempt: r.observeAttempt, OnReroute: r.metrics.Reroute},
+		TLSPolicy: r.tls.engine,
 	})
 	r.admin = admin.NewServer(store, r.status, r.scheduler.Kick, component(opts.Log, "admin"))
 	r.admin.SetAlerts(r.alertStatus, r.alertTest)
+	r.admin.SetMTASTS(r.mtastsList, r.mtastsFlush)
 
 	for _, addr := range cfg.SMTP.Listen {
 		l, err := net.Listen("tcp", addr)
@@ -180,8 +185,10 @@ func (r *Relay) Run(ctx context.Context) error {
 	schedDone := make(chan struct{})
 	go func() {
 		defer close(schedDone)
-		// The first verdict is computed at start-up, before delivery begins (docs/architecture.md, Start-up).
+		// The first verdict is computed at start-up, before delivery begins (docs/architecture.md, Start-up);
+		// so is whether DANE can be used.
 		r.startChecker(schedCtx)
+		r.probeDNSSEC(schedCtx)
 		if err := r.scheduler.Run(schedCtx); err != nil && !errors.Is(err, context.Canceled) {
 			serveErr <- fmt.Errorf("delivery: %w", err)
 		}
@@ -193,6 +200,11 @@ func (r *Relay) Run(ctx context.Context) error {
 	alertWG.Add(2)
 	go func() { defer alertWG.Done(); r.alerts.Run(alertCtx) }()
 	go func() { defer alertWG.Done(); r.watchAlerts(alertCtx) }()
+
+	// The TLS policy upkeep (MTA-STS cache, DNSSEC probe, TLS-RPT counts) writes the store: it stops before it.
+	tlsCtx, stopTLS := context.WithCancel(context.Background())
+	tlsDone := make(chan struct{})
+	go func() { defer close(tlsDone); r.runTLSPolicy(tlsCtx) }()
 
 	adminCtx, stopAdmin := context.WithCancel(context.Background())
 	defer stopAdmin()
@@ -238,6 +250,8 @@ func (r *Relay) Run(ctx context.Context) error {
 	adminWG.Wait()
 	stopAlerts()
 	alertWG.Wait()
+	stopTLS()
+	<-tlsDone
 	if err := r.store.Close(); err != nil {
 		r.log.Error("closing the queue", "err", err)
 		if runErr == nil {
@@ -302,6 +316,7 @@ func restartKeys(old, cfg *config.Config) []string {
 	changed("admin.metrics_listen", old.Admin.MetricsListen, cfg.Admin.MetricsListen)
 	changed("dns.resolvers", old.DNS.Resolvers, cfg.DNS.Resolvers)
 	changed("dns.timeout", old.DNS.Timeout, cfg.DNS.Timeout)
+	changed("dns.trust_ad", old.DNS.TrustAD, cfg.DNS.TrustAD)
 	return keys
 }
 

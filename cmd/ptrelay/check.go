@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strings"
 	"time"
 
 	"ptrelay/config"
 	"ptrelay/dnscheck"
 	"ptrelay/relay/admin"
+	"ptrelay/relay/mtasts"
+	"ptrelay/relay/tlspolicy"
 )
 
 // checkResult is `ptrelay check -json`'s document.
@@ -20,6 +23,11 @@ type checkResult struct {
 	MX        []dnscheck.Check  `json:"mx,omitempty"`
 	Reports   []dnscheck.Report `json:"reports"`
 	Smarthost []dnscheck.Check  `json:"smarthost,omitempty"`
+	// DNSSEC says whether DANE can be used (a trusted, validating resolver).
+	DNSSEC dnscheck.Check `json:"dnssec"`
+	// Recipient is -domain D seen as a recipient: its MTA-STS policy and DANE records, and what ptrelay would
+	// do with mail to it.
+	Recipient []dnscheck.Check `json:"recipient,omitempty"`
 	// TLSClients are the running daemon's recent STARTTLS clients, when it answers on its admin socket.
 	TLSClients []admin.TLSClient `json:"tls_clients,omitempty"`
 	Verdict    dnscheck.Verdict  `json:"verdict"`
@@ -40,7 +48,8 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("configuration: %v", joinLines(err))
 	}
-	res, err := dnscheck.NewResolver(dnscheck.ResolverOptions{Servers: cfg.DNS.Resolvers, Timeout: cfg.DNS.Timeout.D()})
+	res, err := dnscheck.NewResolver(dnscheck.ResolverOptions{Servers: cfg.DNS.Resolvers, Timeout: cfg.DNS.Timeout.D(),
+		TrustAD: dnscheck.TrustAD(cfg.DNS.TrustAD)})
 	if err != nil {
 		return fmt.Errorf("dns: %w", err)
 	}
@@ -69,6 +78,17 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 		if err == nil {
 			out.Smarthost = append(out.Smarthost, dnscheck.CheckSPFHost(ctx, res, d, host))
 		}
+	}
+	dnssec := res.ProbeDNSSEC(ctx, ".")
+	out.DNSSEC = tlspolicy.DNSSECCheck(dnssec, cfg.Delivery.DANE == config.DANEAuto)
+	if *domain != "" {
+		bind, _ := netip.ParseAddr(cfg.Delivery.Bind)
+		out.Recipient = tlspolicy.CheckDomain(ctx, tlspolicy.CheckInput{
+			Resolver: res,
+			Fetcher:  &mtasts.Fetcher{DialContext: mtasts.NewResolverDialer(res.LookupAddrs, bind)},
+			Settings: tlspolicy.NewSettings(cfg),
+			DANE:     dnssec.Validating && cfg.Delivery.DANE == config.DANEAuto,
+		}, d)
 	}
 	if c, _, err := dialAdmin(cfg); err == nil {
 		if st, err := c.Status(); err == nil {
@@ -108,7 +128,8 @@ func renderCheck(w io.Writer, r checkResult, haveSmarthost bool) {
 	line := func(c dnscheck.Check) {
 		fmt.Fprintf(w, "  %-7s %s: %s\n", c.Level(), c.Title, c.Detail)
 		if c.Fix != "" && c.Level() != "ok" {
-			fmt.Fprintf(w, "          fix: %s\n", c.Fix)
+			// A fix of several lines (the unbound configuration for DANE) keeps its lines, indented.
+			fmt.Fprintf(w, "          fix: %s\n", strings.ReplaceAll(c.Fix, "\n", "\n               "))
 		}
 	}
 	for _, c := range r.MX {
@@ -121,6 +142,13 @@ func renderCheck(w io.Writer, r checkResult, haveSmarthost bool) {
 	}
 	for _, c := range r.Smarthost {
 		line(c)
+	}
+	line(r.DNSSEC)
+	if len(r.Recipient) > 0 {
+		fmt.Fprintf(w, "\nMail to %s (outbound TLS policy):\n", r.Domain)
+		for _, c := range r.Recipient {
+			line(c)
+		}
 	}
 	for _, c := range r.TLSClients {
 		level, note := "ok", ""

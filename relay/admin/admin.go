@@ -55,6 +55,8 @@ type Status struct {
 	PendingRestart []string `json:"pending_restart,omitempty"`
 	// Certificate is the STARTTLS certificate new sessions get; nil when STARTTLS is not offered.
 	Certificate *Certificate `json:"certificate,omitempty"`
+	// TLSPolicy is outbound TLS under the recipients' policies: DANE, MTA-STS, TLS-RPT counts.
+	TLSPolicy *TLSPolicyStatus `json:"tls_policy,omitempty"`
 }
 
 // Certificate describes the inbound STARTTLS certificate: the names a server may verify it by (Exchange's

@@ -30,6 +30,9 @@ type Server struct {
 
 	alertList func() []Alert // see SetAlerts
 	alertTest func(context.Context) []ChannelResult
+
+	mtastsList  func(domain string) ([]MTASTSPolicy, error) // see SetMTASTS
+	mtastsFlush func(domain string) (int, error)
 }
 
 // NewServer serves q. status is called for every status request (it must be safe for concurrent use); kick is
@@ -157,6 +160,7 @@ func (s *Server) routes() http.Handler {
 	})
 	mux.HandleFunc("GET /v1/messages/{id}/body", s.body)
 	s.alertRoutes(mux)
+	s.mtastsRoutes(mux)
 	mux.HandleFunc("GET /v1/corrupt", func(w http.ResponseWriter, r *http.Request) {
 		recs, err := s.q.Corrupt()
 		if err != nil {
