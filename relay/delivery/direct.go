@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"ptrelay/dnscheck"
+	"ptrelay/queue"
 	"ptrelay/relay/smtpclient"
 	"ptrelay/relay/smtpstatus"
 	"ptrelay/relay/tlspolicy"
@@ -216,6 +217,14 @@ func (h *hopWalk) resolveMX(ctx context.Context) *decision {
 	}
 	d = &decision{Outcome: Deferred, Status: ours(stNoAnswer, "no usable address for the mail exchangers of "+h.key.Dest+" (delivery.bind family?)")}
 	return d
+}
+
+// policyRetryDue: r, past queue.lifetime, is due for the one more attempt a new MTA-STS policy earned it
+// (secondChance): its last attempt, already past the lifetime, was deferred by that policy.
+func policyRetryDue(m *queue.Message, r *queue.Recipient, cfg *Settings) bool {
+	last, ok := r.LastAttempt()
+	return ok && cfg.Lifetime > 0 && last.Outcome == string(Deferred) && last.TLS == tlspolicy.LevelMTASTS &&
+		last.At.Sub(m.Arrival) > cfg.Lifetime
 }
 
 // refetchTimeout bounds the look for a new MTA-STS policy before a bounce.

@@ -132,7 +132,7 @@ func (s *Scheduler) claim(cfg *Settings, snap *queue.Message, now time.Time) ([]
 				bounce(r, a, smtpstatus.Status{}, &f)
 				results = append(results, s.result(m, r, a))
 			case r.NextAttempt.After(now):
-			case expired(m, cfg, now):
+			case expired(m, cfg, now) && !policyRetryDue(m, r, cfg):
 				last := lastStatus(r)
 				a := attempt{At: now, Outcome: Expired, Status: expiredStatus(cfg, last)}
 				bounce(r, a, last, &f)

@@ -259,7 +259,7 @@ func (d *Domain) forLevel(ctx context.Context, host string, h Host) (smtpclient.
 	}
 	d.report(host, TypeTLSA, "dane-required", why)
 	return smtpclient.TLSPolicy{}, &Refusal{Policy: PolicyDANE, Enhanced: smtpstatus.Enhanced{4, 7, 5},
-		Text: fmt.Sprintf("delivery.tls_policy level dane-only for %s: %s for MX host %s; not used", d.name, why, host)}
+		Text: fmt.Sprintf("DANE required for %s (delivery.tls_policy level dane-only): %s for MX host %s; not used", d.name, why, host)}
 }
 
 // Failed turns a TLS failure with host under an enforced policy (Enforced(p)) into the refusal that defers its
