@@ -38,11 +38,13 @@ type policyEnv struct {
 	ca    *relaytest.CA
 	caDER []byte
 	dns   *dnstest.Server
-	port  int // every MX host's SMTP port (delivery.port)
-	sts   *stsServer
-	clock *testClock
-	dane  *tlspolicy.DANEState
-	cache *mtasts.Cache
+	// dnsAddr is the resolver delivery asks: the in-process server, or a real validating unbound.
+	dnsAddr string
+	port    int // every MX host's SMTP port (delivery.port)
+	sts     *stsServer
+	clock   *testClock
+	dane    *tlspolicy.DANEState
+	cache   *mtasts.Cache
 
 	mu       sync.Mutex
 	sessions []tlspolicy.Session
@@ -70,6 +72,7 @@ func newPolicyEnv(t *testing.T) *policyEnv {
 	b, _ := pem.Decode(raw)
 	e.caDER = b.Bytes
 	e.dns = dnstest.New(t)
+	e.dnsAddr = e.dns.Addr()
 	e.port = relaytest.FreePort(t, "127.0.0.30")
 	e.sts = startSTSServer(t, e)
 	e.dane.Set(dnscheck.DNSSECStatus{Validating: true, Detail: "test resolver"}, time.Now())
@@ -141,7 +144,7 @@ func (e *policyEnv) reported(domain, result string) int {
 // run delivers with the engine; cfg's zero values are testConfig's, delivery.port the MX hosts' port.
 func (e *policyEnv) run(cfg *config.Config, st *queue.Store) (*Scheduler, *recorder, func()) {
 	e.t.Helper()
-	res := resolver(e.t, e.dns.Addr())
+	res := resolver(e.t, e.dnsAddr)
 	eng := e.engine(res)
 	return runWith(e.t, cfg, st, res, Options{}, func(s *Scheduler) { s.tlsEngine = eng })
 }
