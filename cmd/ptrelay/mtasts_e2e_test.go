@@ -336,4 +336,27 @@ hold = "1m"
 	if out := mustPtrelay(t, d, "mtasts", "show"); out != "No MTA-STS policy is cached.\n" {
 		t.Errorf("after the flush: %s", out)
 	}
+
+	// The same validating resolver, whose AD bit this configuration does not believe: DANE is off, and status
+	// and check say why, with the unbound lines that fix it.
+	off := startDaemon(t, relaytest.DaemonOptions{Config: fmt.Sprintf(`hostname = "relay.sts.test"
+[smtp]
+listen = [%q]
+[dns]
+resolvers = [%q]
+trust_ad = "never"
+[egress]
+ip = "192.0.2.10"
+dnsbl = []
+port25_probe = ""
+`, loopbackAddr(t, "127.0.0.1"), dnsAddr)})
+	st = mustPtrelay(t, off, "status")
+	if !strings.Contains(st, `DANE:          off: dns.trust_ad is "never"`) || !strings.Contains(st, "apt-get install unbound") {
+		t.Errorf("status with trust_ad = never:\n%s", st)
+	}
+	out, _ = ptrelay(t, off, "check")
+	if !strings.Contains(out, `warn    DNSSEC validation (for DANE): DANE is off: dns.trust_ad is "never"`) ||
+		!strings.Contains(out, `resolvers = ["127.0.0.1:53"]`) {
+		t.Errorf("check with trust_ad = never:\n%s", out)
+	}
 }
