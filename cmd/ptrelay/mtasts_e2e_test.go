@@ -302,6 +302,9 @@ hold = "1m"
 	if l := deliveryLines(d, "after@outage.test"); len(l) != 1 || !strings.Contains(l[0], " tls=mta-sts ") {
 		t.Errorf("after the restart: %q; want delivered under the cached policy", l)
 	}
+	if n := policy.fetches("outage.test"); n != 1 {
+		t.Errorf("outage.test's policy was fetched %d times; want once (then read from the queue database)", n)
+	}
 	online := mustPtrelay(t, d, "mtasts", "show", "outage.test")
 	if !strings.Contains(online, "outage.test  mode enforce  id 20260301") || !strings.Contains(online, "mx:       mx1.sts.test") {
 		t.Errorf("mtasts show outage.test:\n%s", online)

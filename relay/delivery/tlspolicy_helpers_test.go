@@ -3,7 +3,6 @@ package delivery
 import (
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -259,16 +258,6 @@ func (s *stsServer) fetches(domain string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.requests[domain]
-}
-
-// parseDER is the certificate of a tls.Certificate's leaf.
-func parseDER(t *testing.T, c tls.Certificate) *x509.Certificate {
-	t.Helper()
-	x, err := x509.ParseCertificate(c.Certificate[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return x
 }
 
 // readBody returns a queued message's stored body.
