@@ -132,8 +132,10 @@ func (d *Domain) ForHost(ctx context.Context, h Host) (smtpclient.TLSPolicy, *Re
 		if decided {
 			return p, ref
 		}
-		if p.Mode == smtpclient.TLSRequired && (d.sts == nil || d.sts.Mode != mtasts.ModeEnforce) {
-			return p, nil // secure but unusable TLSA records: TLS required, unverified
+		// Secure but unusable TLSA records: TLS required, unverified (RFC 7672 2.2), unless MTA-STS enforce or
+		// delivery.tls = "verify" asks for more, which then applies.
+		if p.Mode == smtpclient.TLSRequired && d.s.Base != smtpclient.TLSRequired && (d.sts == nil || d.sts.Mode != mtasts.ModeEnforce) {
+			return p, nil
 		}
 	}
 	return d.forMTASTS(host, base)
@@ -156,8 +158,11 @@ func (d *Domain) forMTASTS(host string, base smtpclient.TLSPolicy) (smtpclient.T
 				"policy_id", d.stsID, "allowed", strings.Join(d.sts.MX, " "))
 			return base, nil
 		}
-		// Delivered as without a policy; Succeeded checks afterwards what enforce would have said.
-		base.Policy = PolicyMTASTS
+		// Delivered as without a policy; Succeeded checks afterwards what enforce would have said. With
+		// delivery.tls = "verify" the session is checked anyway, and its failure is not the policy's.
+		if base.Mode == smtpclient.TLSOpportunistic {
+			base.Policy = PolicyMTASTS
+		}
 		return base, nil
 	}
 	if !d.sts.Matches(host) {

@@ -1,6 +1,7 @@
 package tlspolicy
 
 import (
+	"context"
 	"log/slog"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"ptrelay/config"
 	"ptrelay/dnscheck"
 	"ptrelay/queue"
+	"ptrelay/relay/mtasts"
 	"ptrelay/relay/smtpclient"
 )
 
@@ -127,5 +129,34 @@ func TestReports(t *testing.T) {
 	}
 	if len(stored) != 1 || stored[0].Day != "2026-03-02" {
 		t.Fatalf("stored after the cut-off: %+v", stored)
+	}
+}
+
+// fakeTLSA answers TLSA lookups from a map; a missing name has no records.
+type fakeTLSA map[string]dnscheck.TLSAAnswer
+
+func (f fakeTLSA) LookupTLSA(_ context.Context, host string, port int) (dnscheck.TLSAAnswer, error) {
+	return f[host], nil
+}
+
+// TestForHost_WithVerify: with delivery.tls = "verify", an MTA-STS policy in testing mode does not make a
+// certificate failure the policy's, and TLSA records that are all unusable leave the PKIX check in place.
+func TestForHost_WithVerify(t *testing.T) {
+	cfg := config.Default()
+	cfg.Delivery.TLS = config.DeliveryVerify
+	var dane DANEState
+	dane.Set(dnscheck.DNSSECStatus{Validating: true}, time.Now())
+	e := New(Options{DANE: &dane, Log: slog.New(slog.DiscardHandler), Resolver: fakeTLSA{
+		"mx.unusable.test": {Authentic: true, Records: []dnscheck.TLSA{{Usage: 1, Selector: 1, MatchingType: 1, Data: make([]byte, 32)}}},
+	}})
+	d := &Domain{e: e, s: NewSettings(cfg), name: "unusable.test"}
+	p, ref := d.ForHost(context.Background(), Host{Name: "mx.unusable.test", MXAuthentic: true, AddrsAuthentic: true})
+	if ref != nil || !p.Verify || Enforced(p) || LevelOf(p) != LevelVerify {
+		t.Errorf("unusable TLSA under verify: %+v %v; want delivery.tls's verified TLS", p, ref)
+	}
+	d.sts = &mtasts.Policy{Mode: mtasts.ModeTesting, MX: []string{"mx.testing.test"}}
+	p, ref = d.ForHost(context.Background(), Host{Name: "mx.testing.test"})
+	if ref != nil || !p.Verify || p.Policy != "" || Enforced(p) {
+		t.Errorf("MTA-STS testing under verify: %+v %v; want delivery.tls's verified TLS, not the policy's", p, ref)
 	}
 }
