@@ -18,6 +18,7 @@ import (
 // tls= is the security level the attempt ran under, in Postfix 3.11's words: none, may, encrypt, verify, dane
 // or mta-sts; for a deferral by a recipient's policy, the policy that deferred it. It is left out when no
 // session was tried (a DNS failure, an expiry).
+//
 // The reply is its own field rather than Postfix's "status=sent (250 …)" so that status=sent stays greppable
 // with slog's quoting and stays a clean value in JSON logs.
 func (s *Scheduler) logAttempt(r Result) {
