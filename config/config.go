@@ -75,6 +75,19 @@ type Delivery struct {
 	TLS            DeliveryTLS `toml:"tls"`
 	Concurrency    int         `toml:"concurrency"`
 	PerDestination int         `toml:"per_destination"`
+	// MTASTS: honour recipient domains' MTA-STS policies on direct delivery (RFC 8461).
+	MTASTS bool `toml:"mta_sts"`
+	// DANE: DANE (RFC 7672) on direct delivery while the resolver is trusted and validates ("auto"), or never.
+	DANE DANEMode `toml:"dane"`
+	// TLSPolicy are per-domain overrides of TLS on direct delivery, first match wins.
+	TLSPolicy []TLSPolicyRule `toml:"tls_policy"`
+}
+
+// TLSPolicyRule sets the TLS of direct delivery to Domains to Level, in place of delivery.tls, MTA-STS and DANE
+// (Postfix's smtp_tls_policy_maps).
+type TLSPolicyRule struct {
+	Domains []string `toml:"domains"` // "example.com" matches that domain; ".example.com" its subdomains
+	Level   TLSLevel `toml:"level"`
 }
 
 // Queue holds the retry schedule.
@@ -89,6 +102,7 @@ type Queue struct {
 type DNS struct {
 	Resolvers []string `toml:"resolvers"` // "host:port"; empty: /etc/resolv.conf
 	Timeout   Duration `toml:"timeout"`
+	TrustAD   TrustAD  `toml:"trust_ad"` // whose DNSSEC "authentic data" bit counts
 }
 
 // Egress configures how ptrelay finds and judges its own public address.

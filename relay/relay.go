@@ -71,6 +71,7 @@ type Relay struct {
 	alerts     *alerts.Manager
 	seenDirect seenDirect
 	web        webConsole // [web]: off unless web.listen is set
+	tls        *tlsPolicy
 }
 
 // New opens the queue and the listeners; nothing is served until Run. Errors say what to fix.
@@ -95,7 +96,8 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 		}
 	}()
 
-	r.resolver, err = dnscheck.NewResolver(dnscheck.ResolverOptions{Servers: cfg.DNS.Resolvers, Timeout: cfg.DNS.Timeout.D()})
+	r.resolver, err = dnscheck.NewResolver(dnscheck.ResolverOptions{Servers: cfg.DNS.Resolvers, Timeout: cfg.DNS.Timeout.D(),
+		TrustAD: dnscheck.TrustAD(cfg.DNS.TrustAD)})
 	if err != nil {
 		return nil, fmt.Errorf("dns: %w", err)
 	}
@@ -104,6 +106,7 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 		return nil, fmt.Errorf("egress: %w", err)
 	}
 	r.metrics = metrics.New()
+	r.tls = r.newTLSPolicy()
 	r.metrics.SetQueueStats(r.queueStats)
 	ac, err := r.alertsConfig(cfg)
 	if err != nil {
@@ -130,9 +133,11 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 		Verdict:   r.checker,
 		Log:       component(opts.Log, "delivery"),
 		Observers: delivery.Observers{OnAttempt: r.observeAttempt, OnReroute: r.metrics.Reroute},
+		TLSPolicy: r.tls.engine,
 	})
 	r.admin = admin.NewServer(store, r.status, r.scheduler.Kick, component(opts.Log, "admin"))
 	r.admin.SetAlerts(r.alertStatus, r.alertTest)
+	r.admin.SetMTASTS(r.mtastsList, r.mtastsFlush)
 
 	for _, addr := range cfg.SMTP.Listen {
 		l, err := net.Listen("tcp", addr)
@@ -184,8 +189,10 @@ func (r *Relay) Run(ctx context.Context) error {
 	schedDone := make(chan struct{})
 	go func() {
 		defer close(schedDone)
-		// The first verdict is computed at start-up, before delivery begins (docs/architecture.md, Start-up).
+		// The first verdict is computed at start-up, before delivery begins (docs/architecture.md, Start-up);
+		// so is whether DANE can be used.
 		r.startChecker(schedCtx)
+		r.probeDNSSEC(schedCtx)
 		if err := r.scheduler.Run(schedCtx); err != nil && !errors.Is(err, context.Canceled) {
 			serveErr <- fmt.Errorf("delivery: %w", err)
 		}
@@ -197,6 +204,11 @@ func (r *Relay) Run(ctx context.Context) error {
 	alertWG.Add(2)
 	go func() { defer alertWG.Done(); r.alerts.Run(alertCtx) }()
 	go func() { defer alertWG.Done(); r.watchAlerts(alertCtx) }()
+
+	// The TLS policy upkeep (MTA-STS cache, DNSSEC probe, TLS-RPT counts) writes the store: it stops before it.
+	tlsCtx, stopTLS := context.WithCancel(context.Background())
+	tlsDone := make(chan struct{})
+	go func() { defer close(tlsDone); r.runTLSPolicy(tlsCtx) }()
 
 	adminCtx, stopAdmin := context.WithCancel(context.Background())
 	defer stopAdmin()
@@ -244,6 +256,8 @@ func (r *Relay) Run(ctx context.Context) error {
 	adminWG.Wait()
 	stopAlerts()
 	alertWG.Wait()
+	stopTLS()
+	<-tlsDone
 	if err := r.store.Close(); err != nil {
 		r.log.Error("closing the queue", "err", err)
 		if runErr == nil {
@@ -316,6 +330,7 @@ func restartKeys(old, cfg *config.Config) []string {
 	changed("web.listen", old.Web.Listen, cfg.Web.Listen)
 	changed("web.tls_cert", old.Web.TLSCert, cfg.Web.TLSCert)
 	changed("web.tls_key", old.Web.TLSKey, cfg.Web.TLSKey)
+	changed("dns.trust_ad", old.DNS.TrustAD, cfg.DNS.TrustAD)
 	return keys
 }
 

@@ -37,6 +37,7 @@ var commands = map[string]command{
 	"send":          {"send -to ADDR [-from ADDR] [-server HOST:PORT] [-user U ...]", "send a test message through a relay", runSend},
 	"version":       {"version", "print the version", runVersion},
 	"alerts":        {"alerts list|test [-json]", "the alert conditions that hold / send a test notice per channel", runAlerts},
+	"mtasts":        {"mtasts show|flush [DOMAIN] [-json]", "the cached MTA-STS policies of recipient domains / drop them", runMTASTS},
 }
 
 func main() {

@@ -57,6 +57,8 @@ type Status struct {
 	Certificate *Certificate `json:"certificate,omitempty"`
 	// Smarthosts are the smart hosts' health and budgets, in the configured order (see SmarthostStatus).
 	Smarthosts []SmarthostStatus `json:"smarthosts,omitempty"`
+	// TLSPolicy is outbound TLS under the recipients' policies: DANE, MTA-STS, TLS-RPT counts.
+	TLSPolicy *TLSPolicyStatus `json:"tls_policy,omitempty"`
 }
 
 // Certificate describes the inbound STARTTLS certificate: the names a server may verify it by (Exchange's

@@ -124,7 +124,12 @@ func RenderShow(w io.Writer, m *queue.Message, body io.Reader, showBody bool) er
 			ew.printf("    never tried\n")
 		}
 		for _, a := range r.History {
-			ew.printf("    %s  %-9s  %-8s  %s\n", stamp(a.At), dash(a.Route), dash(a.Outcome), dash(a.Relay))
+			tls := ""
+			if a.TLS != "" {
+				// The security level of the attempt; for a deferral by a recipient's TLS policy, that policy.
+				tls = "  tls=" + a.TLS
+			}
+			ew.printf("    %s  %-9s  %-8s  %s%s\n", stamp(a.At), dash(a.Route), dash(a.Outcome), dash(a.Relay), tls)
 			for _, line := range strings.Split(reply(a), "\n") {
 				ew.printf("        %s\n", line)
 			}

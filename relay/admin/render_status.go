@@ -44,6 +44,7 @@ func RenderStatus(w io.Writer, st Status) error {
 		}
 	}
 	ew.printf("%-14s %s\n", "Queue:", queueLine(st.Queue, st.OldestAge))
+	renderTLSPolicy(ew, st.TLSPolicy)
 	if st.Queue.Corrupt > 0 {
 		ew.printf("%-14s %d %s quarantined: see ptrelay queue list\n", "Corrupt:", st.Queue.Corrupt,
 			plural(st.Queue.Corrupt, "record"))

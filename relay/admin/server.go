@@ -27,6 +27,9 @@ type Server struct {
 
 	alertList func() []Alert // see SetAlerts
 	alertTest func(context.Context) []ChannelResult
+
+	mtastsList  func(domain string) ([]MTASTSPolicy, error) // see SetMTASTS
+	mtastsFlush func(domain string) (int, error)
 }
 
 // NewServer serves q through a new Service (see NewService for status, kick and log).
@@ -145,6 +148,7 @@ func (s *Server) routes() http.Handler {
 	})
 	mux.HandleFunc("GET /v1/messages/{id}/body", s.body)
 	s.alertRoutes(mux)
+	s.mtastsRoutes(mux)
 	mux.HandleFunc("GET /v1/corrupt", func(w http.ResponseWriter, r *http.Request) {
 		recs, err := s.svc.Corrupt()
 		if err != nil {

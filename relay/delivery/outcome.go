@@ -21,6 +21,10 @@ type decision struct {
 	skipHost bool
 	// Plaintext: opportunistic STARTTLS failed; retry the same address without TLS.
 	Plaintext bool
+	// tls is the security level the attempt ran under (tlspolicy.LevelOf), for the log's tls= field.
+	tls string
+	// policy names the recipient's TLS policy that deferred the mail ("MTA-STS", "DANE"), "" otherwise.
+	policy string
 }
 
 // where says what classification needs to know about a failure besides its stage and error.

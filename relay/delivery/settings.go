@@ -9,6 +9,7 @@ import (
 	"ptrelay/config"
 	"ptrelay/relay/route"
 	"ptrelay/relay/smtpclient"
+	"ptrelay/relay/tlspolicy"
 )
 
 // Settings is the part of the configuration delivery works with, read once from a validated configuration by
@@ -36,6 +37,8 @@ type DirectSettings struct {
 	Port string             // delivery.port
 	Bind netip.Addr         // delivery.bind, the source of every outbound connection; invalid: the kernel's choice
 	TLS  smtpclient.TLSMode // delivery.tls
+	// Policy is delivery.tls with MTA-STS, DANE and [[delivery.tls_policy]] (relay/tlspolicy).
+	Policy tlspolicy.Settings
 }
 
 // Smarthost is one smart host: where it is, how the connection is secured and how ptrelay logs in.
@@ -89,6 +92,7 @@ func NewSettings(cfg *config.Config) *Settings {
 	default:
 		st.Direct.TLS = smtpclient.TLSOpportunistic
 	}
+	st.Direct.Policy = tlspolicy.NewSettings(cfg)
 	if sh := cfg.Smarthost; sh.Configured() {
 		h := Smarthost{Address: sh.Address, Host: sh.Address, Verify: sh.TLSVerify, Username: sh.Username,
 			Password: cfg.SmarthostPassword, PasswordSource: cfg.SmarthostPasswordSource()}

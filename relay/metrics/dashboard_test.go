@@ -76,6 +76,10 @@ func exportedNames(t *testing.T) map[string]dto.MetricType {
 	m.SetVerdict("ipv4", "direct-ok")
 	m.AlertNotice("listed", "mail", "sent")
 	m.AlertsFiring(map[string]int{"listed": 1})
+	m.DeliveryTLS("dane", "sent")
+	m.TLSPolicySession("tlsa", "success")
+	m.MTASTSFetch("ok")
+	m.SetDANE(true)
 	m.SetQueueStats(func() (map[string]int, time.Time) { return map[string]int{}, time.Time{} })
 	fams, err := m.Registry().Gather()
 	if err != nil {

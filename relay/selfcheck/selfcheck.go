@@ -10,11 +10,14 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strings"
 
 	"ptrelay/config"
 	"ptrelay/dnscheck"
 	"ptrelay/relay/admin"
+	"ptrelay/relay/mtasts"
+	"ptrelay/relay/tlspolicy"
 )
 
 // Result is the check's report, and `ptrelay check -json`'s document.
@@ -24,6 +27,11 @@ type Result struct {
 	MX        []dnscheck.Check  `json:"mx,omitempty"`
 	Reports   []dnscheck.Report `json:"reports"`
 	Smarthost []dnscheck.Check  `json:"smarthost,omitempty"`
+	// DNSSEC says whether DANE can be used (a trusted, validating resolver).
+	DNSSEC dnscheck.Check `json:"dnssec"`
+	// Recipient is -domain D seen as a recipient: its MTA-STS policy and DANE records, and what ptrelay would
+	// do with mail to it (only when a domain was asked for).
+	Recipient []dnscheck.Check `json:"recipient,omitempty"`
 	// TLSClients are the running daemon's recent STARTTLS clients, when it could be asked.
 	TLSClients []admin.TLSClient `json:"tls_clients,omitempty"`
 	Verdict    dnscheck.Verdict  `json:"verdict"`
@@ -49,7 +57,8 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (Result, error) {
 	res := o.Resolver
 	if res == nil {
 		var err error
-		res, err = dnscheck.NewResolver(dnscheck.ResolverOptions{Servers: cfg.DNS.Resolvers, Timeout: cfg.DNS.Timeout.D()})
+		res, err = dnscheck.NewResolver(dnscheck.ResolverOptions{Servers: cfg.DNS.Resolvers, Timeout: cfg.DNS.Timeout.D(),
+			TrustAD: dnscheck.TrustAD(cfg.DNS.TrustAD)})
 		if err != nil {
 			return Result{}, fmt.Errorf("dns: %w", err)
 		}
@@ -76,6 +85,17 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (Result, error) {
 			out.Smarthost = append(out.Smarthost, dnscheck.CheckSPFHost(ctx, res, d, host))
 		}
 	}
+	dnssec := res.ProbeDNSSEC(ctx, ".")
+	out.DNSSEC = tlspolicy.DNSSECCheck(dnssec, cfg.Delivery.DANE == config.DANEAuto)
+	if strings.TrimSuffix(o.Domain, ".") != "" {
+		bind, _ := netip.ParseAddr(cfg.Delivery.Bind)
+		out.Recipient = tlspolicy.CheckDomain(ctx, tlspolicy.CheckInput{
+			Resolver: res,
+			Fetcher:  &mtasts.Fetcher{DialContext: mtasts.NewResolverDialer(res.LookupAddrs, bind)},
+			Settings: tlspolicy.NewSettings(cfg),
+			DANE:     dnssec.Validating && cfg.Delivery.DANE == config.DANEAuto,
+		}, d)
+	}
 	out.Verdict = dnscheck.Overall(out.Reports)
 	switch out.Verdict {
 	case dnscheck.VerdictDirectOK:
@@ -88,14 +108,19 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (Result, error) {
 	return out, nil
 }
 
-// Checks returns every check line in the order they are shown: MX, each family's checks, the smart host's SPF.
+// Checks returns every check line about this machine in the order they are shown: MX, each family's checks, the
+// smart host's SPF, DNSSEC. The recipient domain's lines are Recipient, shown under their own heading.
 func (r Result) Checks() []dnscheck.Check {
 	var out []dnscheck.Check
 	out = append(out, r.MX...)
 	for _, rep := range r.Reports {
 		out = append(out, rep.Checks...)
 	}
-	return append(out, r.Smarthost...)
+	out = append(out, r.Smarthost...)
+	if r.DNSSEC.Title != "" {
+		out = append(out, r.DNSSEC)
+	}
+	return out
 }
 
 // TLSLine is a STARTTLS client as a check line shows it: "ok", or "warn" with the note for legacy TLS.
@@ -144,10 +169,20 @@ func Render(w io.Writer, r Result) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w)
-	for _, c := range r.Checks() {
+	line := func(c dnscheck.Check) {
 		fmt.Fprintf(w, "  %-7s %s: %s\n", c.Level(), c.Title, c.Detail)
 		if c.Fix != "" && c.Level() != "ok" {
-			fmt.Fprintf(w, "          fix: %s\n", c.Fix)
+			// A fix of several lines (the unbound configuration for DANE) keeps its lines, indented.
+			fmt.Fprintf(w, "          fix: %s\n", strings.ReplaceAll(c.Fix, "\n", "\n               "))
+		}
+	}
+	for _, c := range r.Checks() {
+		line(c)
+	}
+	if len(r.Recipient) > 0 {
+		fmt.Fprintf(w, "\nMail to %s (outbound TLS policy):\n", r.Domain)
+		for _, c := range r.Recipient {
+			line(c)
 		}
 	}
 	for _, c := range r.TLSClients {

@@ -44,6 +44,13 @@ type TLSPolicy struct {
 	VerifyConnection func(tls.ConnectionState) error
 	// MinVersion is the lowest TLS version accepted; 0 means crypto/tls's default for clients (TLS 1.2).
 	MinVersion uint16
+	// Level names the security level for the log's tls= field, in Postfix's words (none, may, encrypt, verify,
+	// dane, mta-sts); "" lets the caller derive it from Mode and Verify.
+	Level string
+	// Policy names the recipient's published policy behind this TLS ("MTA-STS", "DANE"), "" when there is none.
+	// With Mode TLSRequired a TLS failure is that policy's to report; with TLSOpportunistic the policy is only
+	// being tested (MTA-STS "testing").
+	Policy string
 }
 
 func (p TLSPolicy) config(host string) *tls.Config {
