@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
 	msgauth "github.com/emersion/go-msgauth/dkim"
+	"github.com/emersion/go-smtp"
 
 	"ptrelay/config"
 	"ptrelay/queue"
