@@ -31,6 +31,7 @@ type Metrics struct {
 	verdict       *prometheus.GaugeVec
 	queue         *queueCollector
 	alerts        *alertMetrics
+	dkim          *dkimMetrics
 
 	mu       sync.Mutex
 	verdicts map[string]map[string]bool // family -> every verdict ever set, so old ones can drop to 0
@@ -83,6 +84,7 @@ func New() *Metrics {
 		}, []string{"family", "verdict"}),
 		queue:    newQueueCollector(time.Now),
 		alerts:   newAlertMetrics(),
+		dkim:     newDKIMMetrics(),
 		verdicts: map[string]map[string]bool{},
 	}
 	m.reg.MustRegister(m.accepted, m.acceptedBytes, m.refused, m.sessions, m.sessionsTotal, m.deliveries,
@@ -90,6 +92,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.reg.MustRegister(m.alerts.collectors()...)
+	m.reg.MustRegister(m.dkim.collectors()...)
 	return m
 }
 
