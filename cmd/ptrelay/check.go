@@ -11,6 +11,7 @@ import (
 	"ptrelay/config"
 	"ptrelay/dnscheck"
 	"ptrelay/relay/admin"
+	"ptrelay/relay/dkim"
 )
 
 // checkResult is `ptrelay check -json`'s document.
@@ -20,6 +21,8 @@ type checkResult struct {
 	MX        []dnscheck.Check  `json:"mx,omitempty"`
 	Reports   []dnscheck.Report `json:"reports"`
 	Smarthost []dnscheck.Check  `json:"smarthost,omitempty"`
+	// DKIM are the DKIM lines of the domain's keys and its DMARC line.
+	DKIM []dnscheck.Check `json:"dkim,omitempty"`
 	// TLSClients are the running daemon's recent STARTTLS clients, when it answers on its admin socket.
 	TLSClients []admin.TLSClient `json:"tls_clients,omitempty"`
 	Verdict    dnscheck.Verdict  `json:"verdict"`
@@ -27,7 +30,8 @@ type checkResult struct {
 }
 
 // runCheck is the Knowledge-Base checklist: what receivers will see of this machine, one line per check with
-// the fix. Exit 0: direct delivery is fit; 1: use a smart host; 2: cannot tell.
+// the fix, then the DKIM lines of the domain's keys and its DMARC line. Exit 0: direct delivery is fit; 1: use a
+// smart host, or a DKIM/DMARC line fails (receivers would not verify what ptrelay signs); 2: cannot tell.
 func runCheck(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("check", stderr)
 	path := fs.String("config", "", "configuration file")
@@ -70,6 +74,10 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 			out.Smarthost = append(out.Smarthost, dnscheck.CheckSPFHost(ctx, res, d, host))
 		}
 	}
+	if d != "" {
+		signer := dkim.LoadEach(cfg)
+		out.DKIM = append(signer.Check(ctx, res, d, time.Now()), signer.CheckDMARC(ctx, res, d))
+	}
 	if c, _, err := dialAdmin(cfg); err == nil {
 		if st, err := c.Status(); err == nil {
 			out.TLSClients = st.TLSClients
@@ -84,6 +92,9 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 		out.Exit = 1
 	default:
 		out.Exit = 2
+	}
+	if out.Exit == 0 && dkimFails(out.DKIM) {
+		out.Exit = 1 // receivers will refuse or junk the mail whatever the route: not fit
 	}
 	if *asJSON {
 		if err := writeJSON(stdout, out); err != nil {
@@ -122,6 +133,9 @@ func renderCheck(w io.Writer, r checkResult, haveSmarthost bool) {
 	for _, c := range r.Smarthost {
 		line(c)
 	}
+	for _, c := range r.DKIM {
+		line(c)
+	}
 	for _, c := range r.TLSClients {
 		level, note := "ok", ""
 		if c.Legacy() {
@@ -150,4 +164,17 @@ func renderCheck(w io.Writer, r checkResult, haveSmarthost bool) {
 	default:
 		fmt.Fprintln(w, "Verdict: unknown. The checks could not finish (see the lines marked unknown); run again later.")
 	}
+	if dkimFails(r.DKIM) {
+		fmt.Fprintln(w, "DKIM: receivers will not verify what ptrelay signs until the DKIM lines marked fail are fixed.")
+	}
+}
+
+// dkimFails reports a DKIM or DMARC line that fails (not a warning): signed mail would fail at receivers.
+func dkimFails(cs []dnscheck.Check) bool {
+	for _, c := range cs {
+		if c.Level() == "fail" {
+			return true
+		}
+	}
+	return false
 }

@@ -37,6 +37,7 @@ var commands = map[string]command{
 	"send":          {"send -to ADDR [-from ADDR] [-server HOST:PORT] [-user U ...]", "send a test message through a relay", runSend},
 	"version":       {"version", "print the version", runVersion},
 	"alerts":        {"alerts list|test [-json]", "the alert conditions that hold / send a test notice per channel", runAlerts},
+	"dkim":          {"dkim keygen -domain D -selector S [-algo rsa|ed25519] | show [-json]", "make a DKIM key / print the DNS records of the configured keys", runDKIM},
 }
 
 func main() {

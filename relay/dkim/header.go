@@ -75,6 +75,16 @@ func (d Decision) String() string {
 	return "not signed"
 }
 
+// Will says it of a message still in the queue, for `ptrelay queue show`: it is signed when it is sent, with
+// the keys configured then.
+func (d Decision) Will() string {
+	s := d.String()
+	if d.Signed() {
+		return "will be " + s + " when sent"
+	}
+	return "will be " + s
+}
+
 // header is a message's header section as read for signing.
 type header struct {
 	raw    []byte   // as read, the empty line that ends it included when there is one

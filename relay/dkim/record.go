@@ -130,3 +130,35 @@ func WriteKeyFile(path string, key crypto.Signer) error {
 	}
 	return f.Close()
 }
+
+// CheckNames refuses a domain or selector that cannot make a DNS name (`ptrelay dkim keygen` checks what the
+// admin typed before it writes anything; the configuration is checked by config.Validate).
+func CheckNames(domain, selector string) error {
+	if !dnsName(domain) || !strings.Contains(domain, ".") {
+		return fmt.Errorf("-domain %q is not a domain: write the domain of the From: addresses to sign, e.g. contoso.com", domain)
+	}
+	if !dnsName(selector) {
+		return fmt.Errorf("-selector %q is not a selector: write a DNS label with the date in it, such as ptr2026a "+
+			"(letters, digits, hyphens)", selector)
+	}
+	return nil
+}
+
+// dnsName accepts labels of letters, digits, hyphens and underscores, 1 to 63 characters each.
+func dnsName(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(s, ".") {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, r := range l {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
