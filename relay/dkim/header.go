@@ -60,29 +60,33 @@ func (d Decision) String() string {
 		}
 		return s
 	}
+	return "not signed: " + d.why()
+}
+
+// why is the reason of an unsigned decision in words.
+func (d Decision) why() string {
 	switch d.Reason {
 	case ReasonNoKey:
-		return "not signed: no [[dkim.keys]] entry for " + d.Domain
+		return "no [[dkim.keys]] entry for " + d.Domain
 	case ReasonNoFrom:
-		return "not signed: the message has no From: address"
+		return "the message has no From: address"
 	case ReasonFromDomains:
-		return "not signed: From: holds addresses of several domains"
+		return "From: holds addresses of several domains"
 	case ReasonBadFrom:
-		return "not signed: From: cannot be read as an address"
+		return "From: cannot be read as an address"
 	case ReasonBadHeader:
-		return "not signed: the header section starts with a blank, or does not end in its first 256 KiB"
+		return "the header section starts with a blank, or does not end in its first 256 KiB"
 	}
-	return "not signed"
+	return "no key"
 }
 
 // Will says it of a message still in the queue, for `ptrelay queue show`: it is signed when it is sent, with
 // the keys configured then.
 func (d Decision) Will() string {
-	s := d.String()
 	if d.Signed() {
-		return "will be " + s + " when sent"
+		return "will be " + d.String() + " when sent"
 	}
-	return "will be " + s
+	return "will go out unsigned: " + d.why()
 }
 
 // header is a message's header section as read for signing.
