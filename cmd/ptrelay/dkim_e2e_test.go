@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -8,12 +9,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"log/slog"
 
 	"ptrelay/dnscheck/dnstest"
+	"ptrelay/internal/testkit"
 	"ptrelay/queue"
 	"ptrelay/relay/relaytest"
 )
@@ -302,5 +305,86 @@ func TestDKIM_QueueShowNamesTheKey(t *testing.T) {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Errorf("queue show %s: exit %d, want %q:\n%s", name, code, want, out)
 		}
+	}
+}
+
+// selectorOf returns the s= of the (first) DKIM-Signature of a message as smtp-sink dumped it.
+func selectorOf(m *relaytest.SinkMessage) string {
+	if m == nil {
+		return "(no such message)"
+	}
+	sig := m.Header().Get("DKIM-Signature")
+	for _, tag := range strings.Split(strings.Join(strings.Fields(sig), ""), ";") {
+		if v, ok := strings.CutPrefix(tag, "s="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// Keys are read at start and at every SIGHUP: a key ptrelay cannot use refuses the start, or the reload, with
+// the file and the reason, and the running keys keep signing; a new valid key signs from the reload on.
+func TestDKIM_KeysAtStartAndReload(t *testing.T) {
+	relaytest.Require(t, "smtp-sink")
+	bin := relaytest.BuildBinary(t)
+	dir := t.TempDir()
+	keyA := keygen(t, bin, dir, "a", "rsa")
+	keyB := keygen(t, bin, dir, "b", "ed25519")
+	short := filepath.Join(dir, "short.pem")
+	if out, err := exec.Command(relaytest.Path(t, "openssl"), "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024",
+		"-out", short).CombinedOutput(); err != nil {
+		t.Fatalf("openssl: %v\n%s", err, out)
+	}
+	sink := relaytest.StartSink(t, relaytest.SinkOptions{Addr: "127.0.0.3:0"})
+	listen := loopbackAddr(t, "127.0.0.1")
+	conf := func(sel, file string) string {
+		return opsConfig(listen, sink.Addr(), "1h", dkimKeysTOML([2]string{sel, file}))
+	}
+
+	// At start. Bounded, in a directory of its own: a daemon that wrongly starts is killed, and its data stays out
+	// of the source tree.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "serve", "-config", writeConf(t, conf("short", short)))
+	cmd.Dir = t.TempDir()
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), short+" is a 1024-bit RSA key") {
+		t.Fatalf("serve with a 1024-bit key: %v\n%s", err, out)
+	}
+
+	d := startDaemon(t, relaytest.DaemonOptions{Config: conf("a", keyA)})
+	inject(t, d.Addr(), "x@example.test", "y@example.org", "before")
+	if m := sink.WaitMessages(t, 1, 30*time.Second); selectorOf(&m[0]) != "a" {
+		t.Fatalf("signed with %q, want a:\n%s", selectorOf(&m[0]), m[0].Data)
+	}
+
+	if err := os.WriteFile(d.ConfigFile(), []byte(conf("short", short)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.Signal(syscall.SIGHUP)
+	testkit.WaitForExplained(t, 30*time.Second, func() string { return "no refusal logged:\n" + tailLog(d) }, func() bool {
+		return strings.Contains(d.Stderr(), "reload refused")
+	})
+	if log := d.Stderr(); !strings.Contains(log, "dkim.keys[1].private_key_file: "+short+" is a 1024-bit RSA key") {
+		t.Errorf("the refusal does not name the key file and the reason:\n%s", tailLog(d))
+	}
+	inject(t, d.Addr(), "x@example.test", "y@example.org", "refused")
+	if m := sink.WaitMessages(t, 2, 30*time.Second); selectorOf(bySubject(m, "refused")) != "a" {
+		t.Errorf("after the refused reload: signed with %q, want the running key a", selectorOf(bySubject(m, "refused")))
+	}
+
+	if err := os.WriteFile(d.ConfigFile(), []byte(conf("b", keyB)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.Signal(syscall.SIGHUP)
+	testkit.WaitForExplained(t, 30*time.Second, func() string { return "no reload logged:\n" + tailLog(d) }, func() bool {
+		return strings.Contains(d.Stderr(), "d=example.test s=b (ed25519)")
+	})
+	inject(t, d.Addr(), "x@example.test", "y@example.org", "after")
+	if m := sink.WaitMessages(t, 3, 30*time.Second); selectorOf(bySubject(m, "after")) != "b" {
+		t.Errorf("after the reload: signed with %q, want b", selectorOf(bySubject(m, "after")))
+	}
+	if code := d.Stop(); code != 0 {
+		t.Errorf("SIGTERM: exit %d", code)
 	}
 }
