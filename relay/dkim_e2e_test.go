@@ -254,6 +254,16 @@ timeout = "2s"
 		t.Fatalf("the sender's MX got %q, not ptrelay's bounce", from)
 	}
 	assertVerifies(t, "ptrelay's bounce", crlf(dsn.Data), dnsAddr, records, []string{"ptr2026a", "ptr2026e"})
+
+	// Alert mail through alerts.mail_via leaves by the alert manager's own client, which signs with what the
+	// daemon hands it.
+	alert := []byte("From: \"ptrelay on relay.contoso.test\" <ptrelay@relay.contoso.test>\r\nTo: it@contoso.test\r\n" +
+		"Subject: [ptrelay] alert\r\nDate: Mon, 7 Dec 2026 10:00:00 +0000\r\n\r\nsomething happened\r\n")
+	fields, err := r.signOwn(alert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertVerifies(t, "alert mail", append(fields, alert...), dnsAddr, records, []string{"ptr2026a", "ptr2026e"})
 }
 
 // assertVerifies checks that both independent verifiers pass every signature of data, and that the

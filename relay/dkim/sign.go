@@ -71,31 +71,18 @@ func (s *Signer) Sign(r io.Reader, o SignOptions) ([]byte, Decision, error) {
 	if !d.Signed() {
 		return nil, d, nil
 	}
-	keys := headerKeys(h.counts(), s.oversign, o.SafeHeaders)
-	signers := make([]*msgauth.Signer, 0, len(d.Keys))
-	writers := make([]io.Writer, 0, len(d.Keys))
+	signers, err := s.newSigners(d.Keys, headerKeys(h.counts(), s.oversign, o.SafeHeaders))
+	if err != nil {
+		return nil, d, err
+	}
 	closeAll := func() {
 		for _, sg := range signers {
 			_ = sg.Close()
 		}
 	}
-	for _, k := range d.Keys {
-		if k.Signer == nil {
-			closeAll()
-			return nil, d, fmt.Errorf("dkim key %s was not loaded", k.Name())
-		}
-		sg, err := msgauth.NewSigner(&msgauth.SignOptions{
-			Domain: k.Domain, Selector: k.Selector, Signer: k.Signer, Hash: crypto.SHA256,
-			// Both set: go-msgauth defaults each to "simple" (RFC 6376 3.5).
-			HeaderCanonicalization: s.header, BodyCanonicalization: s.body,
-			HeaderKeys: keys,
-		})
-		if err != nil {
-			closeAll()
-			return nil, d, fmt.Errorf("dkim key %s: %w", k.Name(), err)
-		}
-		signers = append(signers, sg)
-		writers = append(writers, sg)
+	writers := make([]io.Writer, len(signers))
+	for i, sg := range signers {
+		writers[i] = sg
 	}
 	w := io.MultiWriter(writers...)
 	if _, err := w.Write(h.raw); err != nil {
@@ -134,6 +121,31 @@ func (s *Signer) Sign(r io.Reader, o SignOptions) ([]byte, Decision, error) {
 		fields.WriteString(sg.Signature())
 	}
 	return fields.Bytes(), d, nil
+}
+
+// newSigners starts one go-msgauth signer per key, each signing the fields of h= hkeys.
+func (s *Signer) newSigners(keys []*Key, hkeys []string) ([]*msgauth.Signer, error) {
+	var out []*msgauth.Signer
+	for _, k := range keys {
+		var sg *msgauth.Signer
+		err := errors.New("the private key was not read")
+		if k.Signer != nil {
+			sg, err = msgauth.NewSigner(&msgauth.SignOptions{
+				Domain: k.Domain, Selector: k.Selector, Signer: k.Signer, Hash: crypto.SHA256,
+				// Both set: go-msgauth defaults each to "simple" (RFC 6376 3.5).
+				HeaderCanonicalization: s.header, BodyCanonicalization: s.body,
+				HeaderKeys: hkeys,
+			})
+		}
+		if err != nil {
+			for _, started := range out {
+				_ = started.Close()
+			}
+			return nil, fmt.Errorf("dkim key %s: %w", k.Name(), err)
+		}
+		out = append(out, sg)
+	}
+	return out, nil
 }
 
 // taggedWriter marks its errors as writeErrors.
