@@ -249,6 +249,27 @@ timeout = "2s"
 	if checked != 2*len(dkimCases) {
 		t.Errorf("verified %d messages, want %d", checked, 2*len(dkimCases))
 	}
+	// The verifiers can say no: one changed byte of a body fails every signature with both.
+	var tampered []byte
+	for _, m := range directMsgs {
+		if m.Header().Get("X-Case") == "0" {
+			tampered = crlf(m.Data)
+		}
+	}
+	if len(tampered) < 3 {
+		t.Fatal("case 0 did not arrive")
+	}
+	tampered[len(tampered)-3] ^= 0x20 // in the last line of the body
+	py := relaytest.VerifyDKIMPython(t, tampered, dnsAddr)
+	od := relaytest.VerifyDKIMOpenDKIM(t, tampered, records)
+	for _, r := range append(py, od...) {
+		if r.Pass {
+			t.Errorf("a changed body still verifies: %+v", r)
+		}
+	}
+	if len(py) != 2 || len(od) != 2 {
+		t.Errorf("on the changed message dkimpy saw %d signatures, OpenDKIM %d; want 2 each", len(py), len(od))
+	}
 	// ptrelay's own bounce: From: MAILER-DAEMON@relay.contoso.test, signed with the key of hostname's domain.
 	if from := dsn.Header().Get("From"); !strings.Contains(from, "MAILER-DAEMON@relay.contoso.test") {
 		t.Fatalf("the sender's MX got %q, not ptrelay's bounce", from)
