@@ -12,6 +12,7 @@ type Config struct {
 	Smarthost Smarthost `toml:"smarthost"`
 	Routing   Routing   `toml:"routing"`
 	Delivery  Delivery  `toml:"delivery"`
+	DKIM      DKIM      `toml:"dkim"`
 	Queue     Queue     `toml:"queue"`
 	DNS       DNS       `toml:"dns"`
 	Egress    Egress    `toml:"egress"`

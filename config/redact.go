@@ -72,6 +72,8 @@ func (c *Config) effective() *Config {
 	e.Egress.DNSBL = slices.Clone(c.Egress.DNSBL)
 	e.Alerts.MailTo = slices.Clone(c.Alerts.MailTo)
 	e.Web.Users = slices.Clone(c.Web.Users)
+	e.DKIM.Oversign = slices.Clone(c.DKIM.Oversign)
+	e.DKIM.Keys = slices.Clone(c.DKIM.Keys)
 	e.Routing.Mode = c.EffectiveRoutingMode()
 	e.Admin.Socket = c.AdminSocket()
 	return &e

@@ -65,6 +65,7 @@ func (c *Config) CheckSecrets(o SecretsOptions) []Finding {
 	out = append(out, c.checkTLSPair(o)...)
 	out = append(out, c.checkPassword(o)...)
 	out = append(out, c.checkAlertSecrets(o)...)
+	out = append(out, c.checkDKIMSecrets(o)...)
 	return out
 }
 

@@ -32,6 +32,7 @@ func (c *Config) problems() []*FieldError {
 	c.checkSmarthost(k)
 	c.checkRouting(k)
 	c.checkDelivery(k)
+	c.checkDKIM(k)
 	c.checkQueue(k)
 	c.checkDNS(k)
 	c.checkEgress(k)

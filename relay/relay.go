@@ -21,6 +21,7 @@ import (
 	"ptrelay/relay/admin"
 	"ptrelay/relay/alerts"
 	"ptrelay/relay/delivery"
+	"ptrelay/relay/dkim"
 	"ptrelay/relay/inbound"
 	"ptrelay/relay/metrics"
 	"ptrelay/relay/sdnotify"
@@ -72,6 +73,9 @@ type Relay struct {
 	seenDirect seenDirect
 	web        webConsole // [web]: off unless web.listen is set
 	tls        *tlsPolicy
+	// signer holds the DKIM keys in use (nil: none), swapped whole by a reload: delivery has its own copy in
+	// its Settings, alert mail through mail_via signs with this one.
+	signer atomic.Pointer[dkim.Signer]
 }
 
 // New opens the queue and the listeners; nothing is served until Run. Errors say what to fix.
@@ -108,11 +112,17 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	r.metrics = metrics.New()
 	r.tls = r.newTLSPolicy()
 	r.metrics.SetQueueStats(r.queueStats)
+	signer, err := dkim.Load(cfg)
+	if err != nil {
+		return nil, err
+	}
+	r.signer.Store(signer)
 	ac, err := r.alertsConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
-	r.alerts, err = alerts.New(ac, alerts.Options{Store: store, Log: r.log, Metrics: r.metrics, Facts: r.digestFacts, Version: opts.Version})
+	r.alerts, err = alerts.New(ac, alerts.Options{Store: store, Log: r.log, Metrics: r.metrics, Facts: r.digestFacts,
+		Version: opts.Version, Sign: r.signOwn})
 	if err != nil {
 		return nil, fmt.Errorf("alerts: reading their state from the queue database: %w", err)
 	}
@@ -127,12 +137,13 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.scheduler = delivery.New(delivery.NewSettings(cfg), delivery.Env{
-		Store:     store,
-		Resolver:  r.resolver,
-		Verdict:   r.checker,
-		Log:       component(opts.Log, "delivery"),
-		Observers: delivery.Observers{OnAttempt: r.observeAttempt, OnReroute: r.metrics.Reroute},
+	r.scheduler = delivery.New(deliverySettings(cfg, signer), delivery.Env{
+		Store:    store,
+		Resolver: r.resolver,
+		Verdict:  r.checker,
+		Log:      component(opts.Log, "delivery"),
+		Observers: delivery.Observers{OnAttempt: r.observeAttempt, OnReroute: r.metrics.Reroute,
+			OnDKIM: r.metrics.DKIM},
 		TLSPolicy: r.tls.engine,
 	})
 	r.admin = admin.NewServer(store, r.status, r.scheduler.Kick, component(opts.Log, "admin"))
@@ -235,6 +246,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	_ = sdnotify.Ready()
 	_ = sdnotify.Status(r.statusLine())
 	r.log.Info("ptrelay started", "version", r.opts.Version, "hostname", cfg.Hostname, "data_dir", cfg.DataDir)
+	logDKIM(r.log, r.signer.Load())
 
 	var runErr error
 	select {
@@ -277,6 +289,11 @@ func (r *Relay) Reload(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	// Keys first: a key that cannot be read refuses the whole reload, before anything has changed.
+	signer, err := dkim.Load(cfg)
+	if err != nil {
+		return err
+	}
 	applyWeb, err := r.reloadWeb(cfg)
 	if err != nil {
 		return err
@@ -287,7 +304,9 @@ func (r *Relay) Reload(cfg *config.Config) error {
 	if err := r.checker.Update(r.checkerOptions(cfg)); err != nil {
 		return err
 	}
-	r.scheduler.Reload(delivery.NewSettings(cfg))
+	r.signer.Store(signer)
+	r.scheduler.Reload(deliverySettings(cfg, signer))
+	logDKIM(r.log, signer)
 	r.cfg.Store(cfg)
 	r.alerts.Reload(ac)
 	applyWeb()

@@ -11,7 +11,9 @@ import (
 )
 
 // runCheck is the Knowledge-Base checklist: what receivers will see of this machine, one line per check with
-// the fix (relay/selfcheck). Exit 0: direct delivery is fit; 1: use a smart host; 2: cannot tell.
+// the fix, then the DKIM lines of the domain's keys and its DMARC line (relay/selfcheck). Exit 0: direct delivery is
+// fit; 1: use a smart host, or a DKIM/DMARC line fails (receivers would not verify what ptrelay signs); 2: cannot
+// tell.
 func runCheck(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("check", stderr)
 	path := fs.String("config", "", "configuration file")

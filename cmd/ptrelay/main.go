@@ -38,6 +38,7 @@ var commands = map[string]command{
 	"version":       {"version", "print the version", runVersion},
 	"alerts":        {"alerts list|test [-json]", "the alert conditions that hold / send a test notice per channel", runAlerts},
 	"mtasts":        {"mtasts show|flush [DOMAIN] [-json]", "the cached MTA-STS policies of recipient domains / drop them", runMTASTS},
+	"dkim":          {"dkim keygen -domain D -selector S [-algo rsa|ed25519] | show [-json]", "make a DKIM key / print the DNS records of the configured keys", runDKIM},
 }
 
 func main() {

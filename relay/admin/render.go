@@ -81,6 +81,20 @@ func nextAttempt(t, now time.Time) string {
 // recipient's attempt history; with showBody, the rest of the body too. body may be nil (no headers shown).
 // Times are shown in the local time zone.
 func RenderShow(w io.Writer, m *queue.Message, body io.Reader, showBody bool) error {
+	return RenderShowWith(w, m, body, ShowOptions{Body: showBody})
+}
+
+// ShowOptions are RenderShowWith's choices.
+type ShowOptions struct {
+	Body bool // print the rest of the body too
+	// Signing, when set, says in one line what DKIM signing will do with a message whose header section is
+	// header (printed as "DKIM:" after the headers).
+	Signing func(header []byte) string
+}
+
+// RenderShowWith is RenderShow with more to say.
+func RenderShowWith(w io.Writer, m *queue.Message, body io.Reader, o ShowOptions) error {
+	showBody := o.Body
 	ew := &errWriter{w: w}
 	env := m.Envelope
 	ew.printf("Message:    %s\n", m.ID)
@@ -101,8 +115,12 @@ func RenderShow(w io.Writer, m *queue.Message, body io.Reader, showBody bool) er
 	if body != nil {
 		br = bufio.NewReader(body)
 		ew.printf("\nHeaders:\n")
-		if err := copyHeaders(ew, br); err != nil {
+		header, err := copyHeaders(ew, br)
+		if err != nil {
 			return err
+		}
+		if o.Signing != nil {
+			ew.printf("\nDKIM:       %s\n", o.Signing(header))
 		}
 	}
 
@@ -151,27 +169,30 @@ const (
 	maxHeaderBytes = 256 << 10
 )
 
-func copyHeaders(ew *errWriter, br *bufio.Reader) error {
+// copyHeaders prints the header section and returns it as read (up to the bound).
+func copyHeaders(ew *errWriter, br *bufio.Reader) ([]byte, error) {
 	total := 0
+	var raw []byte
 	for n := 0; ; n++ {
 		line, err := br.ReadString('\n')
 		total += len(line)
 		text := strings.TrimRight(line, "\r\n")
 		if text == "" && (err == nil || line != "") {
-			return nil // the blank line: the body starts after it
+			return append(raw, line...), nil // the blank line: the body starts after it
 		}
 		if text != "" {
 			if n >= maxHeaderLines || total > maxHeaderBytes {
 				ew.printf("  ... (more headers not shown)\n")
-				return nil
+				return raw, nil
 			}
+			raw = append(raw, line...)
 			ew.printf("  %s\n", text)
 		}
 		if err == io.EOF {
-			return nil
+			return raw, nil
 		}
 		if err != nil {
-			return fmt.Errorf("reading the message body: %w", err)
+			return raw, fmt.Errorf("reading the message body: %w", err)
 		}
 	}
 }

@@ -253,3 +253,23 @@ func TestRenderStatus_PendingRestart(t *testing.T) {
 		t.Errorf("got:\n%s\nwant a line:\n%s", b.String(), want)
 	}
 }
+
+// queue show says what DKIM signing will do, from the header section as stored (folded lines included).
+func TestRenderShow_SigningLine(t *testing.T) {
+	var seen string
+	var b strings.Builder
+	body := "From: Alice\r\n <alice@contoso.test>\r\nSubject: s\r\n\r\nbody\r\n"
+	err := RenderShowWith(&b, fixture()[1], strings.NewReader(body), ShowOptions{Signing: func(h []byte) string {
+		seen = string(h)
+		return "will be signed with d=contoso.test s=ptr2026a when sent"
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seen != "From: Alice\r\n <alice@contoso.test>\r\nSubject: s\r\n\r\n" {
+		t.Errorf("the signing function saw %q", seen)
+	}
+	if !strings.Contains(b.String(), "  Subject: s\n\nDKIM:       will be signed with d=contoso.test s=ptr2026a when sent\n\nRecipients:") {
+		t.Errorf("got:\n%s", b.String())
+	}
+}

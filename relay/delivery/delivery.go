@@ -64,6 +64,9 @@ type Observers struct {
 	// OnReroute is called once per recipient rerouted to the smart host, with route.Classify's reason ("ptr",
 	// "pbl", "blocklist", ...), after the reroute is recorded (ptrelay_reroutes_total).
 	OnReroute func(reason string)
+	// OnDKIM is called once per attempt that had signing keys to consider ([dkim] keys configured): signed, or
+	// not with dkim.Reason's word (ptrelay_dkim_signed_total, ptrelay_dkim_unsigned_total).
+	OnDKIM func(signed bool, reason string)
 }
 
 // Options change how delivery works where production's defaults do not suit (tests, mostly). The zero value
@@ -156,6 +159,7 @@ func New(cfg *Settings, env Env) *Scheduler {
 	s.tlsEngine = env.TLSPolicy
 	s.pressure = make(chan struct{})
 	s.cfg.Store(cfg)
+	s.prependers = []prepender{dkimPrepender{s}}
 	return s
 }
 

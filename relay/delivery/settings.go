@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"ptrelay/config"
+	"ptrelay/relay/dkim"
 	"ptrelay/relay/route"
 	"ptrelay/relay/smtpclient"
 	"ptrelay/relay/tlspolicy"
@@ -30,6 +31,10 @@ type Settings struct {
 	RetryMin, RetryMax time.Duration // the backoff (Backoff)
 	Lifetime           time.Duration // queue.lifetime; 0: mail never expires
 	DelayWarning       time.Duration // queue.delay_warning; 0: no delay DSN
+
+	// DKIM signs each attempt's message (outgoing.go); nil: no [dkim] keys. The daemon loads the keys
+	// (dkim.Load) and sets it: reading key files can fail, which NewSettings cannot.
+	DKIM *dkim.Signer
 }
 
 // DirectSettings is how mail goes to the recipient domain's MX hosts.

@@ -73,6 +73,8 @@ func exportedNames(t *testing.T) map[string]dto.MetricType {
 	m.SessionDelta(1)
 	m.Delivery("direct", "sent", time.Second)
 	m.Reroute("x")
+	m.DKIM(true, "")
+	m.DKIM(false, "no_key")
 	m.SetVerdict("ipv4", "direct-ok")
 	m.AlertNotice("listed", "mail", "sent")
 	m.AlertsFiring(map[string]int{"listed": 1})

@@ -32,6 +32,7 @@ type Metrics struct {
 	queue         *queueCollector
 	alerts        *alertMetrics
 	tls           *tlsMetrics
+	dkim          *dkimMetrics
 
 	mu       sync.Mutex
 	verdicts map[string]map[string]bool // family -> every verdict ever set, so old ones can drop to 0
@@ -85,6 +86,7 @@ func New() *Metrics {
 		queue:    newQueueCollector(time.Now),
 		alerts:   newAlertMetrics(),
 		tls:      newTLSMetrics(),
+		dkim:     newDKIMMetrics(),
 		verdicts: map[string]map[string]bool{},
 	}
 	m.reg.MustRegister(m.accepted, m.acceptedBytes, m.refused, m.sessions, m.sessionsTotal, m.deliveries,
@@ -93,6 +95,7 @@ func New() *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.reg.MustRegister(m.alerts.collectors()...)
 	m.reg.MustRegister(m.tls.collectors()...)
+	m.reg.MustRegister(m.dkim.collectors()...)
 	return m
 }
 

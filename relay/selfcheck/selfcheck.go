@@ -12,10 +12,12 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"time"
 
 	"ptrelay/config"
 	"ptrelay/dnscheck"
 	"ptrelay/relay/admin"
+	"ptrelay/relay/dkim"
 	"ptrelay/relay/mtasts"
 	"ptrelay/relay/tlspolicy"
 )
@@ -27,6 +29,8 @@ type Result struct {
 	MX        []dnscheck.Check  `json:"mx,omitempty"`
 	Reports   []dnscheck.Report `json:"reports"`
 	Smarthost []dnscheck.Check  `json:"smarthost,omitempty"`
+	// DKIM are the DKIM lines of the domain's keys and its DMARC line.
+	DKIM []dnscheck.Check `json:"dkim,omitempty"`
 	// DNSSEC says whether DANE can be used (a trusted, validating resolver).
 	DNSSEC dnscheck.Check `json:"dnssec"`
 	// Recipient is -domain D seen as a recipient: its MTA-STS policy and DANE records, and what ptrelay would
@@ -85,6 +89,10 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (Result, error) {
 			out.Smarthost = append(out.Smarthost, dnscheck.CheckSPFHost(ctx, res, d, host))
 		}
 	}
+	if d != "" {
+		signer := dkim.LoadEach(cfg)
+		out.DKIM = append(signer.Check(ctx, res, d, time.Now()), signer.CheckDMARC(ctx, res, d))
+	}
 	dnssec := res.ProbeDNSSEC(ctx, ".")
 	out.DNSSEC = tlspolicy.DNSSECCheck(dnssec, cfg.Delivery.DANE == config.DANEAuto)
 	if strings.TrimSuffix(o.Domain, ".") != "" {
@@ -105,6 +113,9 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (Result, error) {
 	default:
 		out.Exit = 2
 	}
+	if out.Exit == 0 && out.DKIMFails() {
+		out.Exit = 1 // receivers will refuse or junk the mail whatever the route: not fit
+	}
 	return out, nil
 }
 
@@ -117,10 +128,21 @@ func (r Result) Checks() []dnscheck.Check {
 		out = append(out, rep.Checks...)
 	}
 	out = append(out, r.Smarthost...)
+	out = append(out, r.DKIM...)
 	if r.DNSSEC.Title != "" {
 		out = append(out, r.DNSSEC)
 	}
 	return out
+}
+
+// DKIMFails reports a DKIM or DMARC line that fails (not a warning): signed mail would fail at receivers.
+func (r Result) DKIMFails() bool {
+	for _, c := range r.DKIM {
+		if c.Level() == "fail" {
+			return true
+		}
+	}
+	return false
 }
 
 // TLSLine is a STARTTLS client as a check line shows it: "ok", or "warn" with the note for legacy TLS.
@@ -137,10 +159,19 @@ type Summary struct {
 	Headline string
 	Reasons  []string
 	Advice   string
+	DKIM     string // said when a DKIM or DMARC line fails, whatever the verdict
 }
 
 // Summary words the verdict, the same for the terminal and the web console.
 func (r Result) Summary() Summary {
+	s := r.verdictSummary()
+	if r.DKIMFails() {
+		s.DKIM = "DKIM: receivers will not verify what ptrelay signs until the DKIM lines marked fail are fixed."
+	}
+	return s
+}
+
+func (r Result) verdictSummary() Summary {
 	switch r.Verdict {
 	case dnscheck.VerdictDirectOK:
 		return Summary{Headline: "Verdict: direct-ok. Receivers should accept mail sent directly from this machine."}
@@ -197,5 +228,8 @@ func Render(w io.Writer, r Result) {
 	}
 	if s.Advice != "" {
 		fmt.Fprintln(w, s.Advice)
+	}
+	if s.DKIM != "" {
+		fmt.Fprintln(w, s.DKIM)
 	}
 }
