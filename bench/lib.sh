@@ -61,7 +61,8 @@ sink_count() { # the sink's completed-message counter
 
 # start_postfix DIR LISTEN RELAYHOST: a private Postfix as a pure relay: Debian's shipped master.cf (smtpd on
 # LISTEN instead of port 25, no chroot, which would need copies of system files) and defaults, except
-# relayhost, mynetworks 127.0.0.0/8, no local delivery and its own directories and log. Sets POSTFIX_PID.
+# relayhost, mynetworks 127.0.0.0/8, no local delivery and its own directories and log; $POSTFIX_EXTRA (main.cf
+# lines) is added last. Sets POSTFIX_PID.
 start_postfix() {
 	local dir=$1 listen=$2 relayhost=$3
 	mkdir -p "$dir/conf" "$dir/queue" "$dir/data"
@@ -84,6 +85,7 @@ inet_interfaces = loopback-only
 inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
 relayhost = [${relayhost%:*}]:${relayhost##*:}
+${POSTFIX_EXTRA:-}
 CF
 	awk -v listen="$listen" 'BEGIN { OFS = "\t" }
 		/^smtp[ \t]+inet/ { print listen, "inet", "n", "-", "n", "-", "-", "smtpd"; next }
@@ -128,7 +130,7 @@ smarthost_toml() {
 
 # start_ptrelay DIR LISTEN SMARTHOST: ptrelay serve with a fresh data_dir, routing everything to SMARTHOST
 # without TLS or AUTH; DNS, whoami, DNSBL and the port-25 probe point at a dead loopback port so that nothing
-# leaves the machine. Sets PTRELAY_PID.
+# leaves the machine; $PTRELAY_EXTRA (more tables) is added last. Sets PTRELAY_PID.
 start_ptrelay() {
 	local dir=$1 listen=$2 smarthost=$3
 	rm -rf "$dir"
@@ -159,6 +161,7 @@ port25_probe = "127.0.0.1:9"
 
 [admin]
 socket = "$dir/admin.sock"
+${PTRELAY_EXTRA:-}
 CF
 	"$PTRELAY_BIN" serve -config "$dir/ptrelay.toml" >"$dir/ptrelay.log" 2>&1 &
 	PTRELAY_PID=$!

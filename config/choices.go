@@ -194,3 +194,46 @@ func (a AutoBool) MarshalTOML() ([]byte, error) {
 	}
 	return []byte(strings.TrimSpace(strings.TrimPrefix(b.String(), "v = "))), nil
 }
+
+// DANEMode is delivery.dane.
+type DANEMode string
+
+const (
+	DANEAuto DANEMode = "auto" // DANE while the resolver is trusted (dns.trust_ad) and proves it validates
+	DANEOff  DANEMode = "off"
+)
+
+// Valid reports one of the documented words.
+func (d DANEMode) Valid() bool { return d == DANEAuto || d == DANEOff }
+
+// TLSLevel is delivery.tls_policy.level: Postfix's security level words (smtp_tls_security_level).
+type TLSLevel string
+
+const (
+	TLSLevelNone     TLSLevel = "none"      // no TLS
+	TLSLevelMay      TLSLevel = "may"       // STARTTLS when offered, unverified; MTA-STS and DANE ignored
+	TLSLevelEncrypt  TLSLevel = "encrypt"   // STARTTLS required, unverified
+	TLSLevelVerify   TLSLevel = "verify"    // STARTTLS required, certificate verified for the MX name
+	TLSLevelDANEOnly TLSLevel = "dane-only" // DANE required: an MX host without usable TLSA records is not used
+)
+
+// Valid reports one of the documented words.
+func (l TLSLevel) Valid() bool {
+	switch l {
+	case TLSLevelNone, TLSLevelMay, TLSLevelEncrypt, TLSLevelVerify, TLSLevelDANEOnly:
+		return true
+	}
+	return false
+}
+
+// TrustAD is dns.trust_ad: whose DNSSEC "authentic data" (AD) bit ptrelay believes.
+type TrustAD string
+
+const (
+	TrustADLoopback TrustAD = "loopback" // resolvers on this machine (127.0.0.0/8, ::1) only
+	TrustADAlways   TrustAD = "always"   // every configured resolver (a validating resolver on a trusted LAN)
+	TrustADNever    TrustAD = "never"    // none: DANE stays off
+)
+
+// Valid reports one of the documented words.
+func (t TrustAD) Valid() bool { return t == TrustADLoopback || t == TrustADAlways || t == TrustADNever }

@@ -12,11 +12,13 @@ type Config struct {
 	Smarthosts []Smarthost `toml:"smarthosts"` // in order of preference; empty: no smart host
 	Routing    Routing     `toml:"routing"`
 	Delivery   Delivery    `toml:"delivery"`
+	DKIM       DKIM        `toml:"dkim"`
 	Queue      Queue       `toml:"queue"`
 	DNS        DNS         `toml:"dns"`
 	Egress     Egress      `toml:"egress"`
 	Admin      Admin       `toml:"admin"`
 	Alerts     Alerts      `toml:"alerts"`
+	Web        Web         `toml:"web"`
 }
 
 // SMTP is the inbound side: who may connect, relay and authenticate, and the limits they meet.
@@ -68,6 +70,19 @@ type Delivery struct {
 	SmarthostFailoverAfter int      `toml:"smarthost_failover_after"`
 	SmarthostDownMin       Duration `toml:"smarthost_down_min"`
 	SmarthostDownMax       Duration `toml:"smarthost_down_max"`
+	// MTASTS: honour recipient domains' MTA-STS policies on direct delivery (RFC 8461).
+	MTASTS bool `toml:"mta_sts"`
+	// DANE: DANE (RFC 7672) on direct delivery while the resolver is trusted and validates ("auto"), or never.
+	DANE DANEMode `toml:"dane"`
+	// TLSPolicy are per-domain overrides of TLS on direct delivery, first match wins.
+	TLSPolicy []TLSPolicyRule `toml:"tls_policy"`
+}
+
+// TLSPolicyRule sets the TLS of direct delivery to Domains to Level, in place of delivery.tls, MTA-STS and DANE
+// (Postfix's smtp_tls_policy_maps).
+type TLSPolicyRule struct {
+	Domains []string `toml:"domains"` // "example.com" matches that domain; ".example.com" its subdomains
+	Level   TLSLevel `toml:"level"`
 }
 
 // Queue holds the retry schedule.
@@ -82,6 +97,7 @@ type Queue struct {
 type DNS struct {
 	Resolvers []string `toml:"resolvers"` // "host:port"; empty: /etc/resolv.conf
 	Timeout   Duration `toml:"timeout"`
+	TrustAD   TrustAD  `toml:"trust_ad"` // whose DNSSEC "authentic data" bit counts
 }
 
 // Egress configures how ptrelay finds and judges its own public address.

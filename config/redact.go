@@ -36,6 +36,11 @@ func (c *Config) marshal(redact bool) ([]byte, error) {
 				e.SMTP.Users[i].PasswordHash = Redacted
 			}
 		}
+		for i := range e.Web.Users {
+			if e.Web.Users[i].PasswordHash != "" {
+				e.Web.Users[i].PasswordHash = Redacted
+			}
+		}
 	}
 	var buf bytes.Buffer
 	enc := toml.NewEncoder(&buf)
@@ -80,6 +85,9 @@ func (c *Config) effective() *Config {
 	e.Egress.Whoami = slices.Clone(c.Egress.Whoami)
 	e.Egress.DNSBL = slices.Clone(c.Egress.DNSBL)
 	e.Alerts.MailTo = slices.Clone(c.Alerts.MailTo)
+	e.Web.Users = slices.Clone(c.Web.Users)
+	e.DKIM.Oversign = slices.Clone(c.DKIM.Oversign)
+	e.DKIM.Keys = slices.Clone(c.DKIM.Keys)
 	e.Routing.Mode = c.EffectiveRoutingMode()
 	e.Admin.Socket = c.AdminSocket()
 	return &e

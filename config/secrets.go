@@ -68,6 +68,7 @@ func (c *Config) CheckSecrets(o SecretsOptions) []Finding {
 		out = append(out, c.checkSmarthostSecrets(o, idx("smarthosts", i), &c.Smarthosts[i])...)
 	}
 	out = append(out, c.checkAlertSecrets(o)...)
+	out = append(out, c.checkDKIMSecrets(o)...)
 	return out
 }
 

@@ -32,11 +32,13 @@ func (c *Config) problems() []*FieldError {
 	c.checkSmarthosts(k)
 	c.checkRouting(k)
 	c.checkDelivery(k)
+	c.checkDKIM(k)
 	c.checkQueue(k)
 	c.checkDNS(k)
 	c.checkEgress(k)
 	c.checkAdmin(k)
 	c.checkAlerts(k)
+	c.checkWeb(k)
 	return k.list
 }
 
@@ -191,6 +193,25 @@ func (c *Config) checkDelivery(k *checker) {
 	if d.Concurrency < 1 {
 		k.add("delivery.concurrency", "must be at least 1: write a number such as 100")
 	}
+	if !d.DANE.Valid() {
+		k.add("delivery.dane", "%q is not a choice: write \"auto\" (the default: DANE while the resolver validates) or \"off\"", d.DANE)
+	}
+	for i, rule := range d.TLSPolicy {
+		key := idx("delivery.tls_policy", i)
+		if len(rule.Domains) == 0 {
+			k.add(key+".domains", "is empty: list the recipient domains this level applies to, e.g. [\"partner.example\"]")
+		}
+		for j, dom := range rule.Domains {
+			if !validDomain(strings.TrimPrefix(dom, ".")) {
+				k.add(idx(key+".domains", j), "%q is not a domain: write a recipient domain such as \"partner.example\", "+
+					"or \".partner.example\" for its subdomains", dom)
+			}
+		}
+		if !rule.Level.Valid() {
+			k.add(key+".level", "%q is not a choice: write \"none\", \"may\", \"encrypt\", \"verify\" or \"dane-only\" "+
+				"(Postfix's words)", rule.Level)
+		}
+	}
 	if d.PerDestination < 1 {
 		k.add("delivery.per_destination", "must be at least 1: write a number such as 20")
 	} else if d.Concurrency >= 1 && d.PerDestination > d.Concurrency {
@@ -252,6 +273,9 @@ func (c *Config) checkDNS(k *checker) {
 	}
 	if c.DNS.Timeout <= 0 {
 		k.add("dns.timeout", "must be positive: write a duration such as \"5s\"")
+	}
+	if !c.DNS.TrustAD.Valid() {
+		k.add("dns.trust_ad", "%q is not a choice: write \"loopback\" (the default), \"always\" or \"never\"", c.DNS.TrustAD)
 	}
 }
 

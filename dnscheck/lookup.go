@@ -54,6 +54,15 @@ func (r *Resolver) lookupIP(ctx context.Context, host string, qtype uint16) ([]n
 	if err != nil {
 		return nil, err
 	}
+	addrs := addrsOf(rrs)
+	if len(addrs) == 0 {
+		return nil, &Error{Name: host, Type: dns.TypeToString[qtype], Kind: ErrNoAddress}
+	}
+	return addrs, nil
+}
+
+// addrsOf returns the addresses of the A and AAAA records among rrs.
+func addrsOf(rrs []dns.RR) []netip.Addr {
 	var addrs []netip.Addr
 	for _, rr := range rrs {
 		var a netip.Addr
@@ -68,10 +77,7 @@ func (r *Resolver) lookupIP(ctx context.Context, host string, qtype uint16) ([]n
 			addrs = append(addrs, a)
 		}
 	}
-	if len(addrs) == 0 {
-		return nil, &Error{Name: host, Type: dns.TypeToString[qtype], Kind: ErrNoAddress}
-	}
-	return addrs, nil
+	return addrs
 }
 
 // LookupPTR returns the names (without the trailing dot) that addr's reverse entry points to. A reverse name

@@ -29,6 +29,11 @@ func (r *Resolver) LookupMX(ctx context.Context, domain string) ([]MX, error) {
 	if err != nil {
 		return nil, err
 	}
+	return mxFrom(domain, rrs)
+}
+
+// mxFrom turns domain's MX records into exchangers, as LookupMX describes.
+func mxFrom(domain string, rrs []dns.RR) ([]MX, error) {
 	var mxs []MX
 	null := false
 	for _, rr := range rrs {

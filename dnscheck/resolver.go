@@ -18,12 +18,15 @@ type ResolverOptions struct {
 	// Timeout bounds one exchange with one server (UDP, plus TCP when the answer was truncated).
 	// Zero means 5s.
 	Timeout time.Duration
+	// TrustAD says whose "authentic data" bit counts (dns.trust_ad); "" is TrustLoopback.
+	TrustAD TrustAD
 }
 
 // Resolver asks recursive DNS servers with miekg/dns. It is safe for concurrent use.
 type Resolver struct {
 	servers []string
 	timeout time.Duration
+	trust   TrustAD
 }
 
 const (
@@ -36,7 +39,10 @@ const (
 
 // NewResolver returns a resolver for o.Servers, or for the nameservers of /etc/resolv.conf when none are given.
 func NewResolver(o ResolverOptions) (*Resolver, error) {
-	r := &Resolver{timeout: o.Timeout}
+	r := &Resolver{timeout: o.Timeout, trust: o.TrustAD}
+	if !r.trust.Valid() {
+		return nil, fmt.Errorf("dns.trust_ad %q: want loopback, always or never", o.TrustAD)
+	}
 	if r.timeout <= 0 {
 		r.timeout = defaultTimeout
 	}
@@ -64,28 +70,47 @@ func NewResolver(o ResolverOptions) (*Resolver, error) {
 // Servers returns the servers this resolver asks, in order.
 func (r *Resolver) Servers() []string { return append([]string(nil), r.servers...) }
 
+// answer is what a lookup found at the end of a CNAME chain.
+type answer struct {
+	rrs []dns.RR
+	// authentic: every response of the chain came with the AD bit from a trusted server (RFC 4035 3.2.3,
+	// RFC 6840 5.7): the validating resolver proved the data, or proved its absence, with DNSSEC.
+	authentic bool
+	name      string // the owner name the records belong to (the chain's last name), fully qualified
+}
+
 // lookup returns the records of qtype at the end of the CNAME chain starting at name. An empty result with a nil
 // error is NODATA (the name exists). Errors are *Error wrapping ErrNXDomain or ErrTemporary.
 func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) ([]dns.RR, error) {
+	a, err := r.query(ctx, name, qtype)
+	return a.rrs, err
+}
+
+// query is lookup with the answer's authenticity. For NXDOMAIN it returns the error and an answer whose
+// authentic field says whether the denial was proven.
+func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (answer, error) {
 	cur := dns.Fqdn(name)
+	authentic := true
 	for hop := 0; hop <= maxCNAMEHops; hop++ {
-		msg, err := r.exchange(ctx, cur, qtype)
+		msg, server, err := r.exchange(ctx, cur, qtype)
 		if err != nil {
-			return nil, r.fail(name, qtype, err)
+			return answer{}, r.fail(name, qtype, err)
 		}
+		authentic = authentic && msg.AuthenticatedData && r.trusted(server)
 		if msg.Rcode == dns.RcodeNameError {
 			// RFC 6604: with a CNAME chain the RCODE speaks of the last name, so the target is missing.
-			return nil, &Error{Name: name, Type: dns.TypeToString[qtype], Kind: ErrNXDomain, Detail: nxDetail(name, cur)}
+			return answer{authentic: authentic, name: cur},
+				&Error{Name: name, Type: dns.TypeToString[qtype], Kind: ErrNXDomain, Detail: nxDetail(name, cur)}
 		}
 		target, rrs := followChain(msg.Answer, cur, qtype)
 		if len(rrs) > 0 || target == cur {
-			return rrs, nil
+			return answer{rrs: rrs, authentic: authentic, name: target}, nil
 		}
 		// The server gave us a CNAME but not what it points to (an authoritative server for another zone does
 		// that): ask for the target ourselves.
 		cur = target
 	}
-	return nil, &Error{Name: name, Type: dns.TypeToString[qtype], Kind: ErrTemporary,
+	return answer{}, &Error{Name: name, Type: dns.TypeToString[qtype], Kind: ErrTemporary,
 		Detail: fmt.Sprintf("CNAME chain longer than %d", maxCNAMEHops)}
 }
 
@@ -130,12 +155,17 @@ func (r *Resolver) fail(name string, qtype uint16, err error) error {
 	return &Error{Name: name, Type: dns.TypeToString[qtype], Kind: ErrTemporary, Detail: err.Error()}
 }
 
-// exchange asks each server in turn until one gives a usable answer (NOERROR or NXDOMAIN). SERVFAIL, REFUSED,
-// other RCODEs, timeouts and network errors move on to the next server; when all fail the error lists them.
-func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
+// exchange asks each server in turn until one gives a usable answer (NOERROR or NXDOMAIN), and returns it with
+// the server that gave it. SERVFAIL (a validating resolver's answer for bogus data, too), REFUSED, other RCODEs,
+// timeouts and network errors move on to the next server; when all fail the error lists them.
+//
+// Every query sets the AD bit (RFC 6840 5.7): a validating resolver then says whether it validated the answer,
+// without the RRSIG records that the DO bit would add to every answer.
+func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dns.Msg, string, error) {
 	q := new(dns.Msg)
 	q.SetQuestion(name, qtype)
 	q.RecursionDesired = true
+	q.AuthenticatedData = true
 	q.SetEdns0(ednsSize, false)
 
 	te := &temporaryError{}
@@ -149,12 +179,12 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dn
 		case err != nil:
 			te.details = append(te.details, fmt.Sprintf("%v from %s", cleanNetErr(err), server))
 		case msg.Rcode == dns.RcodeSuccess || msg.Rcode == dns.RcodeNameError:
-			return msg, nil
+			return msg, server, nil
 		default:
-			te.details = append(te.details, fmt.Sprintf("%s from %s", dns.RcodeToString[msg.Rcode], server))
+			te.details = append(te.details, fmt.Sprintf("%s%s from %s", dns.RcodeToString[msg.Rcode], edeText(msg), server))
 		}
 	}
-	return nil, te
+	return nil, "", te
 }
 
 // exchangeOne sends q over UDP and repeats it over TCP when the answer was truncated (RFC 7766).

@@ -135,14 +135,14 @@ func TestAdmin_VerbsInBatches(t *testing.T) {
 		!strings.Contains(err.Error(), unknown) {
 		t.Fatalf("Hold of 10 IDs and an unknown one = %d, %v", n, err)
 	}
-	if st, _ := s.Stats(); st.ByState[StateHold] != 10 {
+	if st := mustStats(t, s); st.ByState[StateHold] != 10 {
 		t.Fatalf("after Hold: %v", st.ByState)
 	}
 	clock.t = t0.Add(time.Hour)
 	if n, err := s.Release(Selector{All: true}); n != 10 || err != nil {
 		t.Fatalf("Release -all = %d, %v", n, err)
 	}
-	if due, _ := s.Due(clock.t, 100); len(due) != 10 {
+	if due := mustDue(t, s, clock.t, 100); len(due) != 10 {
 		t.Fatalf("%d due after Release -all", len(due))
 	}
 	if n, err := s.Retry(Selector{All: true}); n != 10 || err != nil {

@@ -91,7 +91,7 @@ func TestCompact_ShrinksAndKeepsEverything(t *testing.T) {
 		}
 		checkBody(t, s, id, body(ids2seed(slices.Index(ids, id)), size))
 	}
-	if c, _ := s.Corrupt(); len(c) != 1 || c[0].Key != bad {
+	if c := mustCorrupt(t, s); len(c) != 1 || c[0].Key != bad {
 		t.Fatalf("quarantine after compaction: %v", c)
 	}
 	var kept []byte

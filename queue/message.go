@@ -87,4 +87,7 @@ type Attempt struct {
 	Enhanced string    `json:"enhanced,omitempty"`
 	Text     string    `json:"text,omitempty"`
 	Outcome  string    `json:"outcome,omitempty"` // "sent" | "deferred" | "bounced" | "rerouted" | "expired"
+	// TLS is the security level of the attempt, the log's tls= word (none, may, encrypt, verify, dane,
+	// mta-sts): for a deferral by a recipient's TLS policy, the policy that deferred it.
+	TLS string `json:"tls,omitempty"`
 }

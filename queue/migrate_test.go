@@ -19,7 +19,7 @@ func TestMigrate_Schema1(t *testing.T) {
 	if err != nil || st.Messages != 7 || st.Corrupt != 1 || !maps.Equal(st.ByState, want) {
 		t.Fatalf("read-only Stats of schema 1 = %+v, %v", st, err)
 	}
-	if l, _ := ro.List(); len(l) != 7 {
+	if l := mustList(t, ro); len(l) != 7 {
 		t.Fatalf("read-only List = %d messages", len(l))
 	}
 	ro.Close()
@@ -28,7 +28,7 @@ func TestMigrate_Schema1(t *testing.T) {
 	checkInvariants(t, s) // counts and indexes agree with a scan of what migration left
 	want[StateActive], want[StateDeferred] = 0, 3
 	delete(want, StateActive)
-	if st, _ := s.Stats(); st.Messages != 7 || st.Corrupt != 1 || !maps.Equal(st.ByState, want) {
+	if st := mustStats(t, s); st.Messages != 7 || st.Corrupt != 1 || !maps.Equal(st.ByState, want) {
 		t.Fatalf("Stats after migration = %+v, want %v", st, want)
 	}
 	m, err := s.Get("6C6H88T9K7400")
@@ -37,7 +37,7 @@ func TestMigrate_Schema1(t *testing.T) {
 	}
 	checkBody(t, s, "6C6H88T9EBW00", bytes.Repeat([]byte("x"), 1000))
 	checkBody(t, s, "6C6H88T94GR00", bytes.Repeat([]byte("x"), 50))
-	if c, _ := s.Corrupt(); len(c) != 1 || c[0].Key != "6C6H88T9J9000" {
+	if c := mustCorrupt(t, s); len(c) != 1 || c[0].Key != "6C6H88T9J9000" {
 		t.Fatalf("quarantine = %v", c)
 	}
 	s.Close()
@@ -52,7 +52,7 @@ func TestMigrate_Schema1(t *testing.T) {
 
 	s = openTest(t, dir)
 	checkInvariants(t, s)
-	if st, _ := s.Stats(); st.Messages != 7 || !maps.Equal(st.ByState, want) {
+	if st := mustStats(t, s); st.Messages != 7 || !maps.Equal(st.ByState, want) {
 		t.Fatalf("Stats after a second open = %+v", st)
 	}
 }

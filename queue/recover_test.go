@@ -106,7 +106,7 @@ func TestRecover_ReadsOnlyTheActiveIndex(t *testing.T) {
 	})
 
 	s = openTest(t, dir)
-	if c, _ := s.Corrupt(); len(c) != 0 {
+	if c := mustCorrupt(t, s); len(c) != 0 {
 		t.Fatalf("Open quarantined %v: it read records outside the active index", c)
 	}
 	if m, err := s.Get(inFlight); err != nil || m.Recipients[0].State != StateDeferred {
@@ -117,7 +117,7 @@ func TestRecover_ReadsOnlyTheActiveIndex(t *testing.T) {
 	if err != nil || len(due) != 1 || due[0].ID != inFlight {
 		t.Fatalf("Due = %v, %v", due, err)
 	}
-	if c, _ := s.Corrupt(); len(c) != 1 || c[0].Key != idle || !strings.Contains(c[0].Reason, "unknown state") {
+	if c := mustCorrupt(t, s); len(c) != 1 || c[0].Key != idle || !strings.Contains(c[0].Reason, "unknown state") {
 		t.Fatalf("Corrupt = %v", c)
 	}
 	checkInvariants(t, s)
@@ -170,11 +170,11 @@ func TestQuarantine_FoundByReads(t *testing.T) {
 	ro.Close()
 
 	s = openTest(t, dir, func(o *Options) { o.InlineMax = 100 })
-	if c, _ := s.Corrupt(); len(c) != 0 {
+	if c := mustCorrupt(t, s); len(c) != 0 {
 		t.Fatalf("Open quarantined %v", c)
 	}
 	// Due meets the waiting ones; the held one waits for an admin verb; the body's loss shows at its reading.
-	if due, _ := s.Due(time.Now().Add(time.Hour), 10); len(due) != 2 {
+	if due := mustDue(t, s, time.Now().Add(time.Hour), 10); len(due) != 2 {
 		t.Fatalf("Due = %v, want good and lostBody", due)
 	}
 	if _, err := s.Release(Selector{All: true}); !errors.Is(err, ErrStorage) {
@@ -183,7 +183,7 @@ func TestQuarantine_FoundByReads(t *testing.T) {
 	if _, err := s.Body(lostBody); !errors.Is(err, ErrStorage) {
 		t.Fatalf("Body without its spool file: %v", err)
 	}
-	list, _ := s.List()
+	list := mustList(t, s)
 	if len(list) != 1 || list[0].ID != good {
 		t.Fatalf("List = %v, want only %s", list, good)
 	}
@@ -214,7 +214,7 @@ func TestQuarantine_FoundByReads(t *testing.T) {
 		t.Errorf("%d corrupt records, want %d: %v", len(corrupt), len(want), corrupt)
 	}
 	checkInvariants(t, s)
-	if st, _ := s.Stats(); st.Corrupt != len(want) || st.Messages != 1 {
+	if st := mustStats(t, s); st.Corrupt != len(want) || st.Messages != 1 {
 		t.Fatalf("Stats = %+v", st)
 	}
 	s.Close()
@@ -258,7 +258,7 @@ func TestRepair_IndexesRebuilt(t *testing.T) {
 	if err != nil || len(due) != 1 || due[0].ID != b {
 		t.Fatalf("Due = %v, %v: want b once, the stray entries dropped", due, err)
 	}
-	if at, ok, _ := s.NextDue(); !ok || at.IsZero() {
+	if at, ok := mustNextDue(t, s); !ok || at.IsZero() {
 		t.Fatalf("NextDue = %v %v: the stray entries due at time 0 are still there", at, ok)
 	}
 	s.Close()
@@ -267,7 +267,7 @@ func TestRepair_IndexesRebuilt(t *testing.T) {
 	}
 	s = openTest(t, dir)
 	checkInvariants(t, s)
-	if m, _ := s.Get(c); m.Recipients[0].State != StateDeferred {
+	if m := mustGet(t, s, c); m.Recipients[0].State != StateDeferred {
 		t.Fatalf("c = %+v: the repaired active entry must be recovered", m.Recipients[0])
 	}
 	due, err = s.Due(time.Now().Add(time.Hour), 10)

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"time"
 
@@ -69,6 +70,7 @@ func (r *Relay) egressStatus() []admin.EgressStatus {
 	for _, rep := range r.checker.Reports() {
 		es := admin.EgressStatus{Family: rep.Family.String(), Verdict: string(rep.Verdict), Checked: rep.At}
 		es.Reasons = append(es.Reasons, rep.Reasons...)
+		es.Fixes = egressFixes(rep)
 		if rep.Verdict == dnscheck.VerdictSmarthost && noSmarthost {
 			es.Reasons = append(es.Reasons, "no smart host is configured: delivering directly anyway (configure [[smarthosts]] or fix the above)")
 		}
@@ -76,6 +78,21 @@ func (r *Relay) egressStatus() []admin.EgressStatus {
 			es.IP = rep.Egress.IP.String()
 		}
 		out = append(out, es)
+	}
+	return out
+}
+
+// egressFixes are the fix sentences of the checks behind the verdict's reasons (the blocking checks that did not
+// pass), each once.
+func egressFixes(rep dnscheck.Report) []string {
+	var out []string
+	for _, c := range rep.Checks {
+		if !c.Blocking || c.Fix == "" || c.Status == dnscheck.StatusPass || c.Status == dnscheck.StatusNone {
+			continue
+		}
+		if !slices.Contains(out, c.Fix) {
+			out = append(out, c.Fix)
+		}
 	}
 	return out
 }

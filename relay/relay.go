@@ -21,6 +21,7 @@ import (
 	"ptrelay/relay/admin"
 	"ptrelay/relay/alerts"
 	"ptrelay/relay/delivery"
+	"ptrelay/relay/dkim"
 	"ptrelay/relay/inbound"
 	"ptrelay/relay/metrics"
 	"ptrelay/relay/sdnotify"
@@ -70,6 +71,11 @@ type Relay struct {
 	pending    atomic.Pointer[[]string]
 	alerts     *alerts.Manager
 	seenDirect seenDirect
+	web        webConsole // [web]: off unless web.listen is set
+	tls        *tlsPolicy
+	// signer holds the DKIM keys in use (nil: none), swapped whole by a reload: delivery has its own copy in
+	// its Settings, alert mail through mail_via signs with this one.
+	signer atomic.Pointer[dkim.Signer]
 }
 
 // New opens the queue and the listeners; nothing is served until Run. Errors say what to fix.
@@ -94,7 +100,8 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 		}
 	}()
 
-	r.resolver, err = dnscheck.NewResolver(dnscheck.ResolverOptions{Servers: cfg.DNS.Resolvers, Timeout: cfg.DNS.Timeout.D()})
+	r.resolver, err = dnscheck.NewResolver(dnscheck.ResolverOptions{Servers: cfg.DNS.Resolvers, Timeout: cfg.DNS.Timeout.D(),
+		TrustAD: dnscheck.TrustAD(cfg.DNS.TrustAD)})
 	if err != nil {
 		return nil, fmt.Errorf("dns: %w", err)
 	}
@@ -103,12 +110,19 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 		return nil, fmt.Errorf("egress: %w", err)
 	}
 	r.metrics = metrics.New()
+	r.tls = r.newTLSPolicy()
 	r.metrics.SetQueueStats(r.queueStats)
+	signer, err := dkim.Load(cfg)
+	if err != nil {
+		return nil, err
+	}
+	r.signer.Store(signer)
 	ac, err := r.alertsConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
-	r.alerts, err = alerts.New(ac, alerts.Options{Store: store, Log: r.log, Metrics: r.metrics, Facts: r.digestFacts, Version: opts.Version})
+	r.alerts, err = alerts.New(ac, alerts.Options{Store: store, Log: r.log, Metrics: r.metrics, Facts: r.digestFacts,
+		Version: opts.Version, Sign: r.signOwn})
 	if err != nil {
 		return nil, fmt.Errorf("alerts: reading their state from the queue database: %w", err)
 	}
@@ -123,18 +137,21 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.scheduler = delivery.New(delivery.NewSettings(cfg), delivery.Env{
+	r.scheduler = delivery.New(deliverySettings(cfg, signer), delivery.Env{
 		Store:    store,
 		Resolver: r.resolver,
 		Verdict:  r.checker,
 		Log:      component(opts.Log, "delivery"),
 		Observers: delivery.Observers{OnAttempt: r.observeAttempt, OnReroute: r.metrics.Reroute,
 			OnSmarthostDown: r.alerts.SmarthostDown, OnSmarthostUp: r.alerts.SmarthostUp,
-			OnLoginRefused: r.alerts.SmarthostLoginRefused, OnLoginOK: r.alerts.SmarthostLoginOK},
+			OnLoginRefused: r.alerts.SmarthostLoginRefused, OnLoginOK: r.alerts.SmarthostLoginOK,
+			OnDKIM: r.metrics.DKIM},
+		TLSPolicy: r.tls.engine,
 	})
 	r.metrics.SetSmarthosts(r.smarthostGauges)
 	r.admin = admin.NewServer(store, r.status, r.scheduler.Retry, component(opts.Log, "admin"))
 	r.admin.SetAlerts(r.alertStatus, r.alertTest)
+	r.admin.SetMTASTS(r.mtastsList, r.mtastsFlush)
 
 	for _, addr := range cfg.SMTP.Listen {
 		l, err := net.Listen("tcp", addr)
@@ -154,6 +171,9 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 		if err != nil {
 			return nil, fmt.Errorf("admin.metrics_listen %s: %w: %s", cfg.Admin.MetricsListen, err, listenHint(err, cfg.Admin.MetricsListen))
 		}
+	}
+	if err := r.openWeb(cfg); err != nil {
+		return nil, err
 	}
 	ok = true
 	return r, nil
@@ -183,8 +203,10 @@ func (r *Relay) Run(ctx context.Context) error {
 	schedDone := make(chan struct{})
 	go func() {
 		defer close(schedDone)
-		// The first verdict is computed at start-up, before delivery begins (docs/architecture.md, Start-up).
+		// The first verdict is computed at start-up, before delivery begins (docs/architecture.md, Start-up);
+		// so is whether DANE can be used.
 		r.startChecker(schedCtx)
+		r.probeDNSSEC(schedCtx)
 		if err := r.scheduler.Run(schedCtx); err != nil && !errors.Is(err, context.Canceled) {
 			serveErr <- fmt.Errorf("delivery: %w", err)
 		}
@@ -196,6 +218,11 @@ func (r *Relay) Run(ctx context.Context) error {
 	alertWG.Add(2)
 	go func() { defer alertWG.Done(); r.alerts.Run(alertCtx) }()
 	go func() { defer alertWG.Done(); r.watchAlerts(alertCtx) }()
+
+	// The TLS policy upkeep (MTA-STS cache, DNSSEC probe, TLS-RPT counts) writes the store: it stops before it.
+	tlsCtx, stopTLS := context.WithCancel(context.Background())
+	tlsDone := make(chan struct{})
+	go func() { defer close(tlsDone); r.runTLSPolicy(tlsCtx) }()
 
 	adminCtx, stopAdmin := context.WithCancel(context.Background())
 	defer stopAdmin()
@@ -216,10 +243,13 @@ func (r *Relay) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	adminWG.Add(1)
+	go func() { defer adminWG.Done(); r.serveWeb(adminCtx) }()
 	go sdnotify.Watchdog(adminCtx)
 	_ = sdnotify.Ready()
 	_ = sdnotify.Status(r.statusLine())
 	r.log.Info("ptrelay started", "version", r.opts.Version, "hostname", cfg.Hostname, "data_dir", cfg.DataDir)
+	logDKIM(r.log, r.signer.Load())
 
 	var runErr error
 	select {
@@ -241,6 +271,8 @@ func (r *Relay) Run(ctx context.Context) error {
 	adminWG.Wait()
 	stopAlerts()
 	alertWG.Wait()
+	stopTLS()
+	<-tlsDone
 	if err := r.store.Close(); err != nil {
 		r.log.Error("closing the queue", "err", err)
 		if runErr == nil {
@@ -260,16 +292,28 @@ func (r *Relay) Reload(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	// Keys first: a key that cannot be read refuses the whole reload, before anything has changed.
+	signer, err := dkim.Load(cfg)
+	if err != nil {
+		return err
+	}
+	applyWeb, err := r.reloadWeb(cfg)
+	if err != nil {
+		return err
+	}
 	if err := r.inbound.Reload(cfg); err != nil {
 		return err
 	}
 	if err := r.checker.Update(r.checkerOptions(cfg)); err != nil {
 		return err
 	}
-	r.scheduler.Reload(delivery.NewSettings(cfg))
+	r.signer.Store(signer)
+	r.scheduler.Reload(deliverySettings(cfg, signer))
+	logDKIM(r.log, signer)
 	r.cfg.Store(cfg)
 	r.alerts.Reload(ac)
 	r.clearRemovedSmarthosts(cfg)
+	applyWeb()
 	r.expiryAlerts(time.Now()) // the certificate may have been replaced
 	// Against the start, not the previous reload: a change stays pending over later reloads until a restart,
 	// and one reverted by a reload is pending no more.
@@ -306,6 +350,10 @@ func restartKeys(old, cfg *config.Config) []string {
 	changed("admin.metrics_listen", old.Admin.MetricsListen, cfg.Admin.MetricsListen)
 	changed("dns.resolvers", old.DNS.Resolvers, cfg.DNS.Resolvers)
 	changed("dns.timeout", old.DNS.Timeout, cfg.DNS.Timeout)
+	changed("web.listen", old.Web.Listen, cfg.Web.Listen)
+	changed("web.tls_cert", old.Web.TLSCert, cfg.Web.TLSCert)
+	changed("web.tls_key", old.Web.TLSKey, cfg.Web.TLSKey)
+	changed("dns.trust_ad", old.DNS.TrustAD, cfg.DNS.TrustAD)
 	return keys
 }
 
@@ -319,7 +367,7 @@ func (r *Relay) closeAll() {
 	for _, l := range r.listeners {
 		_ = l.Close()
 	}
-	for _, l := range []net.Listener{r.adminLn, r.metricsLn} {
+	for _, l := range []net.Listener{r.adminLn, r.metricsLn, r.web.ln} {
 		if l != nil {
 			_ = l.Close()
 		}

@@ -17,7 +17,7 @@ import (
 func (r *Relay) smarthostStatus() []admin.SmarthostStatus {
 	var out []admin.SmarthostStatus
 	for _, h := range r.scheduler.SmarthostStatus() {
-		s := admin.SmarthostStatus{Name: h.Name, Address: h.Address, State: h.State, DownSince: h.DownSince,
+		s := admin.SmarthostStatus{Name: h.Name, Address: h.Address, State: h.State, Since: h.DownSince,
 			DownUntil: h.DownUntil, LimitedUntil: h.LimitedUntil, LastError: h.LastError, LastErrorAt: h.LastErrorAt,
 			Sessions: h.Sessions, MaxSessions: h.MaxSessions}
 		for _, b := range h.Budgets {

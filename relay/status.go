@@ -81,6 +81,7 @@ func (t *tlsClients) newestFirst() []admin.TLSClient {
 func (r *Relay) observeAttempt(res delivery.Result) {
 	r.metrics.Delivery(string(res.Route), string(res.Outcome), res.Delay)
 	r.metrics.SmarthostDelivery(res.Smarthost, string(res.Outcome))
+	r.observeTLSPolicy(res)
 	if res.Outcome == delivery.Sent {
 		return
 	}
@@ -110,12 +111,16 @@ func (r *Relay) status() admin.Status {
 	if r.metricsLn != nil {
 		st.Listeners = append(st.Listeners, "metrics "+r.metricsLn.Addr().String())
 	}
+	if r.web.ln != nil {
+		st.Listeners = append(st.Listeners, "web "+webAddr(r.web.ln))
+	}
 	if c := r.inbound.Certificate(); c != nil {
 		st.Certificate = &admin.Certificate{File: c.File, SelfSigned: c.Auto, Names: c.Names, NotAfter: c.NotAfter}
 	}
 	st.Egress = r.egressStatus()
 	st.Smarthosts = r.smarthostStatus()
 	st.Alerts = r.alertStatus()
+	st.TLSPolicy = r.tlsPolicyStatus()
 	if qs, err := r.store.Stats(); err == nil {
 		st.Queue = qs
 	}

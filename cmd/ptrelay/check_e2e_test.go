@@ -12,6 +12,7 @@ import (
 
 	"ptrelay/dnscheck/dnstest"
 	"ptrelay/relay/relaytest"
+	"ptrelay/relay/selfcheck"
 )
 
 // checkZone is a small Internet on a real unbound: example.test with its MX and SPF, a relay whose PTR,
@@ -27,7 +28,7 @@ var checkZone = []string{
 }
 
 // runCheckCmd runs the built `ptrelay check -json` and returns its exit code and decoded document.
-func runCheckCmd(t *testing.T, bin, conf string) (int, checkResult, string) {
+func runCheckCmd(t *testing.T, bin, conf string) (int, selfcheck.Result, string) {
 	t.Helper()
 	dir := t.TempDir()
 	file := filepath.Join(dir, "ptrelay.toml")
@@ -43,7 +44,7 @@ func runCheckCmd(t *testing.T, bin, conf string) (int, checkResult, string) {
 	} else if err != nil {
 		t.Fatal(err)
 	}
-	var res checkResult
+	var res selfcheck.Result
 	if err := json.Unmarshal(out, &res); err != nil {
 		t.Fatalf("check -json printed no JSON (%v):\n%s", err, out)
 	}
@@ -62,7 +63,7 @@ port25_probe = %q
 `, dns, egressIP, probe)
 }
 
-func statusOf(res checkResult, id string) string {
+func statusOf(res selfcheck.Result, id string) string {
 	for _, rep := range res.Reports {
 		for _, c := range rep.Checks {
 			if c.ID == id {

@@ -33,10 +33,12 @@ var commands = map[string]command{
 	"queue":         {"queue list|show|delete|hold|release|retry|bounce|compact ...", "inspect and act on the queue", runQueue},
 	"status":        {"status [-config FILE] [-json]", "show the running relay's state", runStatus},
 	"config":        {"config check [-config FILE]", "validate the configuration and print it with secrets redacted", runConfig},
-	"hash-password": {"hash-password", "ask for a password (or read a line on stdin) and print its bcrypt hash for [[smtp.users]]", runHashPassword},
+	"hash-password": {"hash-password", "ask for a password (or read a line on stdin) and print its bcrypt hash for [[smtp.users]] or [[web.users]]", runHashPassword},
 	"send":          {"send -to ADDR [-from ADDR] [-server HOST:PORT] [-user U ...]", "send a test message through a relay", runSend},
 	"version":       {"version", "print the version", runVersion},
 	"alerts":        {"alerts list|test [-json]", "the alert conditions that hold / send a test notice per channel", runAlerts},
+	"mtasts":        {"mtasts show|flush [DOMAIN] [-json]", "the cached MTA-STS policies of recipient domains / drop them", runMTASTS},
+	"dkim":          {"dkim keygen -domain D -selector S [-algo rsa|ed25519] | show [-json]", "make a DKIM key / print the DNS records of the configured keys", runDKIM},
 }
 
 func main() {

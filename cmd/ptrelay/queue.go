@@ -14,6 +14,7 @@ import (
 	"ptrelay/config"
 	"ptrelay/queue"
 	"ptrelay/relay/admin"
+	"ptrelay/relay/dkim"
 )
 
 var queueVerbs = map[string]string{
@@ -111,7 +112,7 @@ func runQueue(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer rc.Close()
-		return admin.RenderShow(stdout, m, rc, *body)
+		return admin.RenderShowWith(stdout, m, rc, admin.ShowOptions{Body: *body, Signing: signingLine(cfg)})
 	}
 
 	if len(ids) == 0 && !*all {
@@ -260,4 +261,16 @@ func dialAdmin(cfg *config.Config) (*admin.Client, string, error) {
 		return c2, systemdSocket, err2
 	}
 	return nil, sock, err
+}
+
+// signingLine says which DKIM key will sign a message, from the configuration alone (the admin's shell may
+// not read the keys); nil without [dkim] keys.
+func signingLine(cfg *config.Config) func(header []byte) string {
+	s := dkim.Describe(cfg)
+	if s == nil {
+		return nil
+	}
+	return func(header []byte) string {
+		return s.Plan(header).Will()
+	}
 }

@@ -24,6 +24,7 @@ const (
 	ServFail Failure = iota + 1 // answer SERVFAIL
 	Refused                     // answer REFUSED
 	Timeout                     // never answer
+	Bogus                       // SERVFAIL with EDE 6 "DNSSEC Bogus", as a validating resolver answers forged data
 )
 
 // Query is one question the server received.
@@ -52,6 +53,7 @@ type Server struct {
 	rrs     map[string][]dns.RR // by lower-case owner name
 	fail    map[key]Failure
 	dynamic map[string]AnswerFunc
+	secure  []string // zones whose answers carry the AD bit (Secure)
 	queries []Query
 }
 
@@ -149,6 +151,40 @@ func (s *Server) Fail(name string, qtype uint16, f Failure) {
 	}
 }
 
+// Secure makes the server answer like a validating resolver for zone and every name below it: each answer
+// (NXDOMAIN and NODATA included) carries the AD bit when the query asked with AD or DO (RFC 6840 5.7). Names
+// outside every secure zone answer without it, as an insecure (unsigned) zone does.
+func (s *Server) Secure(zones ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, z := range zones {
+		s.secure = append(s.secure, canon(z))
+	}
+}
+
+// Insecure undoes Secure for zone.
+func (s *Server) Insecure(zone string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	z := canon(zone)
+	kept := s.secure[:0]
+	for _, x := range s.secure {
+		if x != z {
+			kept = append(kept, x)
+		}
+	}
+	s.secure = kept
+}
+
+func (s *Server) secureLocked(name string) bool {
+	for _, z := range s.secure {
+		if name == z || z == "." || strings.HasSuffix(name, "."+z) {
+			return true
+		}
+	}
+	return false
+}
+
 // Dynamic answers queries for name with fn, which sees the querying address (whoami servers).
 func (s *Server) Dynamic(name string, fn AnswerFunc) {
 	s.mu.Lock()
@@ -201,6 +237,7 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 		f, failing = s.fail[key{name, 0}]
 	}
 	dyn := s.dynamic[name]
+	secure := s.secureLocked(name)
 	s.mu.Unlock()
 
 	if failing {
@@ -209,11 +246,19 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 			return
 		case Refused:
 			m.Rcode = dns.RcodeRefused
+		case Bogus:
+			m.Rcode = dns.RcodeServerFailure
+			m.SetEdns0(dns.DefaultMsgSize, false)
+			opt := m.IsEdns0()
+			opt.Option = append(opt.Option, &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeDNSBogus, ExtraText: "validation failure"})
 		default:
 			m.Rcode = dns.RcodeServerFailure
 		}
 		_ = w.WriteMsg(m)
 		return
+	}
+	if opt := req.IsEdns0(); secure && (req.AuthenticatedData || (opt != nil && opt.Do())) {
+		m.AuthenticatedData = true
 	}
 
 	m.Authoritative = true

@@ -18,7 +18,8 @@ import (
 )
 
 // debianPackage names the package that ships each program the launchers run.
-var debianPackage = map[string]string{"unbound": "unbound", "dnsmasq": "dnsmasq-base"}
+var debianPackage = map[string]string{"unbound": "unbound", "dnsmasq": "dnsmasq-base", "ldns-keygen": "ldnsutils",
+	"ldns-signzone": "ldnsutils"}
 
 // requireProgram returns the path of an external program the test needs. When it is missing the test is
 // skipped with the reason, or fails under PTRELAY_E2E=1 (testkit.Missing, as relaytest.Require does): CI must

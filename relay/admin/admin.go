@@ -12,8 +12,6 @@ package admin
 
 import (
 	"io"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -57,67 +55,10 @@ type Status struct {
 	PendingRestart []string `json:"pending_restart,omitempty"`
 	// Certificate is the STARTTLS certificate new sessions get; nil when STARTTLS is not offered.
 	Certificate *Certificate `json:"certificate,omitempty"`
-	// Smarthosts are the smart hosts in the list's order: health, sessions and sending budgets.
+	// Smarthosts are the smart hosts' health and budgets, in the configured order (see SmarthostStatus).
 	Smarthosts []SmarthostStatus `json:"smarthosts,omitempty"`
-}
-
-// SmarthostStatus is one smart host as delivery sees it now.
-type SmarthostStatus struct {
-	Name    string `json:"name"`
-	Address string `json:"address"`
-	// State is "up", "down" (after failures, for a pause), "probing" (the pause is over: the next delivery
-	// decides) or "limited" (over a sending budget, or refused for its quota, until LimitedUntil).
-	State        string    `json:"state"`
-	DownSince    time.Time `json:"down_since,omitzero"`
-	DownUntil    time.Time `json:"down_until,omitzero"` // the end of the pause
-	LimitedUntil time.Time `json:"limited_until,omitzero"`
-	LastError    string    `json:"last_error,omitempty"`
-	LastErrorAt  time.Time `json:"last_error_at,omitzero"`
-	Sessions     int       `json:"sessions"`     // open now
-	MaxSessions  int       `json:"max_sessions"` // max_connections
-	Budgets      []Budget  `json:"budgets,omitempty"`
-}
-
-// Budget is one sending window of a smart host: Used of Limit within the last Window ("7412/10000 rcpt 24h").
-type Budget struct {
-	Kind          string `json:"kind"`   // "msg" or "rcpt"
-	Window        string `json:"window"` // "1m", "24h"
-	WindowSeconds int64  `json:"window_seconds"`
-	Used          int    `json:"used"`
-	Limit         int    `json:"limit"`
-}
-
-// Remaining is what the window still allows.
-func (b Budget) Remaining() int { return max(b.Limit-b.Used, 0) }
-
-// String renders the budget as `ptrelay status` prints it: "7,412/10,000 rcpt 24h".
-func (b Budget) String() string {
-	return thousands(b.Used) + "/" + thousands(b.Limit) + " " + b.Kind + " " + b.Window
-}
-
-// thousands writes n with commas between groups of three digits.
-func thousands(n int) string {
-	s := strconv.Itoa(n)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	for i := len(s) - 3; i > 0; i -= 3 {
-		s = s[:i] + "," + s[i:]
-	}
-	if neg {
-		s = "-" + s
-	}
-	return s
-}
-
-// WindowName names a window's length the short way: "1s", "1m", "1h", "24h".
-func WindowName(d time.Duration) string {
-	switch {
-	case d >= time.Hour && d%time.Hour == 0:
-		return strconv.FormatInt(int64(d/time.Hour), 10) + "h"
-	case d >= time.Minute && d%time.Minute == 0:
-		return strconv.FormatInt(int64(d/time.Minute), 10) + "m"
-	}
-	return strconv.FormatInt(int64(d/time.Second), 10) + "s"
+	// TLSPolicy is outbound TLS under the recipients' policies: DANE, MTA-STS, TLS-RPT counts.
+	TLSPolicy *TLSPolicyStatus `json:"tls_policy,omitempty"`
 }
 
 // Certificate describes the inbound STARTTLS certificate: the names a server may verify it by (Exchange's
@@ -147,6 +88,7 @@ type EgressStatus struct {
 	IP      string    `json:"ip,omitempty"`      // "" when discovery failed
 	Verdict string    `json:"verdict"`           // "direct-ok" | "smarthost" | "unknown"
 	Reasons []string  `json:"reasons,omitempty"` // why not direct-ok, in the checklist's words
+	Fixes   []string  `json:"fixes,omitempty"`   // what to do about them, one sentence each
 	Checked time.Time `json:"checked,omitzero"`  // when the verdict was computed
 }
 

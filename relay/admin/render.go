@@ -36,6 +36,17 @@ func (e *errWriter) printf(format string, args ...any) {
 
 // listDetail is the part of a recipient's line after the address.
 func listDetail(r *queue.Recipient, now time.Time) string {
+	d := RecipientNotes(r, now)
+	if len(d) == 0 {
+		return ""
+	}
+	return "  (" + strings.Join(d, ", ") + ")"
+}
+
+// RecipientNotes are the remarks `queue list` shows after a recipient's address: attempts, the next attempt or
+// "delivery in progress", where a hold came from, pending hold and bounce requests. The web console shows the
+// same words.
+func RecipientNotes(r *queue.Recipient, now time.Time) []string {
 	var d []string
 	if r.Attempts > 0 {
 		d = append(d, fmt.Sprintf("%d %s", r.Attempts, plural(r.Attempts, "attempt")))
@@ -56,10 +67,7 @@ func listDetail(r *queue.Recipient, now time.Time) string {
 	if r.BounceNow {
 		d = append(d, "bounce requested")
 	}
-	if len(d) == 0 {
-		return ""
-	}
-	return "  (" + strings.Join(d, ", ") + ")"
+	return d
 }
 
 func nextAttempt(t, now time.Time) string {
@@ -73,6 +81,20 @@ func nextAttempt(t, now time.Time) string {
 // recipient's attempt history; with showBody, the rest of the body too. body may be nil (no headers shown).
 // Times are shown in the local time zone.
 func RenderShow(w io.Writer, m *queue.Message, body io.Reader, showBody bool) error {
+	return RenderShowWith(w, m, body, ShowOptions{Body: showBody})
+}
+
+// ShowOptions are RenderShowWith's choices.
+type ShowOptions struct {
+	Body bool // print the rest of the body too
+	// Signing, when set, says in one line what DKIM signing will do with a message whose header section is
+	// header (printed as "DKIM:" after the headers).
+	Signing func(header []byte) string
+}
+
+// RenderShowWith is RenderShow with more to say.
+func RenderShowWith(w io.Writer, m *queue.Message, body io.Reader, o ShowOptions) error {
+	showBody := o.Body
 	ew := &errWriter{w: w}
 	env := m.Envelope
 	ew.printf("Message:    %s\n", m.ID)
@@ -93,8 +115,12 @@ func RenderShow(w io.Writer, m *queue.Message, body io.Reader, showBody bool) er
 	if body != nil {
 		br = bufio.NewReader(body)
 		ew.printf("\nHeaders:\n")
-		if err := copyHeaders(ew, br); err != nil {
+		header, err := copyHeaders(ew, br)
+		if err != nil {
 			return err
+		}
+		if o.Signing != nil {
+			ew.printf("\nDKIM:       %s\n", o.Signing(header))
 		}
 	}
 
@@ -116,7 +142,12 @@ func RenderShow(w io.Writer, m *queue.Message, body io.Reader, showBody bool) er
 			ew.printf("    never tried\n")
 		}
 		for _, a := range r.History {
-			ew.printf("    %s  %-9s  %-8s  %s\n", stamp(a.At), dash(a.Route), dash(a.Outcome), dash(a.Relay))
+			tls := ""
+			if a.TLS != "" {
+				// The security level of the attempt; for a deferral by a recipient's TLS policy, that policy.
+				tls = "  tls=" + a.TLS
+			}
+			ew.printf("    %s  %-9s  %-8s  %s%s\n", stamp(a.At), dash(a.Route), dash(a.Outcome), dash(a.Relay), tls)
 			for _, line := range strings.Split(reply(a), "\n") {
 				ew.printf("        %s\n", line)
 			}
@@ -138,27 +169,30 @@ const (
 	maxHeaderBytes = 256 << 10
 )
 
-func copyHeaders(ew *errWriter, br *bufio.Reader) error {
+// copyHeaders prints the header section and returns it as read (up to the bound).
+func copyHeaders(ew *errWriter, br *bufio.Reader) ([]byte, error) {
 	total := 0
+	var raw []byte
 	for n := 0; ; n++ {
 		line, err := br.ReadString('\n')
 		total += len(line)
 		text := strings.TrimRight(line, "\r\n")
 		if text == "" && (err == nil || line != "") {
-			return nil // the blank line: the body starts after it
+			return append(raw, line...), nil // the blank line: the body starts after it
 		}
 		if text != "" {
 			if n >= maxHeaderLines || total > maxHeaderBytes {
 				ew.printf("  ... (more headers not shown)\n")
-				return nil
+				return raw, nil
 			}
+			raw = append(raw, line...)
 			ew.printf("  %s\n", text)
 		}
 		if err == io.EOF {
-			return nil
+			return raw, nil
 		}
 		if err != nil {
-			return fmt.Errorf("reading the message body: %w", err)
+			return raw, fmt.Errorf("reading the message body: %w", err)
 		}
 	}
 }

@@ -45,6 +45,7 @@ func RenderStatus(w io.Writer, st Status) error {
 	}
 	renderSmarthosts(ew, st.Smarthosts)
 	ew.printf("%-14s %s\n", "Queue:", queueLine(st.Queue, st.OldestAge))
+	renderTLSPolicy(ew, st.TLSPolicy)
 	if st.Queue.Corrupt > 0 {
 		ew.printf("%-14s %d %s quarantined: see ptrelay queue list\n", "Corrupt:", st.Queue.Corrupt,
 			plural(st.Queue.Corrupt, "record"))
@@ -124,9 +125,9 @@ func renderSmarthosts(ew *errWriter, list []SmarthostStatus) {
 		line := h.Name + ": " + h.State
 		switch h.State {
 		case "down":
-			line += " since " + stamp(h.DownSince) + ", next try " + h.DownUntil.UTC().Format("15:04:05 MST")
+			line += " since " + stamp(h.Since) + ", next try " + h.DownUntil.UTC().Format("15:04:05 MST")
 		case "probing":
-			line += " (down since " + stamp(h.DownSince) + "; the next delivery decides)"
+			line += " (down since " + stamp(h.Since) + "; the next delivery decides)"
 		}
 		if !h.LimitedUntil.IsZero() {
 			line += " until " + stamp(h.LimitedUntil)

@@ -261,7 +261,7 @@ func TestRenderStatus_Smarthosts(t *testing.T) {
 		{Name: "m365", Address: "smtp.office365.com:587", State: "up", Sessions: 2, MaxSessions: 3, Budgets: []Budget{
 			{Kind: "rcpt", Window: WindowName(24 * time.Hour), Used: 7412, Limit: 10000},
 			{Kind: "msg", Window: WindowName(time.Minute), Used: 12, Limit: 30}}},
-		{Name: "isp", Address: "smtp.isp.example:587", State: "down", DownSince: t0.Add(-2 * time.Minute),
+		{Name: "isp", Address: "smtp.isp.example:587", State: "down", Since: t0.Add(-2 * time.Minute),
 			DownUntil: t0.Add(4 * time.Minute), LastError: "4.4.1 connect failed: connection refused",
 			LastErrorAt: t0.Add(-time.Minute), MaxSessions: 5},
 		{Name: "gws", State: "limited", LimitedUntil: t0.Add(time.Hour), MaxSessions: 1,
@@ -287,5 +287,25 @@ func TestRenderStatus_Smarthosts(t *testing.T) {
 		if got := WindowName(d); got != want {
 			t.Errorf("WindowName(%v) = %s, want %s", d, got, want)
 		}
+	}
+}
+
+// queue show says what DKIM signing will do, from the header section as stored (folded lines included).
+func TestRenderShow_SigningLine(t *testing.T) {
+	var seen string
+	var b strings.Builder
+	body := "From: Alice\r\n <alice@contoso.test>\r\nSubject: s\r\n\r\nbody\r\n"
+	err := RenderShowWith(&b, fixture()[1], strings.NewReader(body), ShowOptions{Signing: func(h []byte) string {
+		seen = string(h)
+		return "will be signed with d=contoso.test s=ptr2026a when sent"
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seen != "From: Alice\r\n <alice@contoso.test>\r\nSubject: s\r\n\r\n" {
+		t.Errorf("the signing function saw %q", seen)
+	}
+	if !strings.Contains(b.String(), "  Subject: s\n\nDKIM:       will be signed with d=contoso.test s=ptr2026a when sent\n\nRecipients:") {
+		t.Errorf("got:\n%s", b.String())
 	}
 }

@@ -19,34 +19,27 @@ import (
 	"ptrelay/relay/httpserve"
 )
 
-// Server answers the admin API for the daemon.
+// Server answers the admin API for the daemon, over its Service.
 type Server struct {
-	q      Queue
-	status func() Status
-	kick   func()
+	svc    *Service
 	log    *slog.Logger
-	now    func() time.Time
 	access *access // set by Listen
 
 	alertList func() []Alert // see SetAlerts
 	alertTest func(context.Context) []ChannelResult
+
+	mtastsList  func(domain string) ([]MTASTSPolicy, error) // see SetMTASTS
+	mtastsFlush func(domain string) (int, error)
 }
 
-// NewServer serves q. status is called for every status request (it must be safe for concurrent use); kick is
-// called after retry, release and bounce changed something, so the scheduler looks at the queue at once
-// (it must not block). Either may be nil; log nil discards.
+// NewServer serves q through a new Service (see NewService for status, kick and log).
 func NewServer(q Queue, status func() Status, kick func(), log *slog.Logger) *Server {
-	if status == nil {
-		status = func() Status { return Status{} }
-	}
-	if kick == nil {
-		kick = func() {}
-	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &Server{q: q, status: status, kick: kick, log: log, now: time.Now}
+	svc := NewService(q, status, kick, log)
+	return &Server{svc: svc, log: svc.log}
 }
+
+// Service returns the service the server answers with, for the daemon's other front ends (the web console).
+func (s *Server) Service() *Service { return s.svc }
 
 // Serve listens on socketPath (see Listen) and answers until ctx ends. A listen failure is returned at once.
 func (s *Server) Serve(ctx context.Context, socketPath, group string) error {
@@ -142,13 +135,11 @@ func removeStale(path string) error {
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
-		st := s.status()
-		st.SetDurations(s.now())
-		writeJSON(w, http.StatusOK, st)
+		writeJSON(w, http.StatusOK, s.svc.Status())
 	})
 	mux.HandleFunc("GET /v1/messages", s.list)
 	mux.HandleFunc("GET /v1/messages/{id}", func(w http.ResponseWriter, r *http.Request) {
-		m, err := s.q.Get(r.PathValue("id"))
+		m, err := s.svc.Get(r.PathValue("id"))
 		if err != nil {
 			writeError(w, err)
 			return
@@ -157,8 +148,9 @@ func (s *Server) routes() http.Handler {
 	})
 	mux.HandleFunc("GET /v1/messages/{id}/body", s.body)
 	s.alertRoutes(mux)
+	s.mtastsRoutes(mux)
 	mux.HandleFunc("GET /v1/corrupt", func(w http.ResponseWriter, r *http.Request) {
-		recs, err := s.q.Corrupt()
+		recs, err := s.svc.Corrupt()
 		if err != nil {
 			writeError(w, err)
 			return
@@ -168,20 +160,9 @@ func (s *Server) routes() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, recs)
 	})
-	verbs := []struct {
-		name string
-		do   func(queue.Selector) (int, error)
-		wake bool
-	}{
-		{"delete", s.q.Delete, false},
-		{"hold", s.q.Hold, false},
-		{"release", s.q.Release, true},
-		{"retry", s.q.Retry, true},
-		{"bounce", s.q.Bounce, true},
-	}
-	for _, v := range verbs {
-		mux.HandleFunc("POST /v1/"+v.name, func(w http.ResponseWriter, r *http.Request) {
-			s.verb(w, r, v.name, v.do, v.wake)
+	for _, v := range Verbs {
+		mux.HandleFunc("POST /v1/"+string(v), func(w http.ResponseWriter, r *http.Request) {
+			s.verb(w, r, v)
 		})
 	}
 	return mux
@@ -210,7 +191,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	}
 	first := true
 	var writeErr error
-	page, err := s.q.Scan(f, func(it queue.Item) error {
+	page, err := s.svc.Scan(f, func(it queue.Item) error {
 		// The end of a batch goes over as {} (the client flushes there too).
 		if it.JSON != nil {
 			writeErr = writeMessageLine(bw, it.JSON)
@@ -258,7 +239,7 @@ func writeMessageLine(w *bufio.Writer, msg []byte) error {
 }
 
 func (s *Server) body(w http.ResponseWriter, r *http.Request) {
-	rc, err := s.q.Body(r.PathValue("id"))
+	rc, err := s.svc.Body(r.PathValue("id"))
 	if err != nil {
 		writeError(w, err)
 		return
@@ -272,7 +253,7 @@ func (s *Server) body(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) verb(w http.ResponseWriter, r *http.Request, name string, do func(queue.Selector) (int, error), wake bool) {
+func (s *Server) verb(w http.ResponseWriter, r *http.Request, v Verb) {
 	var sel selection
 	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
 	dec.DisallowUnknownFields()
@@ -284,22 +265,7 @@ func (s *Server) verb(w http.ResponseWriter, r *http.Request, name string, do fu
 		writeJSON(w, http.StatusBadRequest, verbResult{wireError: wireError{Error: "give message IDs or all, not both and not neither"}})
 		return
 	}
-	n, err := do(queue.Selector{IDs: sel.IDs, All: sel.All})
-	// Admin actions change mail's fate: they are logged with who asked, like Postfix's postsuper lines.
-	attrs := []any{"verb", name, "count", n, "uid", peerFrom(r.Context()).uid}
-	if sel.All {
-		attrs = append(attrs, "all", true)
-	} else {
-		attrs = append(attrs, "ids", sel.IDs)
-	}
-	if err != nil {
-		s.log.Warn("queue "+name, append(attrs, "err", err)...)
-	} else {
-		s.log.Info("queue "+name, attrs...)
-	}
-	if wake && n > 0 {
-		s.kick()
-	}
+	n, err := s.svc.Do(v, queue.Selector{IDs: sel.IDs, All: sel.All}, "uid", peerFrom(r.Context()).uid)
 	status := http.StatusOK
 	if err != nil {
 		status = httpStatus(err)

@@ -19,6 +19,8 @@ import (
 //	GET  /v1/messages/{id}/body   the stored body, application/octet-stream
 //	GET  /v1/corrupt              []queue.CorruptRecord
 //	POST /v1/{verb}               selection in, verbResult out; verb is delete|hold|release|retry|bounce
+//	GET  /v1/alerts, POST /v1/alerts/test     alerts.go
+//	GET  /v1/mtasts, POST /v1/mtasts/flush    tlspolicy.go
 //
 // Failures answer a wireError with a matching HTTP status.
 

@@ -50,6 +50,8 @@ type smtpChannel struct {
 	report   func(ok bool, detail string, ns []Notice, final bool)
 	ctx      context.Context
 	wg       *sync.WaitGroup
+	// sign makes the DKIM-Signature fields of a message (Options.Sign); nil: none.
+	sign func(msg []byte) ([]byte, error)
 }
 
 func (c *smtpChannel) name() string { return "mail" }
@@ -96,6 +98,14 @@ var errPermanent = errors.New("refused")
 // client can verify; the content is ptrelay's own words, not users' mail), MAIL FROM:<> so that nothing ever
 // bounces back, every mail_to. It returns the server's reply to the data.
 func (c *smtpChannel) send(ctx context.Context, msg MailMessage) (string, error) {
+	var sig []byte
+	if c.sign != nil {
+		// Per attempt, like delivery: the signature's time is the sending time, and a reloaded key applies.
+		var err error
+		if sig, err = c.sign(msg.Data); err != nil {
+			return "", fmt.Errorf("DKIM signing: %w", err)
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, mailTimeout)
 	defer cancel()
 	cl, err := c.dial(ctx, true)
@@ -125,7 +135,7 @@ func (c *smtpChannel) send(ctx context.Context, msg MailMessage) (string, error)
 	if err != nil {
 		return "", smtpErr("DATA", err)
 	}
-	if _, err := w.Write(msg.Data); err != nil {
+	if _, err := w.Write(append(sig, msg.Data...)); err != nil {
 		return "", smtpErr("DATA", err)
 	}
 	resp, err := w.CloseWithResponse()

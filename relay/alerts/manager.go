@@ -51,6 +51,10 @@ type Options struct {
 	Metrics    Metrics
 	Version    string
 	HTTPClient *http.Client // nil: a client with Standard Webhooks' timeout and no redirects
+	// Sign returns the DKIM-Signature fields for alert mail sent through mail_via (ptrelay's own SMTP client,
+	// which bypasses delivery, where the rest of ptrelay's mail is signed); nil fields when there is no key for
+	// hostname's domain. nil: alert mail is not signed.
+	Sign func(msg []byte) ([]byte, error)
 }
 
 // Manager runs the alert state machine for the daemon: it takes conditions from any goroutine without
@@ -137,7 +141,7 @@ func (mg *Manager) setConfig(cfg Config) {
 	switch {
 	case len(cfg.MailTo) > 0 && cfg.MailVia != "":
 		mg.channels = append(mg.channels, &smtpChannel{via: cfg.MailVia, to: cfg.MailTo, hostname: cfg.Hostname, loc: loc,
-			now: mg.now, retries: mailRetries, report: mg.mailResult, ctx: mg.ctx, wg: &mg.sends})
+			now: mg.now, retries: mailRetries, report: mg.mailResult, ctx: mg.ctx, wg: &mg.sends, sign: mg.o.Sign})
 	case len(cfg.MailTo) > 0:
 		mg.channels = append(mg.channels, &queueChannel{store: mg.o.Store, to: cfg.MailTo, hostname: cfg.Hostname, loc: loc,
 			now: mg.now, queued: mg.mailQueued, report: mg.mailResult})

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"ptrelay/queue"
+	"ptrelay/relay/dkim"
 	"ptrelay/relay/dsn"
 )
 
@@ -110,7 +111,7 @@ func (s *Scheduler) enqueueDSN(tx *queue.Tx, cfg *Settings, m *queue.Message, ki
 			RemoteMTA:   hostOf(r.Relay),
 			LastAttempt: r.At,
 			Diagnostic:  r.Diagnostic,
-			Fix:         r.Fix,
+			Fix:         fixFor(r.Fix, headers, m.Envelope.From),
 		}
 		if kind == dsn.Delayed {
 			rs.Action = "delayed"
@@ -126,6 +127,25 @@ func (s *Scheduler) enqueueDSN(tx *queue.Tx, cfg *Settings, m *queue.Message, ki
 	}
 	return tx.Enqueue(queue.Envelope{From: "", IsDSN: true},
 		[]queue.Recipient{{Addr: m.Envelope.From, State: queue.StateQueued}}, body)
+}
+
+// fixFor names the message's own domain in a fix sentence written for any sender ("enable DKIM for <sender
+// domain>"): the domain of its From: address, which DKIM and DMARC are about, else the envelope sender's.
+func fixFor(fix string, headers []byte, envFrom string) string {
+	const placeholder = "<sender domain>"
+	if !strings.Contains(fix, placeholder) {
+		return fix
+	}
+	d, _ := dkim.FromDomain(headers)
+	if d == "" {
+		if i := strings.LastIndexByte(envFrom, '@'); i >= 0 {
+			d = strings.ToLower(envFrom[i+1:])
+		}
+	}
+	if d == "" {
+		return fix
+	}
+	return strings.ReplaceAll(fix, placeholder, d)
 }
 
 // hostOf turns "host[ip]:port" into "host" for Remote-MTA.

@@ -56,6 +56,8 @@ type hopWalk struct {
 	ready bool
 	i     int
 	last  *decision
+	// hosts is the direct hop's TLS policy for its MX hosts (resolveMX); nil for the smart host hop.
+	hosts hostPolicy
 	// lastRelay is the relay the last failure happened with ("none" before any address answered).
 	lastRelay string
 }
@@ -127,6 +129,7 @@ func (h *hopWalk) dial(ctx context.Context, c *candidate, again bool) (*session,
 	if err == nil {
 		ss := &session{Session: cs, cand: *c}
 		if c.smarthost == nil {
+			h.opened(c, cs)
 			return ss, nil, false
 		}
 		d, retry := h.s.authenticate(ctx, ss, c.smarthost, again)
@@ -146,6 +149,7 @@ func (h *hopWalk) dial(ctx context.Context, c *candidate, again bool) (*session,
 		}
 	}
 	d := classify(st, cause, where{opportunisticTLS: c.tls.Mode == smtpclient.TLSOpportunistic})
+	h.tlsFailure(c, st, cause, &d)
 	h.s.log.Debug("session setup failed", "hop", h.key.String(), "route", h.key.Route, "addr", c.addr, "err", err)
 	if c.smarthost != nil && st == stTLS {
 		// Like a refused login, a TLS failure with a smart host is the admin's to fix; mail waits meanwhile.

@@ -15,6 +15,7 @@ import (
 	"ptrelay/relay/relaytest"
 	"ptrelay/relay/smtpclient"
 	"ptrelay/relay/smtpstatus"
+	"ptrelay/relay/tlspolicy"
 )
 
 // smarthostConfig routes everything to a smart host at addr without TLS or login.
@@ -108,11 +109,19 @@ type skipPolicy struct {
 
 var policyRefusal = smtpstatus.Enhanced{4, 7, 0}
 
-func (p skipPolicy) forMX(_ context.Context, _, host string) (smtpclient.TLSPolicy, *decision) {
-	if p.skip[host] {
-		return smtpclient.TLSPolicy{}, &decision{Outcome: Deferred, Status: ours(policyRefusal, "MX host "+host+" not allowed by policy")}
+func (p skipPolicy) forDomain(context.Context, string) (hostPolicy, *decision) { return p, nil }
+
+func (p skipPolicy) forHost(_ context.Context, h tlspolicy.Host) (smtpclient.TLSPolicy, *decision) {
+	if p.skip[h.Name] {
+		return smtpclient.TLSPolicy{}, &decision{Outcome: Deferred, Status: ours(policyRefusal, "MX host "+h.Name+" not allowed by policy")}
 	}
 	return smtpclient.TLSPolicy{Mode: p.mode}, nil
+}
+
+func (skipPolicy) opened(string, smtpclient.TLSPolicy, *smtpclient.Session) {}
+
+func (skipPolicy) failed(_ string, p smtpclient.TLSPolicy, cause error) decision {
+	return classify(stTLS, cause, where{opportunisticTLS: p.Mode == smtpclient.TLSOpportunistic})
 }
 
 // TestHopWalk_MXPolicy: the walk asks the MX policy about every host: a host it forbids is not dialed, a host it

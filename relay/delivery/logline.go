@@ -13,7 +13,11 @@ import (
 // logAttempt writes the one line per recipient attempt (Postfix-like fields, so admins can grep) and
 // feeds Observers.OnAttempt. It is the only place either happens.
 //
-//	id=… to=<…> relay=host[ip]:port route=direct delay=1.2 dsn=2.0.0 status=sent reply="250 2.0.0 Ok"
+//	id=… to=<…> relay=host[ip]:port route=direct tls=mta-sts delay=1.2 dsn=2.0.0 status=sent reply="250 2.0.0 Ok"
+//
+// tls= is the security level the attempt ran under, in Postfix 3.11's words: none, may, encrypt, verify, dane
+// or mta-sts; for a deferral by a recipient's policy, the policy that deferred it. It is left out when no
+// session was tried (a DNS failure, an expiry).
 //
 // The reply is its own field rather than Postfix's "status=sent (250 …)" so that status=sent stays greppable
 // with slog's quoting and stays a clean value in JSON logs.
@@ -35,12 +39,17 @@ func (s *Scheduler) logAttempt(r Result) {
 		slog.String("to", "<"+r.Rcpt+">"),
 		slog.String("relay", relay),
 		slog.String("route", rt),
+	}
+	if r.TLS != "" {
+		attrs = append(attrs, slog.String("tls", r.TLS))
+	}
+	attrs = append(attrs,
 		slog.String("delay", seconds(r.Delay)),
 		slog.String("dsn", dsnField(r)),
 		slog.String("status", string(r.Outcome)),
 		slog.String("reply", replyText(r.Status)),
 		slog.Int("attempt", r.Attempt),
-	}
+	)
 	// A refusal the table knows gets its reason, and, unless the reroute's own line gives it, the record to fix.
 	if r.Outcome != Sent {
 		if ref := refusalFor(r.Route, r.Status); ref.Kind != route.None {

@@ -28,6 +28,10 @@ type decision struct {
 	RetryAt time.Time
 	// NoAttempt: no smart host could take the recipient now, so nothing was tried: its attempt is not counted.
 	NoAttempt bool
+	// tls is the security level the attempt ran under (tlspolicy.LevelOf), for the log's tls= field.
+	tls string
+	// policy names the recipient's TLS policy that deferred the mail ("MTA-STS", "DANE"), "" otherwise.
+	policy string
 }
 
 // where says what classification needs to know about a failure besides its stage and error.

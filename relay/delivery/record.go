@@ -56,12 +56,14 @@ type attempt struct {
 	Relay   string      // "host[ip]:port", "none" or ""
 	Outcome Outcome
 	Status  smtpstatus.Status
+	TLS     string // the log's tls= level
+	Policy  string // the recipient's TLS policy that deferred it, if one did
 }
 
 // addHistory appends a to r's history, keeping the last queue.MaxHistory entries.
 func addHistory(r *queue.Recipient, a attempt) {
 	r.History = append(r.History, queue.Attempt{At: a.At, Route: string(a.Route), Relay: a.Relay, Code: a.Status.Code,
-		Enhanced: a.Status.Enhanced.String(), Text: a.Status.Text, Outcome: string(a.Outcome)})
+		Enhanced: a.Status.Enhanced.String(), Text: a.Status.Text, Outcome: string(a.Outcome), TLS: a.TLS})
 	if n := len(r.History) - queue.MaxHistory; n > 0 {
 		r.History = append(r.History[:0:0], r.History[n:]...)
 	}
@@ -135,7 +137,7 @@ func (s *Scheduler) claim(cfg *Settings, snap *queue.Message, now time.Time) ([]
 				bounce(r, a, smtpstatus.Status{}, &f)
 				results = append(results, s.result(m, r, a))
 			case r.NextAttempt.After(now):
-			case expired(m, cfg, now):
+			case expired(m, cfg, now) && !policyRetryDue(m, r, cfg):
 				last := lastStatus(r)
 				a := attempt{At: now, Outcome: Expired, Status: expiredStatus(cfg, last)}
 				bounce(r, a, last, &f)
@@ -206,7 +208,7 @@ func (s *Scheduler) queueDSNs(tx *queue.Tx, cfg *Settings, m *queue.Message, f *
 // result is the log line's view of r's attempt a.
 func (s *Scheduler) result(m *queue.Message, r *queue.Recipient, a attempt) Result {
 	return Result{ID: m.ID, Rcpt: r.Addr, Route: a.Route, Relay: a.Relay, Outcome: a.Outcome, Status: a.Status,
-		Delay: a.At.Sub(m.Arrival), Attempt: r.Attempts, IsDSN: m.Envelope.IsDSN}
+		Delay: a.At.Sub(m.Arrival), Attempt: r.Attempts, IsDSN: m.Envelope.IsDSN, TLS: a.TLS, Policy: a.Policy}
 }
 
 // record stores the outcome of one transaction's recipients, with their attempt in the history, the DSNs they
@@ -230,6 +232,7 @@ func (s *Scheduler) record(cfg *Settings, t *txn, results []rcptResult, aborted 
 		logs     []Result
 		rerouted bool
 	)
+	again := s.secondChance(cfg, t, results, now)
 	err := s.store.Update(snap.ID, func(m *queue.Message, tx *queue.Tx) error {
 		logs, rerouted = nil, false
 		var f fails
@@ -241,7 +244,8 @@ func (s *Scheduler) record(cfg *Settings, t *txn, results []rcptResult, aborted 
 			if r.Addr != res.Addr || r.State != queue.StateActive {
 				continue // the admin deleted or changed it meanwhile
 			}
-			a := attempt{At: now, Route: t.key.Route, Relay: res.Relay, Outcome: res.Outcome, Status: res.Status}
+			a := attempt{At: now, Route: t.key.Route, Relay: res.Relay, Outcome: res.Outcome, Status: res.Status,
+				TLS: res.tls, Policy: res.policy}
 			switch {
 			case a.Outcome == Sent:
 				r.State = queue.StateDelivered
@@ -259,6 +263,10 @@ func (s *Scheduler) record(cfg *Settings, t *txn, results []rcptResult, aborted 
 				rerouted = true
 			case a.Outcome == Bounced:
 				bounce(r, a, smtpstatus.Status{}, &f)
+			case !aborted && expired(m, cfg, now) && again[res.Index]:
+				// Its MTA-STS policy changed since: one more attempt under the new one before any bounce.
+				r.State, r.NextAttempt = queue.StateDeferred, now
+				addHistory(r, a)
 			case !aborted && expired(m, cfg, now):
 				last := a.Status
 				a.Outcome, a.Status = Expired, expiredStatus(cfg, last)

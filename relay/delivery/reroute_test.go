@@ -313,7 +313,8 @@ func TestReroute_SenderAuthBouncesWithFix(t *testing.T) {
 		t.Errorf("the smart host got %d messages for an SPF/DKIM refusal", n)
 	}
 	text := string(bytes.Join(bytes.Fields(dsn.Data), []byte(" "))) // unwrap the DSN's folded text
-	for _, want := range []string{"Status: 5.7.26", "Diagnostic-Code: smtp; 550 5.7.26", "SPF", "DKIM", "TXT record"} {
+	for _, want := range []string{"Status: 5.7.26", "Diagnostic-Code: smtp; 550 5.7.26", "SPF", "DKIM", "TXT record",
+		"enable DKIM for sender.test in ptrelay", "`ptrelay check -domain sender.test`"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the DSN lacks %q:\n%s", want, dsn.Data)
 		}

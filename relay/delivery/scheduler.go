@@ -416,6 +416,7 @@ func (s *Scheduler) runSession(ctx context.Context, cfg *Settings, key hopKey, t
 		}
 		res := ss.send(t.msg, t.rcpts, func() (*outgoing, error) { return s.prepare(t.msg, &ss.cand) }, txContext{
 			route: key.Route, nextOnMail: fresh && key.Route == route.Direct, reroute: cfg.Routing.Reroute})
+		labelResults(res.Results, ss.cand.tls)
 		fresh = false
 		if res.Stale && !stale && ctx.Err() == nil {
 			// The peer closed a session we kept open (idle timeout, or a limit of messages per connection):

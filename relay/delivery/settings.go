@@ -6,8 +6,10 @@ import (
 	"time"
 
 	"ptrelay/config"
+	"ptrelay/relay/dkim"
 	"ptrelay/relay/route"
 	"ptrelay/relay/smtpclient"
+	"ptrelay/relay/tlspolicy"
 )
 
 // Settings is the part of the configuration delivery works with, read once from a validated configuration by
@@ -30,6 +32,10 @@ type Settings struct {
 	RetryMin, RetryMax time.Duration // the backoff (Backoff)
 	Lifetime           time.Duration // queue.lifetime; 0: mail never expires
 	DelayWarning       time.Duration // queue.delay_warning; 0: no delay DSN
+
+	// DKIM signs each attempt's message (outgoing.go); nil: no [dkim] keys. The daemon loads the keys
+	// (dkim.Load) and sets it: reading key files can fail, which NewSettings cannot.
+	DKIM *dkim.Signer
 }
 
 // DirectSettings is how mail goes to the recipient domain's MX hosts.
@@ -37,6 +43,8 @@ type DirectSettings struct {
 	Port string             // delivery.port
 	Bind netip.Addr         // delivery.bind, the source of every outbound connection; invalid: the kernel's choice
 	TLS  smtpclient.TLSMode // delivery.tls
+	// Policy is delivery.tls with MTA-STS, DANE and [[delivery.tls_policy]] (relay/tlspolicy).
+	Policy tlspolicy.Settings
 }
 
 // NewSettings reads delivery's keys from a validated configuration.
@@ -74,6 +82,7 @@ func NewSettings(cfg *config.Config) *Settings {
 	default:
 		st.Direct.TLS = smtpclient.TLSOpportunistic
 	}
+	st.Direct.Policy = tlspolicy.NewSettings(cfg)
 	st.Failover = FailoverSettings{After: max(cfg.Delivery.SmarthostFailoverAfter, 1),
 		DownMin: cfg.Delivery.SmarthostDownMin.D(), DownMax: cfg.Delivery.SmarthostDownMax.D()}
 	if st.Failover.DownMin <= 0 {

@@ -56,7 +56,7 @@ func (h *hopWalk) resolveSmarthosts(ctx context.Context) *decision {
 
 // tlsFix is the sentence that tells the admin how to fix a failed TLS session with the smart host: the
 // certificate's problem when it has one (who signed it, which names it holds, its dates), else the port and
-// smarthost.tls, which disagree most often.
+// the host's tls, which disagree most often.
 func tlsFix(err error, sh *Smarthost) string {
 	var unknownCA x509.UnknownAuthorityError
 	var badName x509.HostnameError

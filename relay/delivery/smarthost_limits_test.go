@@ -65,7 +65,7 @@ func TestSmarthost_RateLimit(t *testing.T) {
 			if next := m.Recipients[0].NextAttempt; next.Before(clk.Now()) || next.After(clk.Now().Add(time.Minute+2*time.Second)) {
 				t.Errorf("waits until %v, want within a minute of %v", next, clk.Now())
 			}
-			clk.Add(time.Minute + 2*time.Second)
+			clk.Advance(time.Minute + 2*time.Second)
 			s.Kick()
 			waitFor(t, "the 31st through a once its window frees", 20*time.Second, func() bool { return len(a.messages()) == 31 })
 			if len(b.messages()) != 0 {
@@ -96,7 +96,7 @@ func TestSmarthost_DayWindowSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	clk.Add(time.Hour)
+	clk.Advance(time.Hour)
 	st2 := openStore(t, dir)
 	put(t, st2, queue.Envelope{From: "s@sender.test"}, msgBody("eleventh"), "x@far.test")
 	s2, rec2, _ := run(t, cfg, st2, nil, Options{Now: clk.Now})

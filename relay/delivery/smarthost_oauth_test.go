@@ -56,7 +56,7 @@ func TestSmarthost_XOAUTH2(t *testing.T) {
 	_, rec, obs, _ := runObserved(t, shConfig(h), st, opts)
 	waitFor(t, "the first delivery", 15*time.Second, func() bool { return rec.count(Sent) == 1 })
 	// While its session lingers, the token reaches its renewal time: the next message must not go out on it.
-	clk.Add(56 * time.Minute)
+	clk.Advance(56 * time.Minute)
 	put(t, st, queue.Envelope{From: "s@contoso.test"}, msgBody("t2"), "x@far.test")
 	waitFor(t, "the second delivery", 15*time.Second, func() bool { return rec.count(Sent) == 2 })
 	if got := strings.Join(f.presentedTokens(), ","); got != "tok-1,tok-2" || ts.Requests() != 2 {

@@ -17,26 +17,9 @@ import (
 	"ptrelay/relay/relaytest"
 )
 
-// testClock is an injected clock the test moves by hand (Options.Now). It starts a little ahead of the real time
-// so that mail committed by the queue (with real arrival times) is due at once.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newTestClock() *testClock { return &testClock{now: time.Now().Add(time.Minute)} }
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
+// newTestClock is an injected clock (Options.Now) that starts a little ahead of the real time, so that mail
+// committed by the queue (with real arrival times) is due at once; the test moves it with Advance.
+func newTestClock() *testClock { return &testClock{t: time.Now().Add(time.Minute)} }
 
 // shConfig routes everything through the smart hosts given, in order.
 func shConfig(hosts ...config.Smarthost) *config.Config {
@@ -255,7 +238,7 @@ func TestSmarthost_DownHostComesBack(t *testing.T) {
 		t.Fatalf("a was tried during its pause")
 	}
 
-	clk.Add(time.Minute)
+	clk.Advance(time.Minute)
 	put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("probe"), "x@far.test")
 	waitFor(t, "the probe through a", 15*time.Second, func() bool { return len(a.messages()) == 1 })
 	put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("after"), "x@far.test")

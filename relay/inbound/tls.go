@@ -107,6 +107,17 @@ func (s *Server) Certificate() *CertificateInfo {
 	return &c
 }
 
+// TLSCertificate returns the certificate new STARTTLS sessions get, or nil when STARTTLS is not offered. The web
+// console serves the same pair with web.tls_cert = "auto", and follows it when a reload makes a new one.
+func (s *Server) TLSCertificate() *tls.Certificate {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.set.tls == nil || len(s.set.tls.Certificates) == 0 {
+		return nil
+	}
+	return &s.set.tls.Certificates[0]
+}
+
 // tlsVersionName renders a protocol version as admins read it in Exchange's logs.
 func tlsVersionName(v uint16) string {
 	switch v {

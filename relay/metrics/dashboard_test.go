@@ -73,9 +73,15 @@ func exportedNames(t *testing.T) map[string]dto.MetricType {
 	m.SessionDelta(1)
 	m.Delivery("direct", "sent", time.Second)
 	m.Reroute("x")
+	m.DKIM(true, "")
+	m.DKIM(false, "no_key")
 	m.SetVerdict("ipv4", "direct-ok")
 	m.AlertNotice("listed", "mail", "sent")
 	m.AlertsFiring(map[string]int{"listed": 1})
+	m.DeliveryTLS("dane", "sent")
+	m.TLSPolicySession("tlsa", "success")
+	m.MTASTSFetch("ok")
+	m.SetDANE(true)
 	m.SetQueueStats(func() (map[string]int, time.Time) { return map[string]int{}, time.Time{} })
 	m.SetSmarthosts(func() []SmarthostGauge {
 		return []SmarthostGauge{{Name: "m365", Up: true, Budgets: []BudgetGauge{{Window: "msg 1m", Remaining: 30}}}}

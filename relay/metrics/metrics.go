@@ -31,6 +31,8 @@ type Metrics struct {
 	verdict       *prometheus.GaugeVec
 	queue         *queueCollector
 	alerts        *alertMetrics
+	tls           *tlsMetrics
+	dkim          *dkimMetrics
 	smarthosts    *smarthostCollector
 
 	smarthostDeliveries *prometheus.CounterVec
@@ -86,6 +88,8 @@ func New() *Metrics {
 		}, []string{"family", "verdict"}),
 		queue:      newQueueCollector(time.Now),
 		alerts:     newAlertMetrics(),
+		tls:        newTLSMetrics(),
+		dkim:       newDKIMMetrics(),
 		smarthosts: newSmarthostCollector(),
 		smarthostDeliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ptrelay_smarthost_deliveries_total",
@@ -98,6 +102,8 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.reg.MustRegister(m.alerts.collectors()...)
+	m.reg.MustRegister(m.tls.collectors()...)
+	m.reg.MustRegister(m.dkim.collectors()...)
 	return m
 }
 

@@ -107,6 +107,9 @@ func TestMetrics_CountersMoveByTheRightAmounts(t *testing.T) {
 	m.Delivery("direct", "deferred", 1500*time.Millisecond)
 	m.Delivery("smarthost", "sent", 40*time.Millisecond)
 	m.Reroute("gmail_5.7.25")
+	m.DKIM(true, "")
+	m.DKIM(true, "")
+	m.DKIM(false, "no_key")
 
 	after := scrapeText(t, url)
 	cases := []struct {
@@ -125,6 +128,8 @@ func TestMetrics_CountersMoveByTheRightAmounts(t *testing.T) {
 		{"ptrelay_deliveries_total", map[string]string{"route": "smarthost", "outcome": "sent"}, 1},
 		{"ptrelay_deliveries_total", map[string]string{"route": "smarthost", "outcome": "bounced"}, 0},
 		{"ptrelay_reroutes_total", map[string]string{"reason": "gmail_5.7.25"}, 1},
+		{"ptrelay_dkim_signed_total", nil, 2},
+		{"ptrelay_dkim_unsigned_total", map[string]string{"reason": "no_key"}, 1},
 	}
 	for _, c := range cases {
 		if d := after.value(c.name, c.labels) - before.value(c.name, c.labels); d != c.delta {
@@ -229,6 +234,7 @@ func TestMetrics_NilIsNoop(t *testing.T) {
 	m.SessionDelta(1)
 	m.Delivery("direct", "sent", time.Second)
 	m.Reroute("x")
+	m.DKIM(true, "")
 	m.SetVerdict("ipv4", "direct-ok")
 	m.SetQueueStats(nil)
 }

@@ -54,6 +54,10 @@ var peers = map[string]peer{
 	"unshare":           {nil, "util-linux"},
 	"dpkg-deb":          {nil, "dpkg"},
 	"lintian":           {nil, "lintian"},
+	"chromium":          {nil, "chromium"},
+	"dkimverify":        {nil, "python3-dkim"},
+	"opendkim":          {sbin, "opendkim"},
+	"opendkim-testmsg":  {sbin, "opendkim-tools"},
 }
 
 // lookup returns the program's path, or "" when it is not installed.

@@ -65,14 +65,17 @@ var fixes = map[string]string{
 	"spf": "The sender domain's SPF record (the TXT record starting with v=spf1) does not authorise the IP that " +
 		"sent this message: add the egress IP, or the smart host's include:, to it; " +
 		"`ptrelay check -domain <sender domain>` tests it.",
-	"dkim": "The message carries no valid DKIM signature of the sender domain: let the mail server in front of " +
-		"ptrelay sign outgoing mail and publish its key as the TXT record <selector>._domainkey.<sender domain>.",
-	"spf-dkim": "The receiver requires SPF or DKIM to pass for the sender domain: authorise the sending IP (or " +
-		"the smart host's include:) in the domain's SPF TXT record, or DKIM-sign the mail and publish its key; " +
-		"`ptrelay check -domain <sender domain>` tests SPF.",
-	"dmarc": "The sender domain's DMARC policy (the TXT record _dmarc.<sender domain>) made the receiver refuse " +
-		"this message because neither SPF nor DKIM passed for the From domain: fix the SPF record for the " +
-		"sending IP or DKIM signing for that domain.",
+	"dkim": "The message carries no valid DKIM signature of <sender domain>: enable DKIM for <sender domain> in " +
+		"ptrelay (a [[dkim.keys]] entry, its key made with `ptrelay dkim keygen`) and publish its TXT record; if " +
+		"it is enabled, `ptrelay check -domain <sender domain>` shows what is wrong with the published key.",
+	"spf-dkim": "The receiver requires SPF or DKIM to pass for <sender domain>: enable DKIM for <sender domain> in " +
+		"ptrelay (`ptrelay dkim keygen`, then [[dkim.keys]]), which does not depend on the sending IP, or " +
+		"authorise the sending IP (or the smart host's include:) in the domain's SPF TXT record; " +
+		"`ptrelay check -domain <sender domain>` tests both.",
+	"dmarc": "The DMARC policy of <sender domain> (the TXT record _dmarc.<sender domain>) made the receiver refuse " +
+		"this message because neither SPF nor DKIM passed for the From domain: enable DKIM for <sender domain> " +
+		"in ptrelay (`ptrelay dkim keygen`, then [[dkim.keys]]), or fix the SPF record for the sending IP; " +
+		"`ptrelay check -domain <sender domain>` tests both.",
 	"nullmx": "The sender domain publishes a null MX record (RFC 7505), which tells receivers it sends no mail: " +
 		"give the sender domain a real MX record, or send from another domain.",
 }

@@ -25,7 +25,7 @@ type Credentials struct {
 	// Password is the password, or with AuthXOAUTH2 the access token.
 	Password string
 	// AllowPlaintext lets the credentials cross a session without TLS. Only for a server the admin placed on
-	// this machine or the LAN on purpose (smarthost.tls = "none").
+	// this machine or the LAN on purpose (a smart host's tls = "none").
 	AllowPlaintext bool
 }
 

@@ -68,6 +68,7 @@ type Session struct {
 	wire    net.Conn // what go-smtp writes to (TLS or plain, with deadlines): the body goes here directly
 	relay   string
 	secure  bool
+	state   tls.ConnectionState // of the TLS session, when secure
 	unwatch func() bool
 }
 
@@ -76,6 +77,9 @@ func (s *Session) Relay() string { return s.relay }
 
 // Secure reports a TLS session (implicit TLS or a successful STARTTLS).
 func (s *Session) Secure() bool { return s.secure }
+
+// TLSState returns the TLS session's state (version, certificates); ok is false for a plaintext session.
+func (s *Session) TLSState() (state tls.ConnectionState, ok bool) { return s.state, s.secure }
 
 // Extension reports whether the server advertised an EHLO keyword (after TLS, the post-TLS list) and its
 // parameters.
@@ -128,12 +132,13 @@ func handshake(ctx context.Context, raw net.Conn, relay string, spec Spec) (*Ses
 	var conn net.Conn = &deadlineConn{Conn: raw, timeout: spec.Timeout}
 	tcfg := spec.TLS.config(spec.Host)
 	secure := false
+	var state tls.ConnectionState
 	if spec.TLS.Mode == TLSImplicit {
 		tc := tls.Client(conn, tcfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return nil, fail(StageTLS, err)
 		}
-		conn, secure = tc, true
+		conn, secure, state = tc, true, tc.ConnectionState()
 	}
 	// The greeting and the first EHLO (HELO when EHLO is refused) by go-smtp.
 	watch := &writeWatch{Conn: conn}
@@ -162,7 +167,7 @@ func handshake(ctx context.Context, raw net.Conn, relay string, spec Spec) (*Ses
 			if err := tc.HandshakeContext(ctx); err != nil {
 				return nil, fail(StageTLS, err)
 			}
-			conn, secure = tc, true
+			conn, secure, state = tc, true, tc.ConnectionState()
 			// The session starts over (RFC 3207 4.2): a new client, and the EHLO it sends is the second and last.
 			c = newClient(&greetedConn{Conn: tc, pending: []byte("220 " + spec.Host + " ESMTP\r\n")}, spec)
 			if err := c.Hello(spec.Helo); err != nil {
@@ -172,7 +177,7 @@ func handshake(ctx context.Context, raw net.Conn, relay string, spec Spec) (*Ses
 			return nil, fail(StageTLS, ErrNoSTARTTLS)
 		}
 	}
-	return &Session{c: c, raw: raw, wire: conn, relay: relay, secure: secure}, nil
+	return &Session{c: c, raw: raw, wire: conn, relay: relay, secure: secure, state: state}, nil
 }
 
 func newClient(conn net.Conn, spec Spec) *smtp.Client {

@@ -9,7 +9,7 @@ import (
 type TLSMode int
 
 const (
-	TLSOff           TLSMode = iota // never: smarthost.tls = "none", delivery.tls = "none"
+	TLSOff           TLSMode = iota // never: a smart host's tls = "none", delivery.tls = "none"
 	TLSOpportunistic                // STARTTLS when offered; plaintext when it is not offered or is refused
 	TLSRequired                     // STARTTLS must be offered and succeed
 	TLSImplicit                     // TLS from the first byte (port 465)
@@ -47,6 +47,13 @@ type TLSPolicy struct {
 	// ClientCert, when set, is presented to a server that asks for a client certificate (a smart host's
 	// connector that authenticates the sending server by its certificate).
 	ClientCert *tls.Certificate
+	// Level names the security level for the log's tls= field, in Postfix's words (none, may, encrypt, verify,
+	// dane, mta-sts); "" lets the caller derive it from Mode and Verify.
+	Level string
+	// Policy names the recipient's published policy behind this TLS ("MTA-STS", "DANE"), "" when there is none.
+	// With Mode TLSRequired a TLS failure is that policy's to report; with TLSOpportunistic the policy is only
+	// being tested (MTA-STS "testing").
+	Policy string
 }
 
 func (p TLSPolicy) config(host string) *tls.Config {

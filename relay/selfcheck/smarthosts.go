@@ -1,4 +1,4 @@
-package relay
+package selfcheck
 
 import (
 	"context"
@@ -11,10 +11,10 @@ import (
 	"ptrelay/relay/delivery"
 )
 
-// CheckSmarthosts is `ptrelay check`'s line per smart host: the host is reached and logged in to as a delivery
+// checkSmarthosts is `ptrelay check`'s line per smart host: the host is reached and logged in to as a delivery
 // would (resolve, connect, TLS, EHLO, AUTH with a token fetched for XOAUTH2, QUIT; no mail is sent), and the
 // sending domain's SPF record authorises it (when domain is known).
-func CheckSmarthosts(ctx context.Context, cfg *config.Config, res *dnscheck.Resolver, domain string) []dnscheck.Check {
+func checkSmarthosts(ctx context.Context, cfg *config.Config, res *dnscheck.Resolver, domain string) []dnscheck.Check {
 	var out []dnscheck.Check
 	st := delivery.NewSettings(withUnitCredential(cfg))
 	spf := map[string]bool{} // one SPF line per host name, however many entries use it
