@@ -113,6 +113,21 @@ start_relay() {
 	PTRELAY_BIN=$bin start_ptrelay "$2" "$3" "$4"
 }
 
+# smarthost_toml ADDR: the smart host table for $PTRELAY_BIN: the [[smarthosts]] list, with as many sessions as
+# delivery.per_destination allows (as Postfix opens), or for a baseline built before the list existed, the
+# single [smarthost] table it reads.
+smarthost_toml() {
+	local probe
+	probe=$(mktemp)
+	printf '[[smarthosts]]\nname = "sink"\naddress = "%s"\ntls = "none"\n' "$1" >"$probe"
+	if "$PTRELAY_BIN" config check -config "$probe" >/dev/null 2>&1; then
+		printf '[[smarthosts]]\nname = "sink"\naddress = "%s"\ntls = "none"\nmax_connections = 20\nmax_recipients = 1000\n' "$1"
+	else
+		printf '[smarthost]\naddress = "%s"\ntls = "none"\n' "$1"
+	fi
+	rm -f "$probe"
+}
+
 # start_ptrelay DIR LISTEN SMARTHOST: ptrelay serve with a fresh data_dir, routing everything to SMARTHOST
 # without TLS or AUTH; DNS, whoami, DNSBL and the port-25 probe point at a dead loopback port so that nothing
 # leaves the machine; $PTRELAY_EXTRA (more tables) is added last. Sets PTRELAY_PID.
@@ -128,9 +143,7 @@ data_dir = "$dir/data"
 listen = ["$listen"]
 allowed_networks = ["127.0.0.0/8"]
 
-[smarthost]
-address = "$smarthost"
-tls = "none"
+$(smarthost_toml "$smarthost")
 
 [routing]
 mode = "smarthost"

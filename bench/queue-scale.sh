@@ -60,7 +60,8 @@ data_dir = "$data"
 listen = ["$listen"]
 allowed_networks = ["127.0.0.0/8"]
 
-[smarthost]
+[[smarthosts]]
+name = "none"
 address = "127.0.0.1:9"
 tls = "none"
 

@@ -6,19 +6,19 @@ package config
 // Config is the whole configuration file. Field order follows docs/configuration.md so that `ptrelay config check` prints
 // the sections in the order the documentation describes them.
 type Config struct {
-	Hostname  string    `toml:"hostname"`
-	DataDir   string    `toml:"data_dir"`
-	SMTP      SMTP      `toml:"smtp"`
-	Smarthost Smarthost `toml:"smarthost"`
-	Routing   Routing   `toml:"routing"`
-	Delivery  Delivery  `toml:"delivery"`
-	DKIM      DKIM      `toml:"dkim"`
-	Queue     Queue     `toml:"queue"`
-	DNS       DNS       `toml:"dns"`
-	Egress    Egress    `toml:"egress"`
-	Admin     Admin     `toml:"admin"`
-	Alerts    Alerts    `toml:"alerts"`
-	Web       Web       `toml:"web"`
+	Hostname   string      `toml:"hostname"`
+	DataDir    string      `toml:"data_dir"`
+	SMTP       SMTP        `toml:"smtp"`
+	Smarthosts []Smarthost `toml:"smarthosts"` // in order of preference; empty: no smart host
+	Routing    Routing     `toml:"routing"`
+	Delivery   Delivery    `toml:"delivery"`
+	DKIM       DKIM        `toml:"dkim"`
+	Queue      Queue       `toml:"queue"`
+	DNS        DNS         `toml:"dns"`
+	Egress     Egress      `toml:"egress"`
+	Admin      Admin       `toml:"admin"`
+	Alerts     Alerts      `toml:"alerts"`
+	Web        Web         `toml:"web"`
 }
 
 // SMTP is the inbound side: who may connect, relay and authenticate, and the limits they meet.
@@ -43,18 +43,6 @@ type User struct {
 	PasswordHash string `toml:"password_hash"`
 }
 
-// Smarthost is the upstream relay. An empty Address means no smart host is configured.
-type Smarthost struct {
-	Address      string       `toml:"address"`
-	TLS          SmarthostTLS `toml:"tls"`
-	TLSVerify    bool         `toml:"tls_verify"`
-	Username     string       `toml:"username"`
-	PasswordFile string       `toml:"password_file"`
-}
-
-// Configured reports whether a smart host is set up.
-func (s Smarthost) Configured() bool { return s.Address != "" }
-
 // Routing decides, per recipient and per attempt, between direct MX delivery and the smart host.
 type Routing struct {
 	Mode    RoutingMode `toml:"mode"` // "" means auto with a smart host, else direct
@@ -62,7 +50,8 @@ type Routing struct {
 	Rules   []Rule      `toml:"rules"`
 }
 
-// Rule routes recipients in Domains, or mail from Senders (an address or a domain), via "smarthost" or "direct".
+// Rule routes recipients in Domains, or mail from Senders (an address or a domain), via "smarthost" (the list),
+// "smarthost:NAME" (one host of it) or "direct".
 type Rule struct {
 	Domains []string `toml:"domains"`
 	Senders []string `toml:"senders"`
@@ -76,6 +65,11 @@ type Delivery struct {
 	TLS            DeliveryTLS `toml:"tls"`
 	Concurrency    int         `toml:"concurrency"`
 	PerDestination int         `toml:"per_destination"`
+	// SmarthostFailoverAfter host-level failures in a row mark a smart host down, for a pause that doubles from
+	// SmarthostDownMin to SmarthostDownMax; then one probe delivery decides.
+	SmarthostFailoverAfter int      `toml:"smarthost_failover_after"`
+	SmarthostDownMin       Duration `toml:"smarthost_down_min"`
+	SmarthostDownMax       Duration `toml:"smarthost_down_max"`
 	// MTASTS: honour recipient domains' MTA-STS policies on direct delivery (RFC 8461).
 	MTASTS bool `toml:"mta_sts"`
 	// DANE: DANE (RFC 7672) on direct delivery while the resolver is trusted and validates ("auto"), or never.

@@ -3,7 +3,6 @@ package config
 import (
 	_ "embed"
 	"errors"
-	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -70,7 +69,7 @@ func (c *Config) EffectiveRoutingMode() RoutingMode {
 	if c.Routing.Mode != RoutingDefault {
 		return c.Routing.Mode
 	}
-	if c.Smarthost.Configured() {
+	if c.HasSmarthosts() {
 		return RoutingAuto
 	}
 	return RoutingDirect
@@ -101,53 +100,6 @@ func (c *Config) AdminSocket() string {
 	return filepath.Join(c.DataDir, "admin.sock")
 }
 
-// credentialName is the name under which systemd's LoadCredential= is expected to hand over the smart host
-// password ("LoadCredential=smarthost:/etc/ptrelay/smarthost.pass").
+// credentialName is the systemd credential the shipped unit hands over
+// ("LoadCredential=smarthost:/etc/ptrelay/smarthost.pass"): the password of a smart host named "smarthost".
 const credentialName = "smarthost"
-
-// smarthostPasswordPath returns where the smart host password is read from, or "" when nowhere is configured.
-func (c *Config) smarthostPasswordPath() string {
-	if c.Smarthost.PasswordFile != "" {
-		return c.Smarthost.PasswordFile
-	}
-	if d := os.Getenv("CREDENTIALS_DIRECTORY"); d != "" {
-		return filepath.Join(d, credentialName)
-	}
-	return ""
-}
-
-// SmarthostPasswordSource says, for an admin, where the smart host password comes from: smarthost.password_file,
-// or the file the unit hands over with LoadCredential= (systemd copies it at start; $CREDENTIALS_DIRECTORY is
-// that copy, not a file anyone edits).
-func (c *Config) SmarthostPasswordSource() string {
-	if c.Smarthost.PasswordFile != "" {
-		return c.Smarthost.PasswordFile
-	}
-	return "the file named by LoadCredential=" + credentialName + ":FILE in ptrelay's unit " +
-		"(/etc/ptrelay/smarthost.pass in the shipped unit; systemd copies it at start, so restart ptrelay after editing it)"
-}
-
-// SmarthostPassword reads the smart host password from smarthost.password_file, else from
-// $CREDENTIALS_DIRECTORY/smarthost (systemd LoadCredential=). One trailing newline ("\n" or "\r\n") is removed,
-// since editors and `echo` add one; any other whitespace is part of the password. An empty password is an error.
-func (c *Config) SmarthostPassword() (string, error) {
-	p := c.smarthostPasswordPath()
-	if p == "" {
-		return "", errors.New("smarthost: no password configured: set smarthost.password_file, " +
-			"or pass the password with systemd's LoadCredential=smarthost:FILE")
-	}
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return "", fmt.Errorf("smarthost: reading the password: %w", err)
-	}
-	s := string(b)
-	if strings.HasSuffix(s, "\r\n") {
-		s = s[:len(s)-2]
-	} else if strings.HasSuffix(s, "\n") {
-		s = s[:len(s)-1]
-	}
-	if s == "" {
-		return "", fmt.Errorf("smarthost: the password file %s is empty: write the smart host password into it", p)
-	}
-	return s, nil
-}

@@ -84,6 +84,7 @@ func Parse(data []byte, name string) (*Config, error) {
 		for _, p := range problems {
 			refused[stripIndexes(p.Key)] = true
 		}
+		c.fillSmarthostDefaults(func(key string) bool { _, ok := lines[key]; return ok })
 		c.fillDynamic()
 		for _, p := range c.problems() {
 			if !underRefused(refused, stripIndexes(p.Key)) {
@@ -91,12 +92,14 @@ func Parse(data []byte, name string) (*Config, error) {
 				problems = append(problems, p)
 			}
 		}
+		problems = dropLegacyNoise(problems)
 		// File order reads best in an editor; problems without a line (defaults) come last.
 		sort.SliceStable(problems, func(i, j int) bool {
 			a, b := problems[i].Line, problems[j].Line
 			return a != 0 && (b == 0 || a < b)
 		})
 	}
+	problems = dropLegacyNoise(problems)
 	for _, p := range problems {
 		p.File = name
 	}
@@ -136,6 +139,7 @@ func decodeInto(c *Config, data []byte, name string) []error {
 func decode(c *Config, data []byte) error {
 	d := toml.NewDecoder(bytes.NewReader(data))
 	d.DisallowUnknownFields()
+	d.EnableUnmarshalerInterface() // AutoBool reads "auto" as well as true and false
 	return d.Decode(c)
 }
 

@@ -32,15 +32,16 @@ func TestDefaultMatchesDesign(t *testing.T) {
 		{"smtp.bare_newlines", c.SMTP.BareNewlines, BareNewlinesReject},
 		{"smtp.auth_requires_tls", c.SMTP.AuthRequiresTLS, true},
 		{"smtp.users", len(c.SMTP.Users), 0},
-		{"smarthost.address", c.Smarthost.Address, ""},
-		{"smarthost.tls", c.Smarthost.TLS, SmarthostSTARTTLS},
-		{"smarthost.tls_verify", c.Smarthost.TLSVerify, true},
+		{"smarthosts", len(c.Smarthosts), 0},
 		{"routing.mode", c.Routing.Mode, RoutingDefault},
 		{"routing.reroute", c.Routing.Reroute, true},
 		{"delivery.port", c.Delivery.Port, 25},
 		{"delivery.tls", c.Delivery.TLS, DeliveryOpportunistic},
 		{"delivery.concurrency", c.Delivery.Concurrency, 100},
 		{"delivery.per_destination", c.Delivery.PerDestination, 20},
+		{"delivery.smarthost_failover_after", c.Delivery.SmarthostFailoverAfter, 3},
+		{"delivery.smarthost_down_min", c.Delivery.SmarthostDownMin.D(), time.Minute},
+		{"delivery.smarthost_down_max", c.Delivery.SmarthostDownMax.D(), 30 * time.Minute},
 		{"queue.retry_min", c.Queue.RetryMin.D(), 5 * time.Minute},
 		{"queue.retry_max", c.Queue.RetryMax.D(), time.Hour},
 		{"queue.lifetime", c.Queue.Lifetime.D(), 5 * 24 * time.Hour},
@@ -111,7 +112,10 @@ func TestEffectiveRoutingMode(t *testing.T) {
 		{"smarthost", "smtp.isp.example:587", "smarthost"},
 		{"auto", "", "auto"},
 	} {
-		c := &Config{Routing: Routing{Mode: tc.mode}, Smarthost: Smarthost{Address: tc.address}}
+		c := &Config{Routing: Routing{Mode: tc.mode}}
+		if tc.address != "" {
+			c.Smarthosts = []Smarthost{NewSmarthost("isp", tc.address)}
+		}
 		if got := c.EffectiveRoutingMode(); got != tc.want {
 			t.Errorf("mode %q with smart host %q: %q, want %q", tc.mode, tc.address, got, tc.want)
 		}
@@ -242,15 +246,15 @@ func TestProblemsCarryKeyAndLine(t *testing.T) {
 func TestSmarthostCredentials(t *testing.T) {
 	cleanEnv(t)
 	dir := t.TempDir()
-	base := "[smarthost]\naddress = \"smtp.isp.example:587\"\nusername = \"u\"\n"
+	base := "[[smarthosts]]\nname = \"smarthost\"\naddress = \"smtp.isp.example:587\"\nusername = \"u\"\n"
 
 	pass := writeFile(t, dir, "pass", "pa ss\n")
 	c, err := Parse([]byte(base+"password_file = \""+pass+"\"\n"), "t.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := c.SmarthostPassword(); err != nil || got != "pa ss" {
-		t.Fatalf("SmarthostPassword = %q, %v", got, err)
+	if got, err := c.Smarthosts[0].Password(); err != nil || got != "pa ss" {
+		t.Fatalf("Password = %q, %v", got, err)
 	}
 
 	for _, tc := range []struct{ content, want string }{
@@ -260,26 +264,27 @@ func TestSmarthostCredentials(t *testing.T) {
 		{" secret \n", " secret "},
 	} {
 		p := writeFile(t, dir, "p", tc.content)
-		c := &Config{Smarthost: Smarthost{PasswordFile: p}}
-		if got, err := c.SmarthostPassword(); err != nil || got != tc.want {
+		sh := Smarthost{Name: "isp", PasswordFile: p}
+		if got, err := sh.Password(); err != nil || got != tc.want {
 			t.Errorf("password file %q: got %q, %v; want %q", tc.content, got, err, tc.want)
 		}
 	}
-	empty := &Config{Smarthost: Smarthost{PasswordFile: writeFile(t, dir, "empty", "\n")}}
-	if _, err := empty.SmarthostPassword(); err == nil {
+	empty := Smarthost{Name: "isp", PasswordFile: writeFile(t, dir, "empty", "\n")}
+	if _, err := empty.Password(); err == nil {
 		t.Error("an empty password file must be an error")
 	}
-	if _, err := (&Config{}).SmarthostPassword(); err == nil {
+	if _, err := (&Smarthost{Name: "isp"}).Password(); err == nil {
 		t.Error("no password source must be an error")
 	}
 
-	// systemd's LoadCredential: no password_file, the credential in $CREDENTIALS_DIRECTORY. The file itself
-	// is valid in an admin's shell, which has no credentials: only the daemon (CheckSecrets) insists on them.
+	// systemd's LoadCredential: no password_file, the credential named after the host in $CREDENTIALS_DIRECTORY.
+	// The file itself is valid in an admin's shell, which has no credentials: only the daemon (CheckSecrets)
+	// insists on them.
 	c, err = Parse([]byte(base), "t.toml")
 	if err != nil {
 		t.Fatalf("a username without a password file must parse (the credential comes from systemd): %v", err)
 	}
-	if err := Refused(c.CheckSecrets(SecretsOptions{Daemon: true})); err == nil || !strings.Contains(err.Error(), "smarthost.username: is set but there is no password") {
+	if err := Refused(c.CheckSecrets(SecretsOptions{Daemon: true})); err == nil || !strings.Contains(err.Error(), "smarthosts[1].password_file: is empty and there is no password") {
 		t.Fatalf("CheckSecrets without any password source: %v", err)
 	}
 	creds := t.TempDir()
@@ -291,16 +296,25 @@ func TestSmarthostCredentials(t *testing.T) {
 	if found := c.CheckSecrets(SecretsOptions{Daemon: true}); len(found) != 0 {
 		t.Fatal(found)
 	}
-	if got, err := c.SmarthostPassword(); err != nil || got != "from-systemd" {
-		t.Fatalf("SmarthostPassword from credentials = %q, %v", got, err)
+	if got, err := c.Smarthosts[0].Password(); err != nil || got != "from-systemd" {
+		t.Fatalf("Password from credentials = %q, %v", got, err)
 	}
 	// Where an admin fixes the password: the file LoadCredential= names, never systemd's copy of it.
-	if src := c.SmarthostPasswordSource(); !strings.Contains(src, "LoadCredential=smarthost:") ||
+	if src := c.Smarthosts[0].PasswordSource(); !strings.Contains(src, "LoadCredential=smarthost:") ||
 		!strings.Contains(src, "/etc/ptrelay/smarthost.pass") || strings.Contains(src, creds) || strings.Contains(src, "CREDENTIALS_DIRECTORY") {
 		t.Errorf("password source with credentials: %q", src)
 	}
-	c.Smarthost.PasswordFile = pass
-	if src := c.SmarthostPasswordSource(); src != pass {
+	// Another name: its own credential, which the shipped unit does not hand over.
+	other := Smarthost{Name: "isp"}
+	if src := other.PasswordSource(); !strings.Contains(src, "LoadCredential=isp:FILE") || !strings.Contains(src, "systemctl edit") {
+		t.Errorf("password source of another host: %q", src)
+	}
+	writeFile(t, creds, "isp", "isp-pass\n")
+	if got, err := other.Password(); err != nil || got != "isp-pass" {
+		t.Errorf("Password of host isp from $CREDENTIALS_DIRECTORY/isp = %q, %v", got, err)
+	}
+	c.Smarthosts[0].PasswordFile = pass
+	if src := c.Smarthosts[0].PasswordSource(); src != pass {
 		t.Errorf("password source with password_file: %q, want %q", src, pass)
 	}
 }
@@ -325,14 +339,14 @@ func TestPlaintextCredentialsOnlyOnLAN(t *testing.T) {
 		{"172.32.0.1", false},
 		{"mail.lan", false},
 	} {
-		doc := "[smarthost]\naddress = \"" + tc.host + ":25\"\ntls = \"none\"\nusername = \"u\"\npassword_file = \"" + pass + "\"\n"
+		doc := "[[smarthosts]]\nname = \"lan\"\naddress = \"" + tc.host + ":25\"\ntls = \"none\"\nusername = \"u\"\npassword_file = \"" + pass + "\"\n"
 		_, err := Parse([]byte(doc), "t.toml")
 		if (err == nil) != tc.ok {
 			t.Errorf("tls none with credentials to %s: err = %v, want ok=%v", tc.host, err, tc.ok)
 		}
 	}
 	// Without a username nothing secret crosses the wire: any address is fine.
-	if _, err := Parse([]byte("[smarthost]\naddress = \"203.0.113.5:25\"\ntls = \"none\"\n"), "t.toml"); err != nil {
+	if _, err := Parse([]byte("[[smarthosts]]\nname = \"lan\"\naddress = \"203.0.113.5:25\"\ntls = \"none\"\n"), "t.toml"); err != nil {
 		t.Errorf("tls none without credentials: %v", err)
 	}
 }
@@ -366,7 +380,7 @@ func TestEditDistanceAndSuggestions(t *testing.T) {
 	for in, want := range map[string]string{
 		"queue.retry_mim":         "queue.retry_min",
 		"smtp.alowed_networks":    "smtp.allowed_networks",
-		"smarthost.pasword_file":  "smarthost.password_file",
+		"smarthosts.pasword_file": "smarthosts.password_file",
 		"smtp.something_else":     "",
 		"egress.dnsbl_zones_here": "",
 	} {

@@ -13,8 +13,8 @@ const Redacted = "<redacted>"
 
 // WriteRedacted prints the effective configuration as TOML, in the order of docs/configuration.md, for
 // `ptrelay config check` and the start-up log. Secrets are replaced by "<redacted>": the only secrets a
-// configuration holds are the users' password hashes (the smart host password is never in it, only the path of
-// its file). Values are the effective ones: routing.mode and admin.socket show what ptrelay will use, sizes and
+// configuration holds are the users' password hashes (smart host passwords and OAuth client secrets are never in
+// it, only the paths of their files). Values are the effective ones: routing.mode and admin.socket show what ptrelay will use, sizes and
 // durations print with their units ("35MB", "5d"). The output is a valid configuration file, apart from the
 // redacted hashes.
 func (c *Config) WriteRedacted(w io.Writer) error {
@@ -45,6 +45,7 @@ func (c *Config) marshal(redact bool) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := toml.NewEncoder(&buf)
 	enc.SetIndentTables(false)
+	enc.EnableMarshalerInterface() // AutoBool prints true and false bare
 	if err := enc.Encode(e); err != nil {
 		return nil, err
 	}
@@ -59,6 +60,19 @@ func (c *Config) effective() *Config {
 	e.SMTP.AllowedNetworks = slices.Clone(c.SMTP.AllowedNetworks)
 	e.SMTP.TLSNames = slices.Clone(c.SMTP.TLSNames)
 	e.SMTP.Users = slices.Clone(c.SMTP.Users)
+	e.Smarthosts = nil
+	for _, s := range c.Smarthosts {
+		s.MessageRate, s.RecipientRate = slices.Clone(s.MessageRate), slices.Clone(s.RecipientRate)
+		s.Senders = slices.Clone(s.Senders)
+		if s.OAuth2.empty() {
+			s.OAuth2 = nil // nothing to print
+		} else {
+			o := *s.OAuth2
+			o.Scopes = slices.Clone(o.Scopes)
+			s.OAuth2 = &o
+		}
+		e.Smarthosts = append(e.Smarthosts, s)
+	}
 	e.Routing.Rules = make([]Rule, len(c.Routing.Rules))
 	for i, r := range c.Routing.Rules {
 		e.Routing.Rules[i] = Rule{Domains: slices.Clone(r.Domains), Senders: slices.Clone(r.Senders), Via: r.Via}

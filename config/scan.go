@@ -30,6 +30,11 @@ func scanDocument(data []byte) (map[string]int, []*FieldError) {
 		case unstable.Table, unstable.ArrayTable:
 			parts, first := keyParts(e)
 			line := s.lineAt(first)
+			if e.Kind == unstable.Table && len(parts) == 1 && parts[0] == legacyTable {
+				table, tableKnown = legacyTable, false
+				s.legacy.at(line)
+				continue
+			}
 			if e.Kind == unstable.Table {
 				table = s.resolve(parts)
 			} else {
@@ -42,12 +47,23 @@ func scanDocument(data []byte) (map[string]int, []*FieldError) {
 			}
 			tableKnown = s.checkHeader(stripIndexes(table), e.Kind == unstable.ArrayTable, line)
 		case unstable.KeyValue:
-			if !tableKnown {
+			parts, first := keyParts(e)
+			switch {
+			case table == legacyTable:
+				s.legacy.add(parts, e.Value())
+				continue
+			case table == "" && parts[0] == legacyTable:
+				s.legacy.at(s.lineAt(first))
+				s.legacy.add(parts[1:], e.Value())
+				continue
+			case !tableKnown:
 				continue // the unknown table was reported once, at its header
 			}
-			parts, first := keyParts(e)
 			s.value(table, parts, s.lineAt(first), e.Value())
 		}
+	}
+	if s.legacy.line > 0 {
+		s.add(s.legacy.line, legacyTable, s.legacy.message())
 	}
 	return s.lines, s.problems
 }
@@ -58,6 +74,7 @@ type scan struct {
 	counts   map[string]int // arrays of tables seen so far, by resolved path
 	newlines []int          // offsets of '\n', so a line number costs a binary search, not a rescan
 	problems []*FieldError
+	legacy   legacy // the old [smarthost] table, refused with the block to write instead
 }
 
 func (s *scan) lineAt(n *unstable.Node) int {
@@ -169,6 +186,10 @@ func (s *scan) check(key string, t reflect.Type, line int, v *unstable.Node) {
 				s.add(line, key, key+": "+err.Error())
 			}
 		default:
+			mismatch()
+		}
+	case t == autoBoolType:
+		if v.Kind != unstable.String && v.Kind != unstable.Bool {
 			mismatch()
 		}
 	case t == durationType:

@@ -16,6 +16,7 @@ type schemaKey struct {
 var (
 	sizeType     = reflect.TypeFor[Size]()
 	durationType = reflect.TypeFor[Duration]()
+	autoBoolType = reflect.TypeFor[AutoBool]()
 )
 
 // schema lists every key of Config, tables included, in struct order.
@@ -33,12 +34,16 @@ func schema() []schemaKey {
 			if prefix != "" {
 				key = prefix + "." + name
 			}
-			out = append(out, schemaKey{Key: key, Type: f.Type})
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem() // an optional table ([smarthosts.oauth2]) is written like any other
+			}
+			out = append(out, schemaKey{Key: key, Type: ft})
 			switch {
-			case f.Type.Kind() == reflect.Struct:
-				walk(key, f.Type)
-			case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
-				walk(key, f.Type.Elem())
+			case ft.Kind() == reflect.Struct:
+				walk(key, ft)
+			case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct:
+				walk(key, ft.Elem())
 			}
 		}
 	}
@@ -82,6 +87,8 @@ func describeType(t reflect.Type) string {
 		return `a size in quotes such as "35MB"`
 	case t == durationType:
 		return `a duration in quotes such as "5m", "4h" or "5d"`
+	case t == autoBoolType:
+		return `"auto", true or false`
 	}
 	switch t.Kind() {
 	case reflect.String:

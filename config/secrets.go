@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 )
@@ -45,15 +44,17 @@ type SecretsOptions struct {
 	// files: what it cannot see is said as a note or a warning, never refused.
 	Daemon bool
 	Now    time.Time
-	// UnitCredential is the file the unit hands over as the "smarthost" credential, checked from a shell when it
-	// can be read there; "" means PackagedCredentialFile.
+	// UnitCredential is the file the unit hands over as the "smarthost" credential (the password of a host named
+	// "smarthost"), checked from a shell when it can be read there; "" means PackagedCredentialFile.
 	UnitCredential string
 }
 
 // CheckSecrets checks what the files named by the configuration hold, beyond Validate's "it exists" (which every
 // command runs, so it must not need the service's rights): that the TLS certificate and key belong together and
-// when the certificate expires, and that the smart host's password can be read and is not empty, from
-// smarthost.password_file or from $CREDENTIALS_DIRECTORY/smarthost (systemd LoadCredential=).
+// when the certificate expires, and for each smart host that its password (password_file, or
+// $CREDENTIALS_DIRECTORY/<name> from systemd's LoadCredential=) or OAuth client secret can be read and is not
+// empty, that its service account key is one, that its client certificate and key make a pair, and how far
+// client_secret_expires is.
 func (c *Config) CheckSecrets(o SecretsOptions) []Finding {
 	if o.Now.IsZero() {
 		o.Now = time.Now()
@@ -63,7 +64,9 @@ func (c *Config) CheckSecrets(o SecretsOptions) []Finding {
 	}
 	var out []Finding
 	out = append(out, c.checkTLSPair(o)...)
-	out = append(out, c.checkPassword(o)...)
+	for i := range c.Smarthosts {
+		out = append(out, c.checkSmarthostSecrets(o, idx("smarthosts", i), &c.Smarthosts[i])...)
+	}
 	out = append(out, c.checkAlertSecrets(o)...)
 	out = append(out, c.checkDKIMSecrets(o)...)
 	return out
@@ -178,64 +181,4 @@ func expiry(leaf *x509.Certificate, path string, now time.Time) []Finding {
 			"machine's clock, or wait", path, leaf.NotBefore.UTC().Format(time.RFC3339))}
 	}
 	return nil
-}
-
-func (c *Config) checkPassword(o SecretsOptions) []Finding {
-	s := &c.Smarthost
-	if !s.Configured() || s.Username == "" && s.PasswordFile == "" {
-		return nil
-	}
-	if s.PasswordFile != "" {
-		return passwordIn(o, "smarthost.password_file", s.PasswordFile, "")
-	}
-	d := os.Getenv("CREDENTIALS_DIRECTORY")
-	if d == "" {
-		if o.Daemon {
-			return []Finding{finding(slog.LevelError, true, "smarthost.username", "is set but there is no password: "+
-				"set smarthost.password_file, or pass the password with systemd's LoadCredential=smarthost:FILE")}
-		}
-		note := finding(slog.LevelInfo, false, "smarthost.username", "the password is not in the configuration: "+
-			"the service reads it from systemd's credential %q, which the packaged unit fills from %s "+
-			"(LoadCredential=%s:%s)", credentialName, o.UnitCredential, credentialName, o.UnitCredential)
-		if _, err := os.Stat(o.UnitCredential); errors.Is(err, fs.ErrNotExist) {
-			return []Finding{note, finding(slog.LevelError, false, "smarthost.username", "%s does not exist: write "+
-				"the smart host password into it (chmod 600), then restart ptrelay", o.UnitCredential)}
-		}
-		return append([]Finding{note}, passwordIn(o, "smarthost.username", o.UnitCredential, o.UnitCredential)...)
-	}
-	p := filepath.Join(d, credentialName)
-	if _, err := os.Stat(p); err != nil {
-		return []Finding{finding(slog.LevelError, true, "smarthost.username", "is set but $CREDENTIALS_DIRECTORY "+
-			"has no %q credential: add LoadCredential=smarthost:FILE to the unit, or set smarthost.password_file",
-			credentialName)}
-	}
-	return passwordIn(o, "smarthost.username", p, PackagedCredentialFile)
-}
-
-// passwordIn checks that file holds a password. where is the file an admin edits when that is not file itself
-// (the source of a systemd credential).
-func passwordIn(o SecretsOptions, key, file, where string) []Finding {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		if o.Daemon {
-			return []Finding{finding(slog.LevelError, true, key, "%s cannot be read (%v): create it with the "+
-				"password on one line, readable by ptrelay only (chmod 600)", file, unwrapPath(err))}
-		}
-		return []Finding{finding(slog.LevelWarn, false, key, "%s cannot be read from this shell (%v): the service "+
-			"must be able to read it (run `ptrelay config check` as root to check its content)", file, unwrapPath(err))}
-	}
-	if strings.TrimRight(string(b), "\r\n") != "" {
-		return nil
-	}
-	if where == "" {
-		where = file
-	}
-	if where == file {
-		return []Finding{finding(slog.LevelError, false, key, "the smart host password file %s is empty: "+
-			"mail for the smart host waits in the queue until you write the password into it and reload ptrelay",
-			file)}
-	}
-	return []Finding{finding(slog.LevelError, false, key, "the smart host password is empty (%s, handed over by "+
-		"systemd): mail for the smart host waits in the queue until you write the password into %s (or set "+
-		"smarthost.password_file) and restart ptrelay", file, where)}
 }

@@ -116,7 +116,7 @@ func TestCheckSecrets_TLSFromCredentials(t *testing.T) {
 }
 
 func TestCheckSecrets_Password(t *testing.T) {
-	const base = "[smarthost]\naddress = \"smtp.isp.example:587\"\nusername = \"relay\"\n"
+	const base = "[[smarthosts]]\nname = \"smarthost\"\naddress = \"smtp.isp.example:587\"\nusername = \"relay\"\n"
 	dir := t.TempDir()
 	n := 0
 	withFile := func(content string) *Config {
@@ -153,7 +153,7 @@ func TestCheckSecrets_Password(t *testing.T) {
 			[]want{{slog.LevelError, false, "write the password into " + PackagedCredentialFile}}},
 		{"credential, daemon", viaCreds, true, "secret\n", "-", nil},
 		{"no credentials directory, daemon", viaCreds, true, "-", "-",
-			[]want{{slog.LevelError, true, "is set but there is no password"}}},
+			[]want{{slog.LevelError, true, "is empty and there is no password"}}},
 		// An admin's shell: no credentials; the note says once where the password comes from, and the unit's
 		// source file is checked when it can be read.
 		{"shell, unit file has the password", viaCreds, false, "-", "secret\n",
@@ -194,7 +194,7 @@ func TestCheckSecrets_Password(t *testing.T) {
 	if err != nil {
 		t.Fatalf("an unreadable password file is the daemon's problem, not the file's: %v", err)
 	}
-	if err := Refused(missing.CheckSecrets(SecretsOptions{Daemon: true})); err == nil || !strings.Contains(err.Error(), "smarthost.password_file: /nonexistent/ptrelay/pass cannot be read") {
+	if err := Refused(missing.CheckSecrets(SecretsOptions{Daemon: true})); err == nil || !strings.Contains(err.Error(), "smarthosts[1].password_file: /nonexistent/ptrelay/pass cannot be read") {
 		t.Errorf("daemon with a missing password file: %v", err)
 	}
 	if found := missing.CheckSecrets(SecretsOptions{}); Refused(found) != nil || len(found) != 1 || found[0].Level != slog.LevelWarn {

@@ -14,7 +14,7 @@ import (
 
 // Validate checks the whole configuration and reports every problem at once (errors.Join of *FieldError), each
 // naming its key and saying in one sentence how to fix it. It reads the file system for the files the
-// configuration names (TLS pair, smart host password) and $CREDENTIALS_DIRECTORY, nothing else.
+// configuration names (TLS pairs, service account keys) and $CREDENTIALS_DIRECTORY, nothing else.
 func (c *Config) Validate() error {
 	return joinProblems(c.problems())
 }
@@ -29,7 +29,7 @@ func (c *Config) problems() []*FieldError {
 	k := &checker{}
 	c.checkTop(k)
 	c.checkSMTP(k)
-	c.checkSmarthost(k)
+	c.checkSmarthosts(k)
 	c.checkRouting(k)
 	c.checkDelivery(k)
 	c.checkDKIM(k)
@@ -136,48 +136,13 @@ func (c *Config) checkSMTP(k *checker) {
 // bcryptHash matches the modular crypt form of bcrypt: version, cost 04..31, 22 characters of salt and 31 of hash.
 var bcryptHash = regexp.MustCompile(`^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$`)
 
-func (c *Config) checkSmarthost(k *checker) {
-	s := &c.Smarthost
-	if !s.TLS.Valid() {
-		k.add("smarthost.tls", "%q is not a choice: write \"starttls\" (port 587), \"implicit\" (port 465) or "+
-			"\"none\" (only for a server on this machine or your LAN)", s.TLS)
-	}
-	if !s.Configured() {
-		if s.Username != "" {
-			k.add("smarthost.username", "is set but smarthost.address is empty: set address to the smart host's "+
-				"host:port, e.g. \"smtp.isp.example:587\", or remove the [smarthost] table")
-		}
-		if s.PasswordFile != "" {
-			k.add("smarthost.password_file", "is set but smarthost.address is empty: set address to the smart "+
-				"host's host:port, or remove the [smarthost] table")
-		}
-		return
-	}
-	if why := checkHostPort(s.Address, false); why != "" {
-		k.add("smarthost.address", "%q %s: write host:port, e.g. \"smtp.isp.example:587\"", s.Address, why)
-	} else if s.TLS == SmarthostNoTLS && s.Username != "" {
-		host, _, _ := net.SplitHostPort(s.Address)
-		if !onLAN(host) {
-			k.add("smarthost.tls", "is \"none\" with a username for %s, which is not a loopback or private "+
-				"address: the password would cross the network in plaintext; use tls = \"starttls\" or "+
-				"\"implicit\", or write the smart host's private IP address", host)
-		}
-	}
-	if s.PasswordFile != "" {
-		if s.Username == "" {
-			k.add("smarthost.password_file", "is set but smarthost.username is empty: set username to the "+
-				"account name of the smart host, or remove password_file")
-		}
-	}
-}
-
 func (c *Config) checkRouting(k *checker) {
 	r := &c.Routing
 	switch {
 	case !r.Mode.Valid():
 		k.add("routing.mode", "%q is not a choice: write \"auto\", \"direct\" or \"smarthost\"", r.Mode)
-	case r.Mode == RoutingSmarthost && !c.Smarthost.Configured():
-		k.add("routing.mode", "is \"smarthost\" but no smart host is configured: set smarthost.address, "+
+	case r.Mode == RoutingSmarthost && !c.HasSmarthosts():
+		k.add("routing.mode", "is \"smarthost\" but no smart host is configured: add a [[smarthosts]] entry, "+
 			"or use mode \"direct\"")
 	}
 	for i, rule := range r.Rules {
@@ -196,12 +161,17 @@ func (c *Config) checkRouting(k *checker) {
 					"\"scanner@example.com\" or \"example.com\"", s)
 			}
 		}
+		name, pinned := rule.Via.SmarthostName()
 		switch {
 		case !rule.Via.Valid():
-			k.add(key+".via", "%q is not a choice: write \"smarthost\" or \"direct\"", rule.Via)
-		case rule.Via == ViaSmarthost && !c.Smarthost.Configured():
-			k.add(key+".via", "is \"smarthost\" but no smart host is configured: set smarthost.address, "+
-				"or remove the rule")
+			k.add(key+".via", "%q is not a choice: write \"smarthost\", \"smarthost:NAME\" (one host of "+
+				"[[smarthosts]]) or \"direct\"", rule.Via)
+		case rule.Via.Smarthost() && !c.HasSmarthosts():
+			k.add(key+".via", "is %q but no smart host is configured: add a [[smarthosts]] entry, or remove the rule",
+				rule.Via)
+		case pinned && c.SmarthostNamed(name) == nil:
+			k.add(key+".via", "names smart host %q, which is not in [[smarthosts]]: write one of %s", name,
+				c.smarthostNames())
 		}
 	}
 }
@@ -248,6 +218,28 @@ func (c *Config) checkDelivery(k *checker) {
 		k.add("delivery.per_destination", "%d is larger than delivery.concurrency (%d): lower it, or raise "+
 			"concurrency", d.PerDestination, d.Concurrency)
 	}
+	if d.SmarthostFailoverAfter < 1 {
+		k.add("delivery.smarthost_failover_after", "must be at least 1: write a number such as 3")
+	}
+	if d.SmarthostDownMin <= 0 {
+		k.add("delivery.smarthost_down_min", "must be positive: write a duration such as \"1m\"")
+	}
+	if d.SmarthostDownMax < d.SmarthostDownMin {
+		k.add("delivery.smarthost_down_max", "%s is shorter than delivery.smarthost_down_min (%s): raise it, e.g. "+
+			"\"30m\"", d.SmarthostDownMax, d.SmarthostDownMin)
+	}
+}
+
+// smarthostNames lists the configured names for a fix sentence: "\"isp\", \"m365\"".
+func (c *Config) smarthostNames() string {
+	var q []string
+	for _, s := range c.Smarthosts {
+		q = append(q, strconv.Quote(s.Name))
+	}
+	if len(q) == 0 {
+		return "the name of a [[smarthosts]] entry"
+	}
+	return strings.Join(q, ", ")
 }
 
 func (c *Config) checkQueue(k *checker) {

@@ -61,14 +61,12 @@ func alertsSettings(cfg *config.Config) alerts.Settings {
 	return alerts.Settings{Hostname: cfg.Hostname, MinSeverity: sev, Hold: a.Hold.D(), Repeat: a.Repeat.D(), Digest: a.Digest}
 }
 
-// alertRoute says what happens to mail when direct delivery is unfit, for the notices' words.
+// alertRoute says what happens to mail when direct delivery is unfit, for the notices' words: the first smart
+// host of the list is where it goes while that host is up.
 func alertRoute(cfg *config.Config) alerts.Route {
 	sh := ""
-	if cfg.Smarthost.Configured() {
-		sh = cfg.Smarthost.Address
-		if host, _, err := net.SplitHostPort(sh); err == nil {
-			sh = host
-		}
+	if cfg.HasSmarthosts() {
+		sh = cfg.Smarthosts[0].Host()
 	}
 	return alerts.Route{Smarthost: sh, Mode: string(cfg.EffectiveRoutingMode()), Reroute: cfg.Routing.Reroute}
 }
@@ -354,8 +352,9 @@ func (r *Relay) dnsAlerts(ctx context.Context) {
 }
 
 // expiryAlerts compares the dates of what ptrelay holds with the clock: the STARTTLS certificate it offers
-// (as loaded at start or the last reload).
+// (as loaded at start or the last reload), and the smart hosts' OAuth client secrets (client_secret_expires).
 func (r *Relay) expiryAlerts(now time.Time) {
+	r.alerts.Sync(alerts.EventSecretExpiring, "", secretAlerts(r.cfg.Load(), now))
 	var conds []alerts.Condition
 	if cert := r.inbound.Certificate(); cert != nil && !cert.NotAfter.IsZero() {
 		path := cert.File

@@ -324,7 +324,7 @@ func mustAtoi(t *testing.T, s string) int {
 
 // smarthostTOML is the smart host section of the test configuration: one host, no TLS (loopback), logging in.
 func smarthostTOML(addr, user, passFile string) string {
-	return fmt.Sprintf("[smarthost]\naddress = %q\ntls = \"none\"\nusername = %q\npassword_file = %q\n", addr, user, passFile)
+	return fmt.Sprintf("[[smarthosts]]\nname = \"isp\"\naddress = %q\ntls = \"none\"\nusername = %q\npassword_file = %q\n", addr, user, passFile)
 }
 
 // startDKIMRelay starts a daemon with hostname relay.contoso.test and the given sections.

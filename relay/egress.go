@@ -42,15 +42,15 @@ func (r *Relay) verdictChanged(prev, cur dnscheck.Report) {
 	}
 	r.metrics.SetVerdict(cur.Family.String(), string(cur.Verdict))
 	cfg := r.cfg.Load()
-	if cur.Verdict == dnscheck.VerdictSmarthost && !cfg.Smarthost.Configured() && cfg.EffectiveRoutingMode() != config.RoutingSmarthost {
-		r.log.Warn("receivers will likely refuse mail from this address, and no smart host is configured: delivering directly anyway; configure [smarthost] or fix the DNS (run `ptrelay check`)",
+	if cur.Verdict == dnscheck.VerdictSmarthost && !cfg.HasSmarthosts() && cfg.EffectiveRoutingMode() != config.RoutingSmarthost {
+		r.log.Warn("receivers will likely refuse mail from this address, and no smart host is configured: delivering directly anyway; configure [[smarthosts]] or fix the DNS (run `ptrelay check`)",
 			"family", cur.Family.String(), "egress", cur.Egress.IP.String(), "reasons", strings.Join(cur.Reasons, "; "))
 	}
 }
 
 // verdictGatesDelivery reports whether routing depends on the verdict, so delivery must wait for the first one.
 func verdictGatesDelivery(cfg *config.Config) bool {
-	return cfg.Smarthost.Configured() && cfg.EffectiveRoutingMode() == config.RoutingAuto
+	return cfg.HasSmarthosts() && cfg.EffectiveRoutingMode() == config.RoutingAuto
 }
 
 // startChecker computes the first verdict (waiting for it when routing depends on it) and keeps it current.
@@ -65,14 +65,14 @@ func (r *Relay) startChecker(ctx context.Context) {
 
 // egressStatus reports the egress verdict per address family for `ptrelay status`.
 func (r *Relay) egressStatus() []admin.EgressStatus {
-	noSmarthost := !r.cfg.Load().Smarthost.Configured()
+	noSmarthost := !r.cfg.Load().HasSmarthosts()
 	var out []admin.EgressStatus
 	for _, rep := range r.checker.Reports() {
 		es := admin.EgressStatus{Family: rep.Family.String(), Verdict: string(rep.Verdict), Checked: rep.At}
 		es.Reasons = append(es.Reasons, rep.Reasons...)
 		es.Fixes = egressFixes(rep)
 		if rep.Verdict == dnscheck.VerdictSmarthost && noSmarthost {
-			es.Reasons = append(es.Reasons, "no smart host is configured: delivering directly anyway (configure [smarthost] or fix the above)")
+			es.Reasons = append(es.Reasons, "no smart host is configured: delivering directly anyway (configure [[smarthosts]] or fix the above)")
 		}
 		if rep.Egress.IP.IsValid() {
 			es.IP = rep.Egress.IP.String()

@@ -90,7 +90,8 @@ hostname = "relay.good.test"
 data_dir = %q
 [smtp]
 listen = ["127.0.0.1:0"]
-[smarthost]
+[[smarthosts]]
+name = "isp"
 address = %q
 tls = "none"
 [routing]

@@ -143,10 +143,13 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 		Verdict:  r.checker,
 		Log:      component(opts.Log, "delivery"),
 		Observers: delivery.Observers{OnAttempt: r.observeAttempt, OnReroute: r.metrics.Reroute,
+			OnSmarthostDown: r.alerts.SmarthostDown, OnSmarthostUp: r.alerts.SmarthostUp,
+			OnLoginRefused: r.alerts.SmarthostLoginRefused, OnLoginOK: r.alerts.SmarthostLoginOK,
 			OnDKIM: r.metrics.DKIM},
 		TLSPolicy: r.tls.engine,
 	})
-	r.admin = admin.NewServer(store, r.status, r.scheduler.Kick, component(opts.Log, "admin"))
+	r.metrics.SetSmarthosts(r.smarthostGauges)
+	r.admin = admin.NewServer(store, r.status, r.scheduler.Retry, component(opts.Log, "admin"))
 	r.admin.SetAlerts(r.alertStatus, r.alertTest)
 	r.admin.SetMTASTS(r.mtastsList, r.mtastsFlush)
 
@@ -309,6 +312,7 @@ func (r *Relay) Reload(cfg *config.Config) error {
 	logDKIM(r.log, signer)
 	r.cfg.Store(cfg)
 	r.alerts.Reload(ac)
+	r.clearRemovedSmarthosts(cfg)
 	applyWeb()
 	r.expiryAlerts(time.Now()) // the certificate may have been replaced
 	// Against the start, not the previous reload: a change stays pending over later reloads until a restart,

@@ -44,7 +44,8 @@ data_dir = %q
 [smtp]
 listen = ["127.0.0.1:0"]
 %s
-[smarthost]
+[[smarthosts]]
+name = "isp"
 address = %q
 tls = "none"
 [routing]

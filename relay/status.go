@@ -80,6 +80,7 @@ func (t *tlsClients) newestFirst() []admin.TLSClient {
 // observeAttempt receives every recipient attempt from the delivery side's log-line function.
 func (r *Relay) observeAttempt(res delivery.Result) {
 	r.metrics.Delivery(string(res.Route), string(res.Outcome), res.Delay)
+	r.metrics.SmarthostDelivery(res.Smarthost, string(res.Outcome))
 	r.observeTLSPolicy(res)
 	if res.Outcome == delivery.Sent {
 		return
@@ -117,6 +118,7 @@ func (r *Relay) status() admin.Status {
 		st.Certificate = &admin.Certificate{File: c.File, SelfSigned: c.Auto, Names: c.Names, NotAfter: c.NotAfter}
 	}
 	st.Egress = r.egressStatus()
+	st.Smarthosts = r.smarthostStatus()
 	st.Alerts = r.alertStatus()
 	st.TLSPolicy = r.tlsPolicyStatus()
 	if qs, err := r.store.Stats(); err == nil {

@@ -63,7 +63,8 @@ data_dir = %q
 [smtp]
 listen = ["127.0.0.1:0"]
 %s
-[smarthost]
+[[smarthosts]]
+name = "isp"
 address = "127.0.0.1:9"
 tls = "none"
 [routing]

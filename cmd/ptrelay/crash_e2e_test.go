@@ -76,7 +76,8 @@ func TestCrash_AcknowledgedMailSurvivesSIGKILL(t *testing.T) {
 hostname = "relay.crash.test"
 [smtp]
 listen = [%q]
-[smarthost]
+[[smarthosts]]
+name = "isp"
 address = "127.0.0.1:9"
 tls = "none"
 [routing]

@@ -30,7 +30,8 @@ func opsConfig(listen, smarthost, retryMin, extra string) string {
 [smtp]
 listen = [%q]
 
-[smarthost]
+[[smarthosts]]
+name = "isp"
 address = %q
 tls = "none"
 

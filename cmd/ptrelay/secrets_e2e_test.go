@@ -33,7 +33,8 @@ func TestSecrets_OnlyServeNeedsTheCredential(t *testing.T) {
 data_dir = %q
 [smtp]
 listen = [%q]
-[smarthost]
+[[smarthosts]]
+name = "smarthost"
 address = "smtp.isp.example:587"
 username = "relay"
 [egress]
@@ -62,11 +63,11 @@ resolvers = ["127.0.0.1:9"]
 	noCreds := []string{"CREDENTIALS_DIRECTORY="}
 
 	// The shell says once where the password will come from, instead of warning that there is none.
-	if out, code := run(noCreds, "config", "check"); code != 0 || !strings.Contains(out, "note: smarthost.username") ||
+	if out, code := run(noCreds, "config", "check"); code != 0 || !strings.Contains(out, "note: smarthosts[1].password_file") ||
 		!strings.Contains(out, "LoadCredential=smarthost:/etc/ptrelay/smarthost.pass") || strings.Contains(out, "there is no password") {
 		t.Errorf("config check without the credential: exit %d, want 0 with a note naming LoadCredential:\n%s", code, out)
 	}
-	if out, code := run(noCreds, "serve"); code != 1 || !strings.Contains(out, "smarthost.username: is set but there is no password") {
+	if out, code := run(noCreds, "serve"); code != 1 || !strings.Contains(out, "smarthosts[1].password_file: is empty and there is no password") {
 		t.Errorf("serve without the credential: exit %d, want 1 naming the key:\n%s", code, out)
 	}
 

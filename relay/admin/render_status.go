@@ -43,6 +43,7 @@ func RenderStatus(w io.Writer, st Status) error {
 			ew.printf("%-14s   - %s\n", "", oneLine(r))
 		}
 	}
+	renderSmarthosts(ew, st.Smarthosts)
 	ew.printf("%-14s %s\n", "Queue:", queueLine(st.Queue, st.OldestAge))
 	renderTLSPolicy(ew, st.TLSPolicy)
 	if st.Queue.Corrupt > 0 {
@@ -107,4 +108,41 @@ func queueLine(s queue.Stats, oldest string) string {
 		line += "; oldest " + oldest
 	}
 	return line
+}
+
+// renderSmarthosts prints a line per smart host: its state, budgets and sessions, and its last error:
+//
+//	Smart hosts:
+//	  m365: up; 7,412/10,000 rcpt 24h, 12/30 msg 1m; 2/3 sessions
+//	  isp: down since 2026-12-01 10:02:03 UTC, next try 10:08:03 UTC
+//	       last error 10:02:03 UTC: 4.4.1 connect failed: ...
+func renderSmarthosts(ew *errWriter, list []SmarthostStatus) {
+	if len(list) == 0 {
+		return
+	}
+	ew.printf("Smart hosts:\n")
+	for _, h := range list {
+		line := h.Name + ": " + h.State
+		switch h.State {
+		case "down":
+			line += " since " + stamp(h.Since) + ", next try " + h.DownUntil.UTC().Format("15:04:05 MST")
+		case "probing":
+			line += " (down since " + stamp(h.Since) + "; the next delivery decides)"
+		}
+		if !h.LimitedUntil.IsZero() {
+			line += " until " + stamp(h.LimitedUntil)
+		}
+		var budgets []string
+		for _, b := range h.Budgets {
+			budgets = append(budgets, b.String())
+		}
+		if len(budgets) > 0 {
+			line += "; " + strings.Join(budgets, ", ")
+		}
+		line += fmt.Sprintf("; %d/%d %s", h.Sessions, h.MaxSessions, plural(h.MaxSessions, "session"))
+		ew.printf("  %s\n", line)
+		if h.LastError != "" {
+			ew.printf("  %s  last error %s: %s\n", strings.Repeat(" ", len(h.Name)), stamp(h.LastErrorAt), clip(oneLine(h.LastError), 160))
+		}
+	}
 }

@@ -254,6 +254,42 @@ func TestRenderStatus_PendingRestart(t *testing.T) {
 	}
 }
 
+// TestRenderStatus_Smarthosts: a line per smart host, in the list's order: its state, its budgets as used/limit
+// per window, its sessions, and its last error.
+func TestRenderStatus_Smarthosts(t *testing.T) {
+	st := Status{Version: "0.1.0", Smarthosts: []SmarthostStatus{
+		{Name: "m365", Address: "smtp.office365.com:587", State: "up", Sessions: 2, MaxSessions: 3, Budgets: []Budget{
+			{Kind: "rcpt", Window: WindowName(24 * time.Hour), Used: 7412, Limit: 10000},
+			{Kind: "msg", Window: WindowName(time.Minute), Used: 12, Limit: 30}}},
+		{Name: "isp", Address: "smtp.isp.example:587", State: "down", Since: t0.Add(-2 * time.Minute),
+			DownUntil: t0.Add(4 * time.Minute), LastError: "4.4.1 connect failed: connection refused",
+			LastErrorAt: t0.Add(-time.Minute), MaxSessions: 5},
+		{Name: "gws", State: "limited", LimitedUntil: t0.Add(time.Hour), MaxSessions: 1,
+			Budgets: []Budget{{Kind: "msg", Window: "24h", Used: 10000, Limit: 10000}}},
+	}}
+	var b strings.Builder
+	if err := RenderStatus(&b, st); err != nil {
+		t.Fatal(err)
+	}
+	want := `Smart hosts:
+  m365: up; 7,412/10,000 rcpt 24h, 12/30 msg 1m; 2/3 sessions
+  isp: down since 2026-11-27 02:58:00 UTC, next try 03:04:00 UTC; 0/5 sessions
+       last error 2026-11-27 02:59:00 UTC: 4.4.1 connect failed: connection refused
+  gws: limited until 2026-11-27 04:00:00 UTC; 10,000/10,000 msg 24h; 0/1 session
+`
+	if got := b.String(); !strings.Contains(got, want) {
+		t.Errorf("status:\n%s\nwant the lines:\n%s", got, want)
+	}
+	if thousands(1234567) != "1,234,567" || thousands(999) != "999" || thousands(-1000) != "-1,000" {
+		t.Errorf("thousands: %s %s %s", thousands(1234567), thousands(999), thousands(-1000))
+	}
+	for d, want := range map[time.Duration]string{time.Second: "1s", time.Minute: "1m", time.Hour: "1h", 24 * time.Hour: "24h", 90 * time.Second: "90s"} {
+		if got := WindowName(d); got != want {
+			t.Errorf("WindowName(%v) = %s, want %s", d, got, want)
+		}
+	}
+}
+
 // queue show says what DKIM signing will do, from the header section as stored (folded lines included).
 func TestRenderShow_SigningLine(t *testing.T) {
 	var seen string

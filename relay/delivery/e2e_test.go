@@ -205,7 +205,7 @@ func TestE2E_SmarthostPostfix(t *testing.T) {
 	shCfg := func(addr string, mode config.SmarthostTLS, pass string) *config.Config {
 		c := testConfig(1)
 		c.Routing.Mode = "smarthost"
-		c.Smarthost = config.Smarthost{Address: addr, TLS: mode, TLSVerify: true, Username: "relayuser", PasswordFile: pass}
+		c.Smarthosts = []config.Smarthost{smarthostEntry(addr, mode, func(h *config.Smarthost) { h.Username, h.PasswordFile = "relayuser", pass })}
 		c.Queue.RetryMin = config.Duration(time.Minute)
 		c.Queue.RetryMax = config.Duration(time.Minute)
 		return c
@@ -246,7 +246,7 @@ func TestE2E_SmarthostPostfix(t *testing.T) {
 			h := Options{}
 			if c.trust {
 				h.RootCAs = pf.Pool()
-				if strings.HasPrefix(c.cfg.Smarthost.Address, "127.0.0.13:") {
+				if strings.HasPrefix(c.cfg.Smarthosts[0].Address, "127.0.0.13:") {
 					h.RootCAs = loginOnly.Pool()
 				}
 			}
@@ -263,7 +263,7 @@ func TestE2E_SmarthostPostfix(t *testing.T) {
 			if rec.count(Bounced) != 0 {
 				t.Errorf("a smart host failure bounced mail")
 			}
-			if strings.HasPrefix(c.cfg.Smarthost.Address, "127.0.0.13:") {
+			if strings.HasPrefix(c.cfg.Smarthosts[0].Address, "127.0.0.13:") {
 				waitFor(t, "Postfix to log the LOGIN mechanism", 10*time.Second, func() bool {
 					return strings.Contains(loginOnly.Log(), "sasl_method=LOGIN")
 				})

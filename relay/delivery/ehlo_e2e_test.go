@@ -82,8 +82,9 @@ func TestE2E_TwoEHLOsAroundSTARTTLS(t *testing.T) {
 	st := openStore(t, t.TempDir())
 	cfg := testConfig(1)
 	cfg.Routing.Mode = config.RoutingSmarthost
-	cfg.Smarthost = config.Smarthost{Address: pf.Addr(), TLS: config.SmarthostSTARTTLS, TLSVerify: true,
-		Username: "relayuser", PasswordFile: pass}
+	cfg.Smarthosts = []config.Smarthost{smarthostEntry(pf.Addr(), config.SmarthostSTARTTLS, func(h *config.Smarthost) {
+		h.Username, h.PasswordFile = "relayuser", pass
+	})}
 	put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("starttls"), "x@far.test")
 	_, rec, _ := run(t, cfg, st, nil, Options{RootCAs: pf.Pool()})
 	waitFor(t, "delivered", 20*time.Second, func() bool { return rec.count(Sent) == 1 })

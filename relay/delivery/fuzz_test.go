@@ -7,13 +7,17 @@ import (
 
 // FuzzClassify: reply lines from remote servers are untrusted. Classifying them at any stage must not panic, and
 // an enhanced code is only recorded when its class agrees with the basic code (smtpstatus.ParseReply), or
-// with the deferral a refused login becomes.
+// with the deferral a refused login becomes. What a smart host's reply means for the host (smarthostClass)
+// never turns a success into a failure, and only a permanent reply refuses a sender.
 func FuzzClassify(f *testing.F) {
 	f.Add(250, "2.0.0 Ok: queued as 4F2C")
 	f.Add(550, "5.1.1 <x@y>: Recipient address rejected\n5.1.1 second line")
 	f.Add(451, "4.7.1 greylisted, try again")
 	f.Add(421, "")
 	f.Add(554, "9.9.9 nonsense")
+	f.Add(550, "5.4.5 Daily SMTP relay limit exceeded for user")
+	f.Add(454, "Throttling failure: Maximum sending rate exceeded.")
+	f.Add(554, "5.2.252 SendAsDenied; relay@contoso.com not allowed to send as ceo@contoso.com")
 	f.Fuzz(func(t *testing.T, code int, msg string) {
 		err := &textproto.Error{Code: code, Msg: msg}
 		for _, st := range []stage{stGreeting, stEHLO, stTLS, stAuth, stMail, stRcpt, stData} {
@@ -27,6 +31,12 @@ func FuzzClassify(f *testing.F) {
 			}
 			if d.Status.Code != code {
 				t.Fatalf("%s: code %d recorded as %d", st, code, d.Status.Code)
+			}
+			switch c := smarthostClass(st, d.Status); {
+			case class == 2 && c != classRecipient:
+				t.Fatalf("%s: a %d success judged %s", st, code, c)
+			case c == classSender && class != 5:
+				t.Fatalf("%s: a %d refuses the sender", st, code)
 			}
 		}
 	})

@@ -19,6 +19,7 @@ import (
 	"ptrelay/config"
 	"ptrelay/dnscheck"
 	"ptrelay/queue"
+	"ptrelay/relay/oauth/oauthtest"
 )
 
 // testConfig is a direct-delivery config for loopback peers: short retries, delivery.port = port.
@@ -30,12 +31,23 @@ func testConfig(port int) *config.Config {
 	c.Delivery.Concurrency = 8
 	c.Delivery.PerDestination = 4
 	c.Routing.Mode = "direct"
-	c.Smarthost = config.Smarthost{}
+	c.Smarthosts = nil
 	c.Queue.RetryMin = config.Duration(200 * time.Millisecond)
 	c.Queue.RetryMax = config.Duration(400 * time.Millisecond)
 	c.Queue.Lifetime = config.Duration(time.Hour)
 	c.Queue.DelayWarning = 0
 	return c
+}
+
+// smarthostEntry is one [[smarthosts]] entry named "isp" at addr with the documented defaults, tls as given, and
+// edit applied.
+func smarthostEntry(addr string, tls config.SmarthostTLS, edit func(*config.Smarthost)) config.Smarthost {
+	h := config.NewSmarthost("isp", addr)
+	h.TLS = tls
+	if edit != nil {
+		edit(&h)
+	}
+	return h
 }
 
 func openStore(t *testing.T, dir string) *queue.Store {
@@ -197,6 +209,8 @@ type fakeMsg struct {
 	Size  int64 // MAIL's SIZE=
 	TLS   bool
 	Rcpt  []string // "addr NOTIFY=... ORCPT=..." as the peer parsed them
+	// ClientCert is the common name of the certificate the client presented in the TLS handshake.
+	ClientCert string
 }
 
 // fakePeer is a go-smtp server with scripted faults, for what smtp-sink cannot do.
@@ -210,18 +224,22 @@ type fakePeer struct {
 	helos    []string
 	msgs     []fakeMsg
 	authed   []string
+	tokens   []string // XOAUTH2 tokens presented, in order
 	dataN    int
 	rcptN    int
 
 	// scripts; nil means accept
-	mailErr   func(sess, n int) error           // n counts MAIL commands within the session
-	rcptErr   func(txRcpt int, to string) error // txRcpt counts RCPTs within the transaction
-	dataErr   func(n int) error                 // n counts DATA commands, from 1
-	dataHook  func(n int, c *smtp.Conn, r io.Reader) error
-	authUsers map[string]string // PLAIN/LOGIN credentials when set; AUTH offered then
-	mechs     []string
-	tls       *tls.Config // STARTTLS offered when set
-	ext       func(*smtp.Server)
+	mailErr     func(sess, n int) error           // n counts MAIL commands within the session
+	mailErrFrom func(from string) error           // by the sender
+	rcptErr     func(txRcpt int, to string) error // txRcpt counts RCPTs within the transaction
+	dataErr     func(n int) error                 // n counts DATA commands, from 1
+	dataHook    func(n int, c *smtp.Conn, r io.Reader) error
+	authUsers   map[string]string // PLAIN/LOGIN credentials when set; AUTH offered then
+	// xoauth2, when set, offers AUTH XOAUTH2 and judges each user and token (oauthtest.XOAUTH2Server).
+	xoauth2 func(user, token string) bool
+	mechs   []string
+	tls     *tls.Config // STARTTLS offered when set
+	ext     func(*smtp.Server)
 }
 
 func startFake(t *testing.T, addr string, configure func(*fakePeer)) *fakePeer {
@@ -268,6 +286,12 @@ func (f *fakePeer) messages() []fakeMsg {
 	return append([]fakeMsg(nil), f.msgs...)
 }
 
+func (f *fakePeer) presentedTokens() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.tokens...)
+}
+
 func (f *fakePeer) sessionCount() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -293,10 +317,12 @@ type fakeSession struct {
 }
 
 func (s *fakeSession) AuthMechanisms() []string {
-	if s.f.authUsers == nil {
+	switch {
+	case s.f.xoauth2 != nil:
+		return []string{"XOAUTH2"}
+	case s.f.authUsers == nil:
 		return nil
-	}
-	if s.f.mechs != nil {
+	case s.f.mechs != nil:
 		return s.f.mechs
 	}
 	return []string{sasl.Plain, sasl.Login}
@@ -313,6 +339,19 @@ func (s *fakeSession) Auth(mech string) (sasl.Server, error) {
 		return smtp.ErrAuthFailed
 	}
 	switch mech {
+	case "XOAUTH2":
+		if s.f.xoauth2 != nil {
+			return oauthtest.XOAUTH2Server(func(user, tok string) bool {
+				ok := s.f.xoauth2(user, tok)
+				s.f.mu.Lock()
+				s.f.tokens = append(s.f.tokens, tok)
+				if ok {
+					s.f.authed = append(s.f.authed, mech+":"+user)
+				}
+				s.f.mu.Unlock()
+				return ok
+			}), nil
+		}
 	case sasl.Plain:
 		return sasl.NewPlainServer(func(_, u, p string) error { return check(u, p) }), nil
 	case sasl.Login:
@@ -353,6 +392,14 @@ func (s *fakeSession) Mail(from string, opts *smtp.MailOptions) error {
 	s.nmail++
 	if s.f.mailErr != nil {
 		if err := s.f.mailErr(s.sess, s.nmail); err != nil {
+			return err
+		}
+	}
+	s.f.mu.Lock()
+	byFrom := s.f.mailErrFrom
+	s.f.mu.Unlock()
+	if byFrom != nil {
+		if err := byFrom(from); err != nil {
 			return err
 		}
 	}
@@ -401,7 +448,11 @@ func (s *fakeSession) Data(r io.Reader) error {
 		}
 	}
 	m := fakeMsg{From: s.from, To: s.to, Data: b, Helo: s.c.Hostname(), Sess: s.sess, Rcpt: s.rcpt}
-	_, m.TLS = s.c.TLSConnectionState()
+	var state tls.ConnectionState
+	state, m.TLS = s.c.TLSConnectionState()
+	if len(state.PeerCertificates) > 0 {
+		m.ClientCert = state.PeerCertificates[0].Subject.CommonName
+	}
 	if s.opts != nil {
 		m.UTF8 = s.opts.UTF8
 		m.Body8 = s.opts.Body == smtp.Body8BitMIME

@@ -14,9 +14,10 @@ import (
 // dual-stack hosts), so a domain with dozens of MX records cannot hold a session slot for long.
 const maxCandidates = 10
 
-// hopKey names a next hop: the recipient domain for direct delivery; for the smart host route, the list of smart
-// hosts as a whole (Dest ""), whichever of them takes the mail. Sessions, limits (per_destination) and a shared
-// verdict when the whole hop fails are per hop.
+// hopKey names a next hop: the recipient domain for direct delivery; for the smart host route, one smart host by
+// name (smarthost_route.go chooses it per transaction; before that choice, Dest is "" for the list or the host a
+// rule pins). Sessions, limits (per_destination, a smart host's max_connections) and a shared verdict when the
+// whole hop fails are per hop.
 type hopKey struct {
 	Route route.Route
 	Dest  string
@@ -25,7 +26,7 @@ type hopKey struct {
 func (k hopKey) String() string {
 	if k.Route == route.Smarthost {
 		if k.Dest == "" {
-			return "the smart host"
+			return "the smart hosts"
 		}
 		return "smart host " + k.Dest
 	}
@@ -112,29 +113,39 @@ func (h *hopWalk) next(ctx context.Context) (*session, *decision) {
 	return nil, h.last
 }
 
-// open dials one candidate and logs in when it is a smart host; a failure is the decision it means.
+// open dials one candidate and logs in when it is a smart host; a failure is the decision it means. A smart
+// host that refused a token is dialed once more, with a fresh token (authenticate).
 func (h *hopWalk) open(ctx context.Context, c *candidate) (*session, *decision) {
+	for again := false; ; again = true {
+		ss, d, retry := h.dial(ctx, c, again)
+		if !retry {
+			return ss, d
+		}
+	}
+}
+
+func (h *hopWalk) dial(ctx context.Context, c *candidate, again bool) (*session, *decision, bool) {
 	cs, err := smtpclient.Dial(ctx, h.spec(*c))
 	if err == nil {
 		ss := &session{Session: cs, cand: *c}
 		if c.smarthost == nil {
 			h.opened(c, cs)
-			return ss, nil
+			return ss, nil, false
 		}
-		d := h.s.authenticate(ss, c.smarthost)
-		if d == nil {
-			return ss, nil
+		d, retry := h.s.authenticate(ctx, ss, c.smarthost, again)
+		if d == nil && !retry {
+			return ss, nil, false
 		}
 		h.lastRelay = ss.Relay()
 		ss.Close(true)
-		return nil, d
+		return nil, d, retry
 	}
 	var se *smtpclient.StepError
 	st, cause := stConnect, err
 	if errors.As(err, &se) {
 		st, cause = se.Stage, se.Err
 		if st != stConnect {
-			h.lastRelay = se.Relay
+			h.lastRelay = smarthostRelay(c.smarthost, se.Relay)
 		}
 	}
 	d := classify(st, cause, where{opportunisticTLS: c.tls.Mode == smtpclient.TLSOpportunistic})
@@ -150,7 +161,7 @@ func (h *hopWalk) open(ctx context.Context, c *candidate) (*session, *decision) 
 		// hosts apply the same policy, so the smart host takes the mail now (record sees the reply).
 		d.NextHost = false
 	}
-	return nil, &d
+	return nil, &d, false
 }
 
 // spec is how to open a session with one candidate.

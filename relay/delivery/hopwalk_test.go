@@ -22,7 +22,7 @@ import (
 func smarthostConfig(addr string) *config.Config {
 	cfg := testConfig(1)
 	cfg.Routing.Mode = config.RoutingSmarthost
-	cfg.Smarthost = config.Smarthost{Address: addr, TLS: config.SmarthostNoTLS}
+	cfg.Smarthosts = []config.Smarthost{smarthostEntry(addr, config.SmarthostNoTLS, nil)}
 	cfg.Queue.RetryMin = config.Duration(time.Minute)
 	cfg.Queue.RetryMax = config.Duration(time.Minute)
 	return cfg
@@ -41,8 +41,8 @@ func TestE2E_SmarthostNameFromConfiguredResolver(t *testing.T) {
 	_, rec, stop := run(t, smarthostConfig("mail.isp.test:"+strconv.Itoa(sink.Port())), st, resolver(t, dnsAddr), Options{})
 	waitFor(t, "delivery", 15*time.Second, func() bool { return rec.count(Sent) == 1 })
 	stop()
-	if r := rec.list()[0]; r.Relay != "mail.isp.test[127.0.0.17]:"+strconv.Itoa(sink.Port()) || r.Route != "smarthost" {
-		t.Errorf("delivered %+v, want relay=mail.isp.test[127.0.0.17]", r)
+	if r := rec.list()[0]; r.Relay != "isp/mail.isp.test[127.0.0.17]:"+strconv.Itoa(sink.Port()) || r.Route != "smarthost" {
+		t.Errorf("delivered %+v, want relay=isp/mail.isp.test[127.0.0.17]", r)
 	}
 	if m := sink.WaitMessages(t, 1, 5*time.Second); m[0].To[0] != "x@far.test" {
 		t.Errorf("sink got %+v", m[0])
@@ -68,7 +68,7 @@ func TestHopWalk_SmarthostAddresses(t *testing.T) {
 	put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("second"), "x@far.test")
 	_, rec, _ := run(t, smarthostConfig("sh.isp.test:"+strconv.Itoa(port)), st, resolver(t, dns.Addr()), Options{})
 	waitFor(t, "delivery", 15*time.Second, func() bool { return rec.count(Sent) == 1 })
-	if r := rec.list()[0]; !strings.HasPrefix(r.Relay, "sh.isp.test[127.0.0.19]:") {
+	if r := rec.list()[0]; !strings.HasPrefix(r.Relay, "isp/sh.isp.test[127.0.0.19]:") {
 		t.Errorf("delivered through %s, want the second address", r.Relay)
 	}
 	sink.WaitMessages(t, 1, 5*time.Second)
@@ -86,7 +86,7 @@ func TestHopWalk_LoginRefusedSkipsTheHostsOtherAddresses(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := smarthostConfig("sh.isp.test:" + strconv.Itoa(port))
-	cfg.Smarthost.Username, cfg.Smarthost.PasswordFile = "user", pass
+	cfg.Smarthosts[0].Username, cfg.Smarthosts[0].PasswordFile = "user", pass
 	st := openStore(t, t.TempDir())
 	put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("login"), "x@far.test")
 	_, rec, stop := run(t, cfg, st, resolver(t, dns.Addr()), Options{})

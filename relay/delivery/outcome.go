@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 
 	"ptrelay/dnscheck"
 	"ptrelay/relay/smtpstatus"
@@ -21,6 +22,12 @@ type decision struct {
 	skipHost bool
 	// Plaintext: opportunistic STARTTLS failed; retry the same address without TLS.
 	Plaintext bool
+	// Stage is the step the failure happened at (smart-host replies are judged by it: smarthost_class.go).
+	Stage stage
+	// RetryAt, when set, replaces the backoff: the next attempt is due then (a smart host's window frees).
+	RetryAt time.Time
+	// NoAttempt: no smart host could take the recipient now, so nothing was tried: its attempt is not counted.
+	NoAttempt bool
 	// tls is the security level the attempt ran under (tlspolicy.LevelOf), for the log's tls= field.
 	tls string
 	// policy names the recipient's TLS policy that deferred the mail ("MTA-STS", "DANE"), "" otherwise.
@@ -60,6 +67,12 @@ var (
 
 // classify maps a failure at a stage of the dialogue (or of the attempt around it) to an outcome.
 func classify(st stage, err error, w where) decision {
+	d := classifyAt(st, err, w)
+	d.Stage = st
+	return d
+}
+
+func classifyAt(st stage, err error, w where) decision {
 	if reply, ok := smtpstatus.FromError(err); ok {
 		return classifyReply(st, w, reply)
 	}

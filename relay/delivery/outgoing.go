@@ -121,7 +121,5 @@ func (p dkimPrepender) prepend(m *queue.Message, c *candidate, open func() (io.R
 // safeHeaders is the route's dkim_safe_headers: leave Message-ID and Date out of h= for a smart host that
 // rewrites them (Amazon SES). Direct delivery never asks for it.
 func safeHeaders(c *candidate) bool {
-	// The [smarthost] table has no dkim_safe_headers. With [[smarthosts]], whose entries carry the resolved
-	// flag, this becomes: return c.smarthost != nil && c.smarthost.DKIMSafeHeaders
-	return false
+	return c.smarthost != nil && c.smarthost.DKIMSafeHeaders
 }

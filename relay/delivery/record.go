@@ -17,6 +17,11 @@ type txn struct {
 	msg   *queue.Message // as committed by the claim
 	rcpts []rcptRef
 	key   hopKey
+	// sh is how a smart-host transaction was routed this attempt (smarthost_route.go); zero for direct mail.
+	sh smarthostTxn
+	// seq orders transactions by their claim (the scheduler loop numbers them): one that goes on to another smart
+	// host keeps its place in that host's queue.
+	seq uint64
 }
 
 func (s *Scheduler) backoff(cfg *Settings, attempts int) time.Duration {
@@ -164,8 +169,11 @@ func (s *Scheduler) claim(cfg *Settings, snap *queue.Message, now time.Time) ([]
 			rt = route.Smarthost // a receiver refused this host: do not knock again
 		}
 		key := hopKey{Route: rt}
-		if rt == route.Direct {
+		switch rt {
+		case route.Direct:
 			key.Dest = route.Domain(r.Addr)
+		case route.Smarthost:
+			key.Dest = cfg.Routing.PinnedHost(final.Envelope.From, r.Addr) // "": the list; routeClaimed chooses
 		}
 		t := byHop[key]
 		if t == nil {
@@ -265,12 +273,20 @@ func (s *Scheduler) record(cfg *Settings, t *txn, results []rcptResult, aborted 
 				bounce(r, a, last, &f)
 			default:
 				r.State = queue.StateDeferred
-				if aborted {
+				switch {
+				case aborted:
 					r.NextAttempt = now
-				} else if next := now.Add(s.backoff(cfg, r.Attempts)); next.After(r.NextAttempt) {
-					// The claim's next attempt counted from the pick-up; a transaction that waited for a session
-					// would otherwise be due again the moment it failed.
-					r.NextAttempt = next
+				case !res.RetryAt.IsZero():
+					r.NextAttempt = res.RetryAt // a smart host's window frees then
+				default:
+					if next := now.Add(s.backoff(cfg, r.Attempts)); next.After(r.NextAttempt) {
+						// The claim's next attempt counted from the pick-up; a transaction that waited for a
+						// session would otherwise be due again the moment it failed.
+						r.NextAttempt = next
+					}
+				}
+				if res.NoAttempt && r.Attempts > 0 {
+					r.Attempts-- // nothing was tried: waiting for a window must not grow the backoff
 				}
 				addHistory(r, a)
 				dw := cfg.DelayWarning
@@ -279,7 +295,11 @@ func (s *Scheduler) record(cfg *Settings, t *txn, results []rcptResult, aborted 
 					f.delayed = append(f.delayed, dsnLine(r, a))
 				}
 			}
-			logs = append(logs, s.result(m, r, a))
+			l := s.result(m, r, a)
+			if t.key.Route == route.Smarthost {
+				l.Smarthost = smarthostOf(res.Relay)
+			}
+			logs = append(logs, l)
 		}
 		return s.queueDSNs(tx, cfg, m, &f, headers, now)
 	})

@@ -90,7 +90,7 @@ func newRerouteEnv(t *testing.T, port int, mxIPs []string, zones ...string) *rer
 	e.cfg = testConfig(port)
 	e.cfg.Routing.Mode = "direct"
 	e.cfg.Routing.Reroute = true
-	e.cfg.Smarthost = config.Smarthost{Address: e.sh.Addr(), TLS: "none"}
+	e.cfg.Smarthosts = []config.Smarthost{smarthostEntry(e.sh.Addr(), config.SmarthostNoTLS, nil)}
 	// Long backoff: a recipient that is not rerouted at once would wait an hour, so "at once" is observable.
 	e.cfg.Queue.RetryMin = config.Duration(time.Hour)
 	e.cfg.Queue.RetryMax = config.Duration(time.Hour)
@@ -201,7 +201,7 @@ func TestReroute_HistoryShowsBoth(t *testing.T) {
 	e.sh.Stop()
 	e.sh = relaytest.StartSink(t, relaytest.SinkOptions{Addr: "127.0.0.69:0",
 		Reject: map[string]string{"RCPT": "451 4.3.0 try again later"}})
-	e.cfg.Smarthost.Address = e.sh.Addr()
+	e.cfg.Smarthosts[0].Address = e.sh.Addr()
 	rec := e.run(t, &fakeVerdict{ok: true}, Observers{})
 	id := put(t, e.st, queue.Envelope{From: "a@sender.test"}, msgBody("history"), "b@dest.test")
 	waitFor(t, "two attempts", 15*time.Second, func() bool { return len(rec.list()) >= 2 })
@@ -359,7 +359,7 @@ func TestReroute_DisabledBounces(t *testing.T) {
 			e := newRerouteEnv(t, port, []string{"127.0.0.61"})
 			e.cfg.Routing.Reroute = c.reroute
 			if !c.smarthost {
-				e.cfg.Smarthost = config.Smarthost{}
+				e.cfg.Smarthosts = nil
 			}
 			rec := e.run(t, &fakeVerdict{ok: true}, Observers{OnReroute: func(r string) { t.Errorf("OnReroute(%q)", r) }})
 			put(t, e.st, queue.Envelope{From: "a@sender.test"}, msgBody("noreroute"), "b@dest.test")
@@ -418,7 +418,7 @@ func TestDelivery_DirectFamilies(t *testing.T) {
 			e := newRerouteEnv(t, port, nil,
 				"dest.test. MX 10 mx1.dest.test.", "mx1.dest.test. AAAA ::1",
 				"dest.test. MX 20 mx2.dest.test.", "mx2.dest.test. A 127.0.0.64")
-			e.cfg.Smarthost = config.Smarthost{}
+			e.cfg.Smarthosts = nil
 			e.run(t, &fakeVerdict{ok: true, families: c.families}, Observers{})
 			put(t, e.st, queue.Envelope{From: "a@sender.test"}, msgBody("family"), "b@dest.test")
 			waitFor(t, "delivery", 15*time.Second, func() bool { return len(v4.messages())+len(v6.messages()) > 0 })
@@ -483,7 +483,7 @@ func TestReroute_SmarthostRefusalAdvice(t *testing.T) {
 			e := newRerouteEnv(t, port, []string{"127.0.0.61"})
 			e.sh.Stop()
 			e.sh = relaytest.StartSink(t, relaytest.SinkOptions{Addr: "127.0.0.69:0", Reject: map[string]string{"RCPT": c.reply}})
-			e.cfg.Smarthost.Address = e.sh.Addr()
+			e.cfg.Smarthosts[0].Address = e.sh.Addr()
 			e.cfg.Routing.Mode = "smarthost"
 			// The DSN goes straight to the sender's MX, past the refusing smart host.
 			e.cfg.Routing.Rules = []config.Rule{{Domains: []string{"sender.test"}, Via: "direct"}}

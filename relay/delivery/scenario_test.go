@@ -261,7 +261,7 @@ func TestDelivery_RoutingRuleChangeAppliesToQueuedMail(t *testing.T) {
 	})
 	st := openStore(t, t.TempDir())
 	cfg := testConfig(port)
-	cfg.Smarthost = config.Smarthost{Address: sh.addr, TLS: "none"}
+	cfg.Smarthosts = []config.Smarthost{smarthostEntry(sh.addr, config.SmarthostNoTLS, nil)}
 	cfg.Routing.Rules = []config.Rule{{Domains: []string{"dest.test"}, Via: "smarthost"}}
 	id := put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("rule"), "b@dest.test")
 	s, rec, _ := run(t, cfg, st, resolver(t, dns.Addr()), Options{})
@@ -320,7 +320,7 @@ func TestDelivery_SmarthostAuth(t *testing.T) {
 			st := openStore(t, t.TempDir())
 			cfg := testConfig(1)
 			cfg.Routing.Mode = "smarthost"
-			cfg.Smarthost = config.Smarthost{Address: sh.addr, TLS: c.mode, TLSVerify: true, Username: "user", PasswordFile: pw}
+			cfg.Smarthosts = []config.Smarthost{smarthostEntry(sh.addr, c.mode, func(h *config.Smarthost) { h.Username, h.PasswordFile = "user", pw })}
 			cfg.Queue.RetryMin = config.Duration(time.Minute)
 			put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("auth"), "b@dest.test")
 			_, rec, _ := run(t, cfg, st, nil, Options{RootCAs: pool})
@@ -354,7 +354,7 @@ func TestDelivery_RuleChangedByRestart(t *testing.T) {
 	dir := t.TempDir()
 	st := openStore(t, dir)
 	cfg := testConfig(port)
-	cfg.Smarthost = config.Smarthost{Address: sh.addr, TLS: "none"}
+	cfg.Smarthosts = []config.Smarthost{smarthostEntry(sh.addr, config.SmarthostNoTLS, nil)}
 	cfg.Routing.Mode = "smarthost"
 	put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("restart"), "b@dest.test")
 	_, rec, stop := run(t, cfg, st, resolver(t, dns.Addr()), Options{})
@@ -391,7 +391,7 @@ func TestDelivery_RerouteOnPolicyRefusal(t *testing.T) {
 			cfg := testConfig(port)
 			cfg.Routing.Mode = "direct"
 			cfg.Routing.Reroute = reroute
-			cfg.Smarthost = config.Smarthost{Address: sh.addr, TLS: "none"}
+			cfg.Smarthosts = []config.Smarthost{smarthostEntry(sh.addr, config.SmarthostNoTLS, nil)}
 			id := put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("reroute"), "b@dest.test")
 			_, rec, _ := run(t, cfg, st, resolver(t, dns.Addr()), Options{})
 			if !reroute {
@@ -425,7 +425,7 @@ func TestDelivery_SenderAuthRefusalBouncesWithFix(t *testing.T) {
 	st := openStore(t, t.TempDir())
 	cfg := testConfig(port)
 	cfg.Routing.Reroute = true
-	cfg.Smarthost = config.Smarthost{Address: sh.addr, TLS: "none"}
+	cfg.Smarthosts = []config.Smarthost{smarthostEntry(sh.addr, config.SmarthostNoTLS, nil)}
 	put(t, st, queue.Envelope{From: "a@sender.test"}, msgBody("spf"), "b@dest.test")
 	_, rec, _ := run(t, cfg, st, resolver(t, dns.Addr()), Options{})
 	waitFor(t, "the bounce and its DSN", 10*time.Second, func() bool { return rec.count(Bounced) == 1 && len(dsns(f)) == 1 })

@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -28,6 +29,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	flusherDone := make(chan struct{})
+	go s.windowFlusher(ctx, flusherDone)
 	for {
 		cfg := s.cfg.Load()
 		retryIn := s.pick(cfg)
@@ -47,6 +50,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			s.shutdown(&wg)
+			<-flusherDone
+			s.flushWindows() // after the last session: what they sent is counted
 			return nil
 		case <-s.store.Notify():
 		case <-s.kick:
@@ -115,30 +120,58 @@ func (s *Scheduler) claimAll(cfg *Settings, msgs []*queue.Message, now time.Time
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			txns[i], changed[i] = s.claim(cfg, m, now)
+			txns[i] = s.routeClaimed(cfg, txns[i])
 		}()
 	}
 	wg.Wait()
 	progress := false
 	for i := range msgs {
+		for _, t := range txns[i] {
+			s.seq++
+			t.seq = s.seq
+		}
 		s.enqueue(txns[i])
 		progress = progress || changed[i]
 	}
 	return progress
 }
 
-func (s *Scheduler) enqueue(txns []*txn) {
+func (s *Scheduler) enqueue(txns []*txn) { s.queueTxns(txns, false) }
+
+// enqueueFront queues txns among what waits for their hops in the order they were claimed (transactions that
+// go on to another smart host: most waiting mail was claimed after them).
+func (s *Scheduler) enqueueFront(txns []*txn) {
+	s.queueTxns(txns, true)
+	s.poke()
+}
+
+func (s *Scheduler) queueTxns(txns []*txn, front bool) {
 	if len(txns) == 0 {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, t := range txns {
+	for i := range txns {
+		t := txns[i]
+		if front {
+			t = txns[len(txns)-1-i] // each goes in front of the ones after it
+		}
 		h := s.hops[t.key]
 		if h == nil {
 			h = &hop{avail: make(chan struct{}, 64)}
 			s.hops[t.key] = h
 		}
-		h.queue = append(h.queue, t)
+		if front {
+			// Before the first transaction claimed after it: mail that goes on to another smart host keeps its
+			// place among the mail already waiting there.
+			i := 0
+			for i < len(h.queue) && h.queue[i].seq <= t.seq {
+				i++
+			}
+			h.queue = slices.Insert(h.queue, i, t)
+		} else {
+			h.queue = append(h.queue, t)
+		}
 		s.waiting++
 		select {
 		case h.avail <- struct{}{}:
@@ -186,12 +219,13 @@ func (s *Scheduler) dispatch(ctx context.Context, wg *sync.WaitGroup) {
 	}
 	starved, idle := false, 0
 	for key, h := range s.hops {
+		limit := s.hopLimit(cfg, key, perDest)
 		idle += h.idle
-		if len(h.queue) > h.idle && h.sessions < perDest && s.active >= total {
+		if len(h.queue) > h.idle && h.sessions < limit && s.active >= total {
 			starved = true
 		}
 		// Idle sessions of the hop take queued work first; new sessions only for what they cannot.
-		for len(h.queue) > h.idle && h.sessions < perDest && s.active < total {
+		for len(h.queue) > h.idle && h.sessions < limit && s.active < total {
 			t := h.queue[0]
 			h.queue = h.queue[1:]
 			s.waiting--
@@ -316,9 +350,27 @@ func (s *Scheduler) shutdown(wg *sync.WaitGroup) {
 	}
 }
 
+// hopLimit is the most sessions a hop may have: delivery.per_destination, and for a smart host no more than its
+// max_connections, and one while it is probed after a pause (its first delivery decides; the others follow it).
+func (s *Scheduler) hopLimit(cfg *Settings, key hopKey, perDest int) int {
+	if key.Route == route.Smarthost {
+		if h := cfg.smarthost(key.Dest); h != nil {
+			if s.hosts.probing(h.Name, s.now()) {
+				return 1
+			}
+			return min(perDest, h.MaxConnections)
+		}
+	}
+	return perDest
+}
+
 // runSession serves one hop: it opens a session (walking the hop's candidates: MX hosts or smart hosts) and
 // sends the transactions of that hop one after the other on it, reopening when a session breaks.
 func (s *Scheduler) runSession(ctx context.Context, cfg *Settings, key hopKey, t *txn) {
+	if key.Route == route.Smarthost {
+		s.runSmarthostSession(ctx, cfg, key, t)
+		return
+	}
 	defer s.sessionEnded(key)
 	var (
 		ss    *session

@@ -1,7 +1,6 @@
 package delivery
 
 import (
-	"net"
 	"net/netip"
 	"strconv"
 	"time"
@@ -21,9 +20,11 @@ type Settings struct {
 	Hostname string // the EHLO name, and the Reporting-MTA of DSNs
 	Routing  *route.Policy
 	Direct   DirectSettings
-	// Smarthosts are the smart hosts in order of preference (one today: [smarthost]); empty: none configured.
-	// The hop walk (hopwalk.go) takes them as candidates, as it takes the MX hosts of a domain.
+	// Smarthosts are the smart hosts in order of preference ([[smarthosts]]); empty: none configured. Each
+	// attempt chooses one (smarthost_choose.go); the hop walk then takes its addresses as candidates, as it
+	// takes the MX hosts of a domain.
 	Smarthosts []Smarthost
+	Failover   FailoverSettings
 
 	Concurrency    int // delivery.concurrency, at least 1
 	PerDestination int // delivery.per_destination, from 1 to Concurrency
@@ -44,22 +45,6 @@ type DirectSettings struct {
 	TLS  smtpclient.TLSMode // delivery.tls
 	// Policy is delivery.tls with MTA-STS, DANE and [[delivery.tls_policy]] (relay/tlspolicy).
 	Policy tlspolicy.Settings
-}
-
-// Smarthost is one smart host: where it is, how the connection is secured and how ptrelay logs in.
-type Smarthost struct {
-	Name    string // the host's name in the list; "" for the single [smarthost]
-	Address string // "host:port" as configured
-	Host    string // Address without the port: resolved through the configured resolver, and the TLS name
-	Port    string
-	TLS     smtpclient.TLSMode
-	Verify  bool // smarthost.tls_verify: the certificate must chain to a trusted root and name Host
-
-	Username string // "" : no login
-	// Password reads the password when a session logs in, so a changed password file needs no reload.
-	Password func() (string, error)
-	// PasswordSource says where the password comes from, for the fix sentence of a refused login.
-	PasswordSource string
 }
 
 // NewSettings reads delivery's keys from a validated configuration.
@@ -98,21 +83,14 @@ func NewSettings(cfg *config.Config) *Settings {
 		st.Direct.TLS = smtpclient.TLSOpportunistic
 	}
 	st.Direct.Policy = tlspolicy.NewSettings(cfg)
-	if sh := cfg.Smarthost; sh.Configured() {
-		h := Smarthost{Address: sh.Address, Host: sh.Address, Verify: sh.TLSVerify, Username: sh.Username,
-			Password: cfg.SmarthostPassword, PasswordSource: cfg.SmarthostPasswordSource()}
-		if host, port, err := net.SplitHostPort(sh.Address); err == nil {
-			h.Host, h.Port = host, port
-		}
-		switch sh.TLS {
-		case config.SmarthostNoTLS:
-			h.TLS = smtpclient.TLSOff
-		case config.SmarthostImplicit:
-			h.TLS = smtpclient.TLSImplicit
-		default:
-			h.TLS = smtpclient.TLSRequired
-		}
-		st.Smarthosts = append(st.Smarthosts, h)
+	st.Failover = FailoverSettings{After: max(cfg.Delivery.SmarthostFailoverAfter, 1),
+		DownMin: cfg.Delivery.SmarthostDownMin.D(), DownMax: cfg.Delivery.SmarthostDownMax.D()}
+	if st.Failover.DownMin <= 0 {
+		st.Failover.DownMin = time.Minute
+	}
+	st.Failover.DownMax = max(st.Failover.DownMax, st.Failover.DownMin)
+	for i := range cfg.Smarthosts {
+		st.Smarthosts = append(st.Smarthosts, newSmarthost(&cfg.Smarthosts[i]))
 	}
 	return st
 }

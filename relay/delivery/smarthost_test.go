@@ -17,7 +17,7 @@ import (
 // TestTLSFix: a failed TLS session with the smart host gets a fix that names the certificate's problem and the
 // way out (the CA to install, the names it holds, tls_verify), or the port when the certificate is not it.
 func TestTLSFix(t *testing.T) {
-	sh := &Smarthost{Host: "smtp.isp.test"}
+	sh := &Smarthost{Name: "isp", Host: "smtp.isp.test"}
 	wrap := func(err error) error {
 		return fmt.Errorf("starttls: %w", &tls.CertificateVerificationError{Err: err})
 	}
@@ -26,11 +26,11 @@ func TestTLSFix(t *testing.T) {
 		err  error
 		want []string
 	}{
-		{"unknown CA", wrap(x509.UnknownAuthorityError{}), []string{"CA", "update-ca-certificates", "smarthost.tls_verify = false"}},
+		{"unknown CA", wrap(x509.UnknownAuthorityError{}), []string{"CA", "update-ca-certificates", "tls_verify = false for smart host isp"}},
 		{"wrong name", wrap(x509.HostnameError{Host: "smtp.isp.test", Certificate: &x509.Certificate{DNSNames: []string{"mail.isp.test", "isp.test"}}}),
-			[]string{"does not name smtp.isp.test", "mail.isp.test, isp.test", "smarthost.address", "tls_verify"}},
+			[]string{"does not name smtp.isp.test", "mail.isp.test, isp.test", "address of smart host isp", "tls_verify"}},
 		{"expired", wrap(x509.CertificateInvalidError{Reason: x509.Expired}), []string{"expired", "renew", "tls_verify"}},
-		{"not TLS at all", fmt.Errorf("tls: first record does not look like a TLS handshake"), []string{"smarthost.tls", "587", "465"}},
+		{"not TLS at all", fmt.Errorf("tls: first record does not look like a TLS handshake"), []string{"tls of smart host isp", "587", "465"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			fix := tlsFix(c.err, sh)
@@ -55,9 +55,9 @@ func TestAuthenticate_RefusedNamesThePasswordSource(t *testing.T) {
 	}
 	ss := &session{Session: cs}
 	defer ss.Close(true)
-	sh := &Smarthost{Username: "user", TLS: smtpclient.TLSOff, PasswordSource: "/etc/ptrelay/smarthost.pass",
+	sh := &Smarthost{Name: "isp", Username: "user", TLS: smtpclient.TLSOff, PasswordSource: "/etc/ptrelay/smarthost.pass",
 		Password: func() (string, error) { return "wrong", nil }}
-	d := s.authenticate(ss, sh)
+	d, _ := s.authenticate(context.Background(), ss, sh, false)
 	if d == nil || d.Outcome != Deferred || d.Status.Code != 535 {
 		t.Fatalf("decision %+v, want a deferral with the 535", d)
 	}

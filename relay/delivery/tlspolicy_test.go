@@ -325,7 +325,7 @@ func TestTLSPolicy_NeverRerouted(t *testing.T) {
 	e.publishSTS("viash.test", "1", stsPolicy("enforce", "mx.elsewhere.test"))
 
 	cfg := e.config()
-	cfg.Smarthost = config.Smarthost{Address: sh.addr, TLS: config.SmarthostNoTLS}
+	cfg.Smarthosts = []config.Smarthost{smarthostEntry(sh.addr, config.SmarthostNoTLS, nil)}
 	cfg.Routing.Mode = config.RoutingDirect
 	cfg.Routing.Reroute = true
 	cfg.Routing.Rules = []config.Rule{{Domains: []string{"viash.test"}, Via: config.ViaSmarthost}}

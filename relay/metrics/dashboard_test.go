@@ -83,6 +83,10 @@ func exportedNames(t *testing.T) map[string]dto.MetricType {
 	m.MTASTSFetch("ok")
 	m.SetDANE(true)
 	m.SetQueueStats(func() (map[string]int, time.Time) { return map[string]int{}, time.Time{} })
+	m.SetSmarthosts(func() []SmarthostGauge {
+		return []SmarthostGauge{{Name: "m365", Up: true, Budgets: []BudgetGauge{{Window: "msg 1m", Remaining: 30}}}}
+	})
+	m.SmarthostDelivery("m365", "sent")
 	fams, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -33,6 +33,9 @@ type Metrics struct {
 	alerts        *alertMetrics
 	tls           *tlsMetrics
 	dkim          *dkimMetrics
+	smarthosts    *smarthostCollector
+
+	smarthostDeliveries *prometheus.CounterVec
 
 	mu       sync.Mutex
 	verdicts map[string]map[string]bool // family -> every verdict ever set, so old ones can drop to 0
@@ -83,14 +86,19 @@ func New() *Metrics {
 			Name: "ptrelay_egress_verdict",
 			Help: "The egress check verdict per address family: 1 for the current verdict, 0 for earlier ones.",
 		}, []string{"family", "verdict"}),
-		queue:    newQueueCollector(time.Now),
-		alerts:   newAlertMetrics(),
-		tls:      newTLSMetrics(),
-		dkim:     newDKIMMetrics(),
+		queue:      newQueueCollector(time.Now),
+		alerts:     newAlertMetrics(),
+		tls:        newTLSMetrics(),
+		dkim:       newDKIMMetrics(),
+		smarthosts: newSmarthostCollector(),
+		smarthostDeliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ptrelay_smarthost_deliveries_total",
+			Help: "Recipient delivery attempts through each smart host, by outcome (sent, deferred, bounced, expired).",
+		}, []string{"name", "outcome"}),
 		verdicts: map[string]map[string]bool{},
 	}
 	m.reg.MustRegister(m.accepted, m.acceptedBytes, m.refused, m.sessions, m.sessionsTotal, m.deliveries,
-		m.reroutes, m.duration, m.verdict, m.queue,
+		m.reroutes, m.duration, m.verdict, m.queue, m.smarthosts, m.smarthostDeliveries,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.reg.MustRegister(m.alerts.collectors()...)

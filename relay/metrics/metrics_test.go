@@ -251,3 +251,46 @@ func TestMetrics_ServeReportsBindFailure(t *testing.T) {
 		t.Fatal("Serve on a taken address returned nil")
 	}
 }
+
+// TestMetrics_Smarthosts: the smart hosts' gauges are read at each scrape (up, limited, what each window still
+// allows); their deliveries are counted by host and outcome.
+func TestMetrics_Smarthosts(t *testing.T) {
+	m := New()
+	url := serve(t, m)
+	if s := scrapeText(t, url); s["ptrelay_smarthost_up"] != nil {
+		t.Errorf("gauges before the daemon attached its smart hosts")
+	}
+	state := []SmarthostGauge{
+		{Name: "m365", Up: true, Limited: true, Budgets: []BudgetGauge{{Window: "msg 1m", Remaining: 0}, {Window: "rcpt 24h", Remaining: 2588}}},
+		{Name: "isp", Up: false},
+	}
+	m.SetSmarthosts(func() []SmarthostGauge { return state })
+	m.SmarthostDelivery("m365", "sent")
+	m.SmarthostDelivery("m365", "sent")
+	m.SmarthostDelivery("isp", "deferred")
+	m.SmarthostDelivery("", "sent") // direct delivery: not a smart host's
+	s := scrapeText(t, url)
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"ptrelay_smarthost_up", map[string]string{"name": "m365"}, 1},
+		{"ptrelay_smarthost_up", map[string]string{"name": "isp"}, 0},
+		{"ptrelay_smarthost_limited", map[string]string{"name": "m365"}, 1},
+		{"ptrelay_smarthost_limited", map[string]string{"name": "isp"}, 0},
+		{"ptrelay_smarthost_budget_remaining", map[string]string{"name": "m365", "window": "rcpt 24h"}, 2588},
+		{"ptrelay_smarthost_budget_remaining", map[string]string{"name": "m365", "window": "msg 1m"}, 0},
+		{"ptrelay_smarthost_deliveries_total", map[string]string{"name": "m365", "outcome": "sent"}, 2},
+		{"ptrelay_smarthost_deliveries_total", map[string]string{"name": "isp", "outcome": "deferred"}, 1},
+	} {
+		if s.find(c.name, c.labels) == nil {
+			t.Errorf("no %s%v", c.name, c.labels)
+		} else if got := s.value(c.name, c.labels); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	if f := s["ptrelay_smarthost_deliveries_total"]; f != nil && len(f.GetMetric()) != 2 {
+		t.Errorf("%d delivery series, want 2 (none for direct delivery)", len(f.GetMetric()))
+	}
+}

@@ -15,7 +15,8 @@ func daemonConfig(listen, sink string) string {
 [smtp]
 listen = ["%s"]
 
-[smarthost]
+[[smarthosts]]
+name = "isp"
 address = "%s"
 tls = "none"
 

@@ -8,6 +8,7 @@ import (
 	"net/mail"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -80,6 +81,8 @@ type Sink struct {
 	connect int // "connect" lines in the verbose log, probe included
 	probes  int // probe sessions seen (HELO relaytest-probe)
 	mesg    int // last "mesg=N" counter: transactions ended with "."
+	// greeter421: the sink answers every connection with 421 (Close421: CONNECT), so its probe is the greeting.
+	greeter421 bool
 }
 
 const probeHelo = "relaytest-probe"
@@ -122,7 +125,8 @@ func StartSink(t testing.TB, opt SinkOptions) *Sink {
 		if pick {
 			p = FreePort(t, host)
 		}
-		s := &Sink{addr: net.JoinHostPort(host, strconv.Itoa(p)), dir: dir}
+		s := &Sink{addr: net.JoinHostPort(host, strconv.Itoa(p)), dir: dir, greeter421: slices.ContainsFunc(opt.Close421,
+			func(c string) bool { return strings.EqualFold(c, "connect") })}
 		stdout := &testkit.Buffer{OnLine: s.counterLine}
 		args := append(append([]string{}, base...), s.addr, "100")
 		proc, err := startProcess(t, stdout, s.logLine, bin, args...)
@@ -217,6 +221,14 @@ func (s *Sink) probe(timeout time.Duration) error {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(timeout))
 	r := bufio.NewReader(c)
+	if s.greeter421 {
+		// A sink that greets with 421 and hangs up (Close421: CONNECT): the greeting is all there is to see.
+		line, err := r.ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, "421") {
+			return fmt.Errorf("probe greeting: %q %v", line, err)
+		}
+		return s.waitLogged(timeout, func() bool { return s.connect >= 2 })
+	}
 	for _, cmd := range []string{"", "HELO " + probeHelo, "QUIT"} {
 		if cmd != "" {
 			if _, err := fmt.Fprintf(c, "%s\r\n", cmd); err != nil {
@@ -231,12 +243,17 @@ func (s *Sink) probe(timeout time.Duration) error {
 			return fmt.Errorf("probe %q: %s", cmd, strings.TrimSpace(line))
 		}
 	}
+	return s.waitLogged(timeout, func() bool { return s.probes > 0 && s.connect >= 2 })
+}
+
+// waitLogged waits until the sink's log shows the probe session (seen is called with the lock held).
+func (s *Sink) waitLogged(timeout time.Duration, seen func() bool) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		s.mu.Lock()
-		seen := s.probes > 0 && s.connect >= 2
+		ok := seen()
 		s.mu.Unlock()
-		if seen {
+		if ok {
 			return nil
 		}
 		time.Sleep(10 * time.Millisecond)

@@ -1,7 +1,9 @@
 package relaytest
 
 import (
+	"bufio"
 	"fmt"
+	"net"
 	"net/smtp"
 	"strings"
 	"testing"
@@ -193,4 +195,20 @@ func TestSink_Transcripts(t *testing.T) {
 func waitSessions(s *Sink, n int) int {
 	testkit.Eventually(10*time.Second, func() bool { return s.Sessions() >= n })
 	return s.Sessions()
+}
+
+// TestSink_Greeter421: a sink that greets with 421 starts, and turns every session away.
+func TestSink_Greeter421(t *testing.T) {
+	Require(t, "smtp-sink")
+	s := StartSink(t, SinkOptions{Close421: []string{"CONNECT"}})
+	c, err := net.DialTimeout("tcp", s.Addr(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "421 ") {
+		t.Fatalf("greeting %q, %v; want a 421", line, err)
+	}
 }

@@ -19,7 +19,7 @@ type Route string
 
 const (
 	Direct    Route = "direct"    // the recipient domain's MX hosts
-	Smarthost Route = "smarthost" // the [smarthost] relay
+	Smarthost Route = "smarthost" // the [[smarthosts]] list (or one host of it, see Policy.PinnedHost)
 )
 
 // VerdictSource tells "auto" routing whether direct delivery is fit from this host (PTR, FCrDNS, DNSBL, port
@@ -68,31 +68,34 @@ type Rule struct {
 	Domains []string
 	Senders []string
 	Via     Route
+	// Host is the one smart host of via = "smarthost:NAME" ("" for the list): the mail never goes to another.
+	Host string
 }
 
 // NewPolicy reads the routing keys of a validated configuration. A rule with via = "smarthost" is left out while
 // no smart host is configured, so a rule can never strand mail; a rule with an unknown via (which validation
 // refuses) is left out rather than guessed.
 func NewPolicy(cfg *config.Config) *Policy {
-	p := &Policy{Mode: cfg.EffectiveRoutingMode(), Smarthost: cfg.Smarthost.Configured()}
+	p := &Policy{Mode: cfg.EffectiveRoutingMode(), Smarthost: cfg.HasSmarthosts()}
 	if p.Mode == config.RoutingSmarthost && !p.Smarthost {
 		p.Mode = config.RoutingDirect
 	}
 	p.Reroute = cfg.Routing.Reroute && p.Smarthost && p.Mode != config.RoutingSmarthost
 	for _, r := range cfg.Routing.Rules {
 		var via Route
-		switch r.Via {
-		case config.ViaDirect:
+		host, pinned := r.Via.SmarthostName()
+		switch {
+		case r.Via == config.ViaDirect:
 			via = Direct
-		case config.ViaSmarthost:
-			if !p.Smarthost {
+		case r.Via.Smarthost():
+			if !p.Smarthost || pinned && cfg.SmarthostNamed(host) == nil {
 				continue
 			}
 			via = Smarthost
 		default:
 			continue
 		}
-		rule := Rule{Via: via}
+		rule := Rule{Via: via, Host: host}
 		for _, d := range r.Domains {
 			rule.Domains = append(rule.Domains, strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), "."))
 		}
@@ -141,15 +144,32 @@ func Decide(p *Policy, sender, rcpt string, verdict VerdictSource) Route {
 // rule matches. A recipient a rule pins to Direct is never rerouted to the smart host: an explicit rule wins over
 // the reply of a receiver, as a Postfix transport entry does.
 func (p *Policy) Pinned(sender, rcpt string) (Route, bool) {
+	if r := p.match(sender, rcpt); r != nil {
+		return r.Via, true
+	}
+	return "", false
+}
+
+// PinnedHost returns the smart host the first matching rule names with via = "smarthost:NAME", or "" (no rule,
+// another via, or the whole list).
+func (p *Policy) PinnedHost(sender, rcpt string) string {
+	if r := p.match(sender, rcpt); r != nil && r.Via == Smarthost {
+		return r.Host
+	}
+	return ""
+}
+
+func (p *Policy) match(sender, rcpt string) *Rule {
 	rdom := Domain(rcpt)
 	sl := strings.ToLower(sender)
 	sdom := Domain(sender)
-	for _, r := range p.Rules {
+	for i := range p.Rules {
+		r := &p.Rules[i]
 		if (rdom != "" && slices.Contains(r.Domains, rdom)) || matchSender(r.Senders, sl, sdom) {
-			return r.Via, true
+			return r
 		}
 	}
-	return "", false
+	return nil
 }
 
 // Domain returns the lower-cased domain of an address ("" for an address without @, such as the null sender).

@@ -13,14 +13,14 @@ func (v fixedVerdict) DirectOK() (bool, bool) { return v.ok, v.known }
 func TestDecide(t *testing.T) {
 	withSH := func(mode config.RoutingMode, rules ...config.Rule) *config.Config {
 		c := &config.Config{}
-		c.Smarthost.Address = "smtp.isp.example:587"
+		c.Smarthosts = []config.Smarthost{config.NewSmarthost("isp", "smtp.isp.example:587")}
 		c.Routing.Mode = mode
 		c.Routing.Rules = rules
 		return c
 	}
 	noSH := func(mode config.RoutingMode, rules ...config.Rule) *config.Config {
 		c := withSH(mode, rules...)
-		c.Smarthost.Address = ""
+		c.Smarthosts = nil
 		return c
 	}
 	good := fixedVerdict{ok: true, known: true}
@@ -99,7 +99,7 @@ func TestPolicy_Reroute(t *testing.T) {
 	} {
 		cfg := &config.Config{Routing: config.Routing{Mode: c.mode, Reroute: c.reroute}}
 		if c.smarthost {
-			cfg.Smarthost.Address = "smtp.isp.example:587"
+			cfg.Smarthosts = []config.Smarthost{config.NewSmarthost("isp", "smtp.isp.example:587")}
 		}
 		if got := NewPolicy(cfg).Reroute; got != c.want {
 			t.Errorf("mode %q, smart host %v, reroute %v: Reroute = %v, want %v", c.mode, c.smarthost, c.reroute, got, c.want)
@@ -110,7 +110,7 @@ func TestPolicy_Reroute(t *testing.T) {
 // Pinned is Decide's first step alone: the route of the first matching rule, which reroutes must not override.
 func TestPinned(t *testing.T) {
 	c := &config.Config{}
-	c.Smarthost.Address = "smtp.isp.example:587"
+	c.Smarthosts = []config.Smarthost{config.NewSmarthost("isp", "smtp.isp.example:587")}
 	c.Routing.Rules = []config.Rule{
 		{Domains: []string{"Partner.example."}, Via: "direct"},
 		{Senders: []string{"ceo@corp.example"}, Via: "direct"},
@@ -131,5 +131,32 @@ func TestPinned(t *testing.T) {
 		if via != tc.via || ok != tc.ok {
 			t.Errorf("Pinned(%q, %q) = %q %v, want %q %v", tc.from, tc.to, via, ok, tc.via, tc.ok)
 		}
+	}
+}
+
+// PinnedHost names the one smart host of via = "smarthost:NAME"; the list ("smarthost") and other routes name
+// none, and a rule naming a host that is not configured is left out (validation refuses it).
+func TestPinnedHost(t *testing.T) {
+	c := &config.Config{}
+	c.Smarthosts = []config.Smarthost{config.NewSmarthost("isp", "smtp.isp.example:587"), config.NewSmarthost("m365", "smtp.office365.com:587")}
+	c.Routing.Rules = []config.Rule{
+		{Domains: []string{"gone.example"}, Via: "smarthost:gone"},
+		{Senders: []string{"scanner@corp.example"}, Via: "smarthost:m365"},
+		{Domains: []string{"aol.com"}, Via: "smarthost"},
+		{Domains: []string{"partner.example"}, Via: "direct"},
+	}
+	p := NewPolicy(c)
+	for _, tc := range []struct{ from, to, host string }{
+		{"scanner@corp.example", "b@aol.com", "m365"},
+		{"a@corp.example", "b@aol.com", ""},
+		{"a@corp.example", "b@partner.example", ""},
+		{"a@corp.example", "b@gone.example", ""},
+	} {
+		if got := p.PinnedHost(tc.from, tc.to); got != tc.host {
+			t.Errorf("PinnedHost(%q, %q) = %q, want %q", tc.from, tc.to, got, tc.host)
+		}
+	}
+	if via, ok := p.Pinned("a@corp.example", "b@gone.example"); ok {
+		t.Errorf("a rule naming an unknown host still pins %q", via)
 	}
 }

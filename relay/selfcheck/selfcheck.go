@@ -1,6 +1,6 @@
 // Package selfcheck is `ptrelay check`, the DNS doctor: what receivers will see of this machine (its egress
-// address, PTR, forward-confirmed name, block lists, port 25), the MX of the sending domain and the SPF of the
-// smart host, one line per check with the fix, and the verdict. The CLI runs it with its own resolver and prints
+// address, PTR, forward-confirmed name, block lists, port 25), the MX of the sending domain, each smart host
+// reached and logged in to (no mail sent) and its SPF, one line per check with the fix, and the verdict. The CLI runs it with its own resolver and prints
 // it (Render); the daemon's web console runs it on request with the daemon's resolver and shows the same Result.
 // The checks themselves are dnscheck's; this package only assembles them from the configuration.
 package selfcheck
@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"strings"
 	"time"
@@ -71,7 +70,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (Result, error) {
 	if d == "" {
 		d = cfg.SendingDomain()
 	}
-	out := Result{Domain: d, Hostname: cfg.Hostname, TLSClients: o.TLSClients, HaveSmarthost: cfg.Smarthost.Configured()}
+	out := Result{Domain: d, Hostname: cfg.Hostname, TLSClients: o.TLSClients, HaveSmarthost: cfg.HasSmarthosts()}
 	if d != "" {
 		out.MX = []dnscheck.Check{dnscheck.CheckMX(ctx, res, d)}
 	}
@@ -84,11 +83,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (Result, error) {
 	for _, f := range []dnscheck.Family{dnscheck.IPv4, dnscheck.IPv6} {
 		out.Reports = append(out.Reports, dnscheck.SelfCheck(ctx, opts, f))
 	}
-	if cfg.Smarthost.Configured() && d != "" {
-		if host, _, err := net.SplitHostPort(cfg.Smarthost.Address); err == nil {
-			out.Smarthost = append(out.Smarthost, dnscheck.CheckSPFHost(ctx, res, d, host))
-		}
-	}
+	out.Smarthost = checkSmarthosts(ctx, cfg, res, d)
 	if d != "" {
 		signer := dkim.LoadEach(cfg)
 		out.DKIM = append(signer.Check(ctx, res, d, time.Now()), signer.CheckDMARC(ctx, res, d))
@@ -185,7 +180,7 @@ func (r Result) verdictSummary() Summary {
 		if r.HaveSmarthost {
 			s.Advice = "ptrelay sends through your smart host (routing.mode = \"auto\") until the lines marked fail are fixed."
 		} else {
-			s.Advice = "Fix the lines marked fail, or configure a [smarthost] (your ISP's or provider's) and ptrelay will use it."
+			s.Advice = "Fix the lines marked fail, or configure a smart host in [[smarthosts]] (your ISP's or provider's) and ptrelay will use it."
 		}
 		return s
 	}

@@ -30,7 +30,7 @@ func TestRender_SameWordsAsTheConsole(t *testing.T) {
 		"  fail    PTR record: none\n          fix: Ask your ISP.\n",
 		"  warn    TLS client 192.168.1.10: negotiated TLS1.0 X (allowed only by smtp.tls_legacy",
 		"Verdict: smarthost.", "  - PTR: none\n",
-		"Fix the lines marked fail, or configure a [smarthost]",
+		"Fix the lines marked fail, or configure a smart host in [[smarthosts]]",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)

@@ -12,18 +12,20 @@ import (
 type AuthMech string
 
 const (
-	AuthAuto  AuthMech = ""      // PLAIN when the server offers it (one round trip), else LOGIN
-	AuthPlain AuthMech = "plain" // RFC 4616
-	AuthLogin AuthMech = "login" // the mechanism Exchange and Office 365 clients use
+	AuthAuto    AuthMech = ""        // PLAIN when the server offers it (one round trip), else LOGIN
+	AuthPlain   AuthMech = "plain"   // RFC 4616
+	AuthLogin   AuthMech = "login"   // the mechanism Exchange and Office 365 clients use
+	AuthXOAUTH2 AuthMech = "xoauth2" // an OAuth2 bearer token (Microsoft 365, Google); Password is the token
 )
 
 // Credentials log a session in.
 type Credentials struct {
 	Mech     AuthMech
 	Username string
+	// Password is the password, or with AuthXOAUTH2 the access token.
 	Password string
 	// AllowPlaintext lets the credentials cross a session without TLS. Only for a server the admin placed on
-	// this machine or the LAN on purpose (smarthost.tls = "none").
+	// this machine or the LAN on purpose (a smart host's tls = "none").
 	AllowPlaintext bool
 }
 
@@ -39,7 +41,9 @@ type AuthNotOfferedError struct {
 
 func (e *AuthNotOfferedError) Error() string {
 	want := "AUTH PLAIN or LOGIN"
-	if e.Mech != AuthAuto {
+	if e.Mech == AuthXOAUTH2 {
+		want = "AUTH XOAUTH2"
+	} else if e.Mech != AuthAuto {
 		want = "AUTH " + strings.ToUpper(string(e.Mech))
 	}
 	if e.Offered == "" {
@@ -58,6 +62,11 @@ func (s *Session) Auth(c Credentials) error {
 	offered = strings.TrimSpace(offered)
 	var client sasl.Client
 	switch {
+	case c.Mech == AuthXOAUTH2:
+		if !s.c.SupportsAuth(mechXOAUTH2) {
+			return &AuthNotOfferedError{Mech: c.Mech, Offered: offered}
+		}
+		client = xoauth2Client{user: c.Username, token: c.Password}
 	case c.Mech != AuthLogin && s.c.SupportsAuth(sasl.Plain):
 		client = sasl.NewPlainClient("", c.Username, c.Password)
 	case c.Mech != AuthPlain && s.c.SupportsAuth(sasl.Login):

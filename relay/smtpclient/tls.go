@@ -9,7 +9,7 @@ import (
 type TLSMode int
 
 const (
-	TLSOff           TLSMode = iota // never: smarthost.tls = "none", delivery.tls = "none"
+	TLSOff           TLSMode = iota // never: a smart host's tls = "none", delivery.tls = "none"
 	TLSOpportunistic                // STARTTLS when offered; plaintext when it is not offered or is refused
 	TLSRequired                     // STARTTLS must be offered and succeed
 	TLSImplicit                     // TLS from the first byte (port 465)
@@ -44,6 +44,9 @@ type TLSPolicy struct {
 	VerifyConnection func(tls.ConnectionState) error
 	// MinVersion is the lowest TLS version accepted; 0 means crypto/tls's default for clients (TLS 1.2).
 	MinVersion uint16
+	// ClientCert, when set, is presented to a server that asks for a client certificate (a smart host's
+	// connector that authenticates the sending server by its certificate).
+	ClientCert *tls.Certificate
 	// Level names the security level for the log's tls= field, in Postfix's words (none, may, encrypt, verify,
 	// dane, mta-sts); "" lets the caller derive it from Mode and Verify.
 	Level string
@@ -58,11 +61,15 @@ func (p TLSPolicy) config(host string) *tls.Config {
 	if name == "" {
 		name = host
 	}
-	return &tls.Config{
+	c := &tls.Config{
 		ServerName:         name,
 		RootCAs:            p.RootCAs,
 		InsecureSkipVerify: !p.Verify,
 		VerifyConnection:   p.VerifyConnection,
 		MinVersion:         p.MinVersion,
 	}
+	if p.ClientCert != nil {
+		c.Certificates = []tls.Certificate{*p.ClientCert}
+	}
+	return c
 }
