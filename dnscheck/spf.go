@@ -398,7 +398,7 @@ func CheckSPFHost(ctx context.Context, r Lookuper, domain, host string) Check {
 		if !errors.Is(err, ErrTemporary) {
 			c.Status = StatusPermError
 		}
-		c.Fix = "Check the smart host's name in [smarthost] address."
+		c.Fix = "Check the address of this smart host in [[smarthosts]]: its name does not resolve."
 		return c
 	}
 	for _, a := range addrs {
