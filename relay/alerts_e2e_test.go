@@ -366,9 +366,15 @@ func TestAlertsE2E_ListingFiresAndResolves(t *testing.T) {
 	if n := len(e.inbox.Messages()); n != 2 {
 		t.Errorf("%d alert mails for one listing and its end, want 2", n)
 	}
-	if m := e.metrics(t); !strings.Contains(m, `ptrelay_alert_notices_total{channel="mail",event="listed",outcome="sent"} 2`) ||
-		!strings.Contains(m, `ptrelay_alert_notices_total{channel="webhook",event="listed",outcome="sent"} 2`) {
-		t.Errorf("metrics:\n%s", grepLines(m, "alert"))
+	// A notice is counted once its channel has the answer, just after the receiver got it: wait for the count.
+	var metrics string
+	testkit.WaitForExplained(t, 10*time.Second, func() string { return "metrics:\n" + grepLines(metrics, "alert") }, func() bool {
+		metrics = e.metrics(t)
+		return strings.Contains(metrics, `ptrelay_alert_notices_total{channel="mail",event="listed",outcome="sent"} 2`) &&
+			strings.Contains(metrics, `ptrelay_alert_notices_total{channel="webhook",event="listed",outcome="sent"} 2`)
+	})
+	if n := len(e.inbox.Messages()); n != 2 {
+		t.Errorf("%d alert mails once both notices are counted, want 2", n)
 	}
 }
 

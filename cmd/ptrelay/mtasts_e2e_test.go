@@ -244,6 +244,15 @@ hold = "1m"
 			t.Errorf("%s: TLS %v, want %v: %s", c.domain, tlsUsed, wantTLS[c.domain], r)
 		}
 	}
+	// The delivery line is written just after the outcome is recorded, which is after the MX has the message.
+	testkit.WaitFor(t, 10*time.Second, "a delivery line for every recipient", func() bool {
+		for _, c := range stsCases {
+			if len(deliveryLines(d, "x@"+c.domain)) == 0 {
+				return false
+			}
+		}
+		return true
+	})
 	if l := deliveryLines(d, "x@enforce.test"); len(l) != 1 || !strings.Contains(l[0], "relay=mx1.sts.test["+stsMX1+"]") {
 		t.Errorf("enforce.test: not delivered by mx1: %q", l)
 	}

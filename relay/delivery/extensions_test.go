@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"ptrelay/dnscheck/dnstest"
+	"ptrelay/internal/testkit"
 	"ptrelay/queue"
 	"ptrelay/relay/smtpstatus"
 )
@@ -18,7 +19,7 @@ import (
 func TestDelivery_IPv6MX(t *testing.T) {
 	ln, err := net.Listen("tcp", "[::1]:0")
 	if err != nil {
-		t.Skipf("no IPv6 loopback: %v", err)
+		testkit.Missing(t, "no IPv6 loopback: "+err.Error())
 	}
 	ln.Close()
 	f := startFake(t, ln.Addr().String(), nil)

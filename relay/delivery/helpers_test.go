@@ -2,7 +2,6 @@ package delivery
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 
 	"ptrelay/config"
 	"ptrelay/dnscheck"
+	"ptrelay/internal/testkit"
 	"ptrelay/queue"
 	"ptrelay/relay/oauth/oauthtest"
 )
@@ -147,24 +147,7 @@ func runWith(t *testing.T, cfg *config.Config, st *queue.Store, res *dnscheck.Re
 	if configure != nil {
 		configure(s)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			case <-time.After(20 * time.Second):
-				t.Errorf("Run did not return after cancel")
-			}
-		})
-	}
-	t.Cleanup(stop)
+	stop := testkit.Serve(t, "the scheduler", s.Run)
 	return s, rec, stop
 }
 
@@ -178,13 +161,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 // waitFor polls cond (a bounded wait, never a timing assertion).
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.WaitFor(t, timeout, what, cond)
 }
 
 // queueEmpty reports whether every message is gone (all recipients final).

@@ -3,7 +3,6 @@ package delivery
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -20,6 +19,7 @@ import (
 	"ptrelay/config"
 	"ptrelay/dnscheck"
 	"ptrelay/dnscheck/dnstest"
+	"ptrelay/internal/testkit"
 	"ptrelay/queue"
 	"ptrelay/relay/relaytest"
 	"ptrelay/relay/route"
@@ -73,7 +73,7 @@ type rerouteEnv struct {
 	dns     string
 	st      *queue.Store
 	cfg     *config.Config
-	logs    *syncLog
+	logs    *testkit.Buffer
 }
 
 // newRerouteEnv starts the sinks and unbound; mxIPs are dest.test's MX hosts in preference order (the caller
@@ -81,7 +81,7 @@ type rerouteEnv struct {
 func newRerouteEnv(t *testing.T, port int, mxIPs []string, zones ...string) *rerouteEnv {
 	t.Helper()
 	relaytest.Require(t, "smtp-sink", "unbound")
-	e := &rerouteEnv{port: port, logs: &syncLog{}}
+	e := &rerouteEnv{port: port, logs: &testkit.Buffer{}}
 	e.sh = relaytest.StartSink(t, relaytest.SinkOptions{Addr: "127.0.0.69:0", Hostname: "smtp.isp.test"})
 	e.senders = relaytest.StartSink(t, relaytest.SinkOptions{Addr: "127.0.0.68:" + strconv.Itoa(port), Hostname: "mx1.sender.test"})
 	recs := append(mxZone("dest.test", mxIPs...), mxZone("sender.test", "127.0.0.68")...)
@@ -105,23 +105,12 @@ func (e *rerouteEnv) run(t *testing.T, v route.VerdictSource, obs Observers) *re
 	opts := Options{IOTimeout: 5 * time.Second, Jitter: func(n int64) int64 { return n / 2 }}
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	s := New(NewSettings(e.cfg), Env{Store: e.st, Resolver: resolver(t, e.dns), Verdict: v, Log: log, Observers: obs, Options: opts})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("Run did not return after cancel")
-		}
 		if t.Failed() {
 			t.Logf("delivery log:\n%s", e.logs.String())
 		}
 	})
+	testkit.Serve(t, "the scheduler", s.Run) // its cleanup runs first: the log is complete when it is shown
 	return rec
 }
 
@@ -448,24 +437,6 @@ func firstAttempt(rec *recorder) Result {
 		}
 	}
 	return Result{}
-}
-
-// syncLog collects the scheduler's log for assertions.
-type syncLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // A smart host's refusal is about the smart host: a blocklist reply there (its own address, or its next hop's)
