@@ -35,9 +35,9 @@ func runAlerts(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
-	cfg, _, err := config.Load(*path)
+	cfg, err := loadConfig(*path)
 	if err != nil {
-		return fmt.Errorf("configuration: %v", joinLines(err))
+		return err
 	}
 	c, sock, err := dialAdmin(cfg)
 	if err != nil && !errors.Is(err, admin.ErrNoDaemon) {

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"ptrelay/config"
 	"ptrelay/relay/dkim"
 )
 
@@ -104,9 +103,9 @@ func dkimShow(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, _, err := config.Load(*path)
+	cfg, err := loadConfig(*path)
 	if err != nil {
-		return fmt.Errorf("configuration: %v", joinLines(err))
+		return err
 	}
 	s := dkim.LoadEach(cfg)
 	var list []dkimShowKey

@@ -10,6 +10,8 @@ import (
 	"os"
 	"sort"
 	"strings"
+
+	"ptrelay/config"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -107,6 +109,16 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 }
 
 // joinLines indents a multi-line error for the terminal.
+// loadConfig loads the configuration as every command but serve and config check does: its problems, one per
+// line, are the command's error.
+func loadConfig(path string) (*config.Config, error) {
+	cfg, _, err := config.Load(path)
+	if err != nil {
+		return nil, fmt.Errorf("configuration: %v", joinLines(err))
+	}
+	return cfg, nil
+}
+
 func joinLines(err error) string {
 	return strings.ReplaceAll(err.Error(), "\n", "\n  ")
 }

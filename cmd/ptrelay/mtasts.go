@@ -5,7 +5,6 @@ import (
 	"io"
 	"strings"
 
-	"ptrelay/config"
 	"ptrelay/queue"
 	"ptrelay/relay"
 	"ptrelay/relay/admin"
@@ -44,9 +43,9 @@ func runMTASTS(args []string, stdout, stderr io.Writer) error {
 	if len(pos) == 1 {
 		domain = strings.ToLower(strings.TrimSuffix(pos[0], "."))
 	}
-	cfg, _, err := config.Load(*path)
+	cfg, err := loadConfig(*path)
 	if err != nil {
-		return fmt.Errorf("configuration: %v", joinLines(err))
+		return err
 	}
 	q, closeQ, err := openQueue(cfg, verb == "show")
 	if err != nil {

@@ -75,9 +75,9 @@ func runQueue(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "ptrelay queue list: -%v\n", err)
 		return exitError{2}
 	}
-	cfg, _, err := config.Load(*path)
+	cfg, err := loadConfig(*path)
 	if err != nil {
-		return fmt.Errorf("configuration: %v", joinLines(err))
+		return err
 	}
 	if verb == "compact" {
 		if len(ids) > 0 {

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"ptrelay/config"
 	"ptrelay/dnscheck"
 	"ptrelay/relay/smtpclient"
 	"ptrelay/relay/smtpstatus"
@@ -46,9 +45,9 @@ func runSend(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "ptrelay send: -auth %q: use auto, plain or login\n", *auth)
 		return exitError{2}
 	}
-	cfg, _, err := config.Load(*path)
+	cfg, err := loadConfig(*path)
 	if err != nil {
-		return fmt.Errorf("configuration: %v", joinLines(err))
+		return err
 	}
 	addr := *server
 	if addr == "" {

@@ -6,7 +6,6 @@ import (
 	"io"
 	"time"
 
-	"ptrelay/config"
 	"ptrelay/queue"
 	"ptrelay/relay/admin"
 )
@@ -18,9 +17,9 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, _, err := config.Load(*path)
+	cfg, err := loadConfig(*path)
 	if err != nil {
-		return fmt.Errorf("configuration: %v", joinLines(err))
+		return err
 	}
 	c, sock, err := dialAdmin(cfg)
 	if err != nil && !errors.Is(err, admin.ErrNoDaemon) {

@@ -74,29 +74,14 @@ func topZones(rrs []dns.RR) []string {
 func recursiveConfig(dir string, port int, authority string, rrs []dns.RR) string {
 	host, aport, _ := net.SplitHostPort(authority)
 	var b strings.Builder
-	fmt.Fprintf(&b, `server:
-  username: ""
-  chroot: ""
-  directory: %q
-  pidfile: ""
-  do-daemonize: no
-  use-syslog: no
-  logfile: ""
-  verbosity: 1
-  interface: 127.0.0.1@%d
-  port: %d
-  so-reuseport: no
-  do-ip6: no
-  do-udp: yes
-  do-tcp: yes
-  access-control: 127.0.0.0/8 allow
-  module-config: "iterator"
+	b.WriteString(unboundServer(dir, port))
+	b.WriteString(`  module-config: "iterator"
   do-not-query-localhost: no
   num-threads: 1
   cache-max-ttl: 0
   cache-max-negative-ttl: 0
   local-zone: "." refuse
-`, dir, port, port)
+`)
 	transparent := topZones(rrs)
 	for _, rr := range rrs {
 		if n := strings.ToLower(rr.Header().Name); !slices.Contains(transparent, n) {

@@ -182,7 +182,24 @@ func unboundConfig(dir string, port int, rrs []dns.RR) string {
 	slices.Sort(names)
 
 	var b strings.Builder
-	fmt.Fprintf(&b, `server:
+	b.WriteString(unboundServer(dir, port))
+	b.WriteString(`  module-config: "iterator"
+  num-threads: 1
+  cache-max-ttl: 0
+  cache-max-negative-ttl: 0
+`)
+	for _, z := range names {
+		fmt.Fprintf(&b, "  local-zone: %q static\n", z)
+	}
+	b.WriteString(strings.Join(data, "\n"))
+	b.WriteString("\nremote-control:\n  control-enable: no\n")
+	return b.String()
+}
+
+// unboundServer is the start of the server clause every test unbound shares: in the foreground, logging to
+// stderr, as the current user, on 127.0.0.1 at port (UDP and TCP), answering loopback clients, files in dir.
+func unboundServer(dir string, port int) string {
+	return fmt.Sprintf(`server:
   username: ""
   chroot: ""
   directory: %q
@@ -198,15 +215,5 @@ func unboundConfig(dir string, port int, rrs []dns.RR) string {
   do-udp: yes
   do-tcp: yes
   access-control: 127.0.0.0/8 allow
-  module-config: "iterator"
-  num-threads: 1
-  cache-max-ttl: 0
-  cache-max-negative-ttl: 0
 `, dir, port, port)
-	for _, z := range names {
-		fmt.Fprintf(&b, "  local-zone: %q static\n", z)
-	}
-	b.WriteString(strings.Join(data, "\n"))
-	b.WriteString("\nremote-control:\n  control-enable: no\n")
-	return b.String()
 }

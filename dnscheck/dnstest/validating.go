@@ -168,29 +168,14 @@ func validatingConfig(dir string, port int, anchor string, zones []Zone, authZon
 		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, `server:
-  username: ""
-  chroot: ""
-  directory: %q
-  pidfile: ""
-  do-daemonize: no
-  use-syslog: no
-  logfile: ""
-  verbosity: 1
-  interface: 127.0.0.1@%d
-  port: %d
-  so-reuseport: no
-  do-ip6: no
-  do-udp: yes
-  do-tcp: yes
-  access-control: 127.0.0.0/8 allow
-  module-config: "validator iterator"
+	b.WriteString(unboundServer(dir, port))
+	fmt.Fprintf(&b, `  module-config: "validator iterator"
   trust-anchor-file: %q
   do-not-query-localhost: no
   num-threads: 1
   ede: yes
   val-log-level: 2
-`, dir, port, port, anchor)
+`, anchor)
 	for _, top := range tops {
 		fmt.Fprintf(&b, "  local-zone: %q nodefault\n", top)
 	}
