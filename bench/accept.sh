@@ -74,10 +74,7 @@ run() { # RELAY C REP
 echo "accept benchmark: N=$msgs, $size bytes, C in {$concs}, $reps repetitions, $(nproc) CPUs, $(date -u +%FT%TZ)"
 for c in $concs; do
 	for rep in $(seq "$reps"); do
-		# Alternate who goes first, so that a slow phase of the machine does not favour one side.
-		order=$relays
-		if [ $((rep % 2)) -eq 0 ]; then order=$(echo "$relays" | awk '{ for (i = NF; i > 0; i--) printf "%s ", $i }'); fi
-		for relay in $order; do run "$relay" "$c" "$rep"; done
+		for relay in $(run_order "$relays" "$rep"); do run "$relay" "$c" "$rep"; done
 	done
 done
 

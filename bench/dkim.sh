@@ -211,9 +211,7 @@ run() { # RELAY N BYTES REP
 echo "DKIM benchmark: C=$c, workloads {$workloads}, relays {$relays}, $reps repetitions, $(nproc) CPUs, $(date -u +%FT%TZ)"
 for w in $workloads; do
 	for rep in $(seq "$reps"); do
-		order=$relays
-		if [ $((rep % 2)) -eq 0 ]; then order=$(echo "$relays" | awk '{ for (i = NF; i > 0; i--) printf "%s ", $i }'); fi
-		for relay in $order; do run "$relay" "${w%:*}" "${w#*:}" "$rep"; done
+		for relay in $(run_order "$relays" "$rep"); do run "$relay" "${w%:*}" "${w#*:}" "$rep"; done
 	done
 done
 

@@ -10,6 +10,16 @@ FROM=from@example.test
 TO=to@example.org
 
 die() { echo "bench: $*" >&2; exit 1; }
+
+# run_order RELAYS REP: the relays in the order repetition REP runs them. Every other repetition reverses it, so
+# that a slow phase of the machine does not favour one side.
+run_order() {
+	if [ $(($2 % 2)) -eq 0 ]; then
+		echo "$1" | awk '{ for (i = NF; i > 0; i--) printf "%s ", $i }'
+	else
+		echo "$1"
+	fi
+}
 log() { echo "# $*" >&2; }
 
 need() {

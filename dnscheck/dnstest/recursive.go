@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -30,25 +29,9 @@ func StartRecursive(t testing.TB, records ...string) (addr string) {
 	authority := StartDnsmasq(t, records...)
 	bin := requireProgram(t, "unbound")
 	dir := t.TempDir()
-	var lastErr error
-	for attempt := range 5 {
-		port, err := freePort()
-		if err != nil {
-			t.Fatalf("dnstest: free port: %v", err)
-		}
-		addr = net.JoinHostPort("127.0.0.1", fmt.Sprint(port))
-		conf := filepath.Join(dir, fmt.Sprintf("unbound-recursive-%d.conf", attempt))
-		if err := os.WriteFile(conf, []byte(recursiveConfig(dir, port, authority, rrs)), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		lastErr = runUnbound(t, bin, conf, addr, rrs[0])
-		if lastErr == nil {
-			return addr
-		}
-		t.Logf("dnstest: recursive unbound on %s: %v; retrying on another port", addr, lastErr)
-	}
-	t.Fatalf("dnstest: recursive unbound did not start: %v", lastErr)
-	return ""
+	return launchUnbound(t, bin, dir, "recursive unbound", rrs[0], func(port int) string {
+		return recursiveConfig(dir, port, authority, rrs)
+	})
 }
 
 // topZones are the top-level zones ("test.") of the records' owner names.

@@ -55,24 +55,33 @@ func StartUnbound(t testing.TB, records ...string) (addr string) {
 		t.Fatal("dnstest: StartUnbound needs at least one record")
 	}
 	dir := t.TempDir()
+	return launchUnbound(t, bin, dir, "unbound", rrs[0], func(port int) string {
+		return unboundConfig(dir, port, rrs)
+	})
+}
+
+// launchUnbound starts unbound with the configuration config(port) writes for a free port, and returns
+// "127.0.0.1:port" once unbound answers probe. A port someone else took meanwhile is retried with another, up to
+// five times.
+func launchUnbound(t testing.TB, bin, dir, kind string, probe dns.RR, config func(port int) string) string {
+	t.Helper()
 	var lastErr error
 	for attempt := range 5 {
 		port, err := freePort()
 		if err != nil {
 			t.Fatalf("dnstest: free port: %v", err)
 		}
-		addr = net.JoinHostPort("127.0.0.1", fmt.Sprint(port))
-		conf := filepath.Join(dir, fmt.Sprintf("unbound-%d.conf", attempt))
-		if err := os.WriteFile(conf, []byte(unboundConfig(dir, port, rrs)), 0o600); err != nil {
+		addr := net.JoinHostPort("127.0.0.1", fmt.Sprint(port))
+		conf := filepath.Join(dir, fmt.Sprintf("%s-%d.conf", strings.ReplaceAll(kind, " ", "-"), attempt))
+		if err := os.WriteFile(conf, []byte(config(port)), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		lastErr = runUnbound(t, bin, conf, addr, rrs[0])
-		if lastErr == nil {
+		if lastErr = runUnbound(t, bin, conf, addr, probe); lastErr == nil {
 			return addr
 		}
-		t.Logf("dnstest: unbound on %s: %v; retrying on another port", addr, lastErr)
+		t.Logf("dnstest: %s on %s: %v; retrying on another port", kind, addr, lastErr)
 	}
-	t.Fatalf("dnstest: unbound did not start: %v", lastErr)
+	t.Fatalf("dnstest: %s did not start: %v", kind, lastErr)
 	return ""
 }
 

@@ -2,7 +2,6 @@ package dnstest
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -98,25 +97,9 @@ func StartValidating(t testing.TB, zones ...Zone) (addr string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var lastErr error
-	for attempt := range 5 {
-		port, err := freePort()
-		if err != nil {
-			t.Fatalf("dnstest: free port: %v", err)
-		}
-		addr = net.JoinHostPort("127.0.0.1", fmt.Sprint(port))
-		conf := filepath.Join(dir, fmt.Sprintf("unbound-validating-%d.conf", attempt))
-		if err := os.WriteFile(conf, []byte(validatingConfig(dir, port, anchor, zones, authZones)), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		lastErr = runUnbound(t, bin, conf, addr, probe)
-		if lastErr == nil {
-			return addr
-		}
-		t.Logf("dnstest: validating unbound on %s: %v; retrying on another port", addr, lastErr)
-	}
-	t.Fatalf("dnstest: validating unbound did not start: %v", lastErr)
-	return ""
+	return launchUnbound(t, bin, dir, "validating unbound", probe, func(port int) string {
+		return validatingConfig(dir, port, anchor, zones, authZones)
+	})
 }
 
 // run runs a program in dir and returns its output's first line (ldns-keygen prints the key's base name).
